@@ -1,0 +1,1 @@
+//! opencode-worker: disposable, sandboxed job sessions served as JSON-RPC 2.0 over stdio.
