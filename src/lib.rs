@@ -1,1 +1,18 @@
 //! opencode-worker: disposable, sandboxed job sessions served as JSON-RPC 2.0 over stdio.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod exec;
+pub mod isolation;
+pub mod logging;
+pub mod metrics;
+pub mod plan;
+pub mod pool;
+pub mod protocol;
+pub mod rpc;
+pub mod run_cmd;
+pub mod schema_cmd;
+pub mod serve;
+pub mod session;
+pub mod worker;

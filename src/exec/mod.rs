@@ -1,0 +1,13 @@
+//! EXECUTE: start a job's process in its own session, watch it through a pidfd, and end its tree.
+
+mod affinity;
+mod env;
+mod output;
+mod process;
+mod rlimits;
+
+pub use affinity::CpuPicker;
+pub use env::{SessionPaths, job_environment};
+pub use output::{StreamBuffer, pump};
+pub use process::{ExitInfo, JobProcess, LaunchSpec, Program, ResourceUse};
+pub use rlimits::RlimitPlan;

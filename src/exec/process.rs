@@ -1,0 +1,258 @@
+//! One job process: spawned as the leader of a new session, observed through a pidfd, reaped
+//! with `wait4` so its resource use is known, and ended with its whole process group.
+//!
+//! We reap the leader ourselves instead of through tokio so we get its `rusage`; tokio's own
+//! reaper only waits for pids it spawned, so the two never steal each other's children.
+
+use super::RlimitPlan;
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use tokio::io::unix::AsyncFd;
+
+#[derive(Debug, Clone)]
+pub enum Program {
+    /// Run by `/bin/sh -c`: a non-login, non-interactive shell reads no rc files.
+    Shell(String),
+    Argv(Vec<String>),
+}
+
+pub struct LaunchSpec {
+    pub program: Program,
+    pub cwd: PathBuf,
+    pub env: Vec<(OsString, OsString)>,
+    pub stdin: bool,
+    pub rlimits: RlimitPlan,
+    pub cpu_set: Option<nix::sched::CpuSet>,
+}
+
+/// How the leader ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResourceUse {
+    pub user: Duration,
+    pub system: Duration,
+    pub max_rss_bytes: u64,
+}
+
+pub struct JobProcess {
+    pid: libc::pid_t,
+    pidfd: AsyncFd<OwnedFd>,
+    pub stdin: Option<tokio::process::ChildStdin>,
+    pub stdout: Option<tokio::process::ChildStdout>,
+    pub stderr: Option<tokio::process::ChildStderr>,
+    reaped: bool,
+}
+
+impl JobProcess {
+    /// Must run on a thread that outlives the job (a runtime worker, never a blocking-pool
+    /// thread): the kernel sends the parent-death signal when the forking *thread* exits.
+    pub fn spawn(spec: LaunchSpec) -> io::Result<JobProcess> {
+        let mut command = match &spec.program {
+            Program::Shell(line) => {
+                let mut command = Command::new("/bin/sh");
+                command.arg("-c").arg(line);
+                command
+            }
+            Program::Argv(argv) => {
+                let mut command = Command::new(&argv[0]);
+                command.args(&argv[1..]);
+                command
+            }
+        };
+        command
+            .current_dir(&spec.cwd)
+            .env_clear()
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .stdin(if spec.stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+
+        let parent = std::process::id() as libc::pid_t;
+        let rlimits = spec.rlimits;
+        let cpu_set = spec.cpu_set;
+        // SAFETY: the closure only makes async-signal-safe system calls on values computed
+        // before fork; it allocates nothing and takes no locks.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setsid() < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The worker may have died between fork and prctl; the signal would never come.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                rlimits.apply()?;
+                if let Some(set) = &cpu_set {
+                    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), set)
+                        .map_err(io::Error::from)?;
+                }
+                Ok(())
+            });
+        }
+
+        let mut child = command.spawn()?;
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: the OwnedFd stays open and unchanged for the AsyncFd's whole life.
+        let watched = pidfd_open(pid)
+            .and_then(|fd| unsafe { AsyncFd::register(fd) }.map_err(io::Error::from));
+        let pidfd = match watched {
+            Ok(fd) => fd,
+            Err(error) => {
+                // SAFETY: plain kill of our own, not yet reaped child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let _ = child.wait();
+                return Err(error);
+            }
+        };
+        // From here on, Drop kills and reaps the child whatever fails.
+        let mut process = JobProcess {
+            pid,
+            pidfd,
+            stdin: None,
+            stdout: None,
+            stderr: None,
+            reaped: false,
+        };
+        process.stdin = child
+            .stdin
+            .take()
+            .map(tokio::process::ChildStdin::from_std)
+            .transpose()?;
+        process.stdout = child
+            .stdout
+            .take()
+            .map(tokio::process::ChildStdout::from_std)
+            .transpose()?;
+        process.stderr = child
+            .stderr
+            .take()
+            .map(tokio::process::ChildStderr::from_std)
+            .transpose()?;
+        // `child` is dropped without waiting: we reap through the pidfd.
+        Ok(process)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// Resolves when the leader has exited (it stays a zombie until `reap`, which keeps its
+    /// pid and process-group id from being reused meanwhile).
+    pub async fn exited(&self) -> io::Result<()> {
+        loop {
+            let mut guard = self.pidfd.readable().await?;
+            if self.has_exited() {
+                return Ok(());
+            }
+            guard.clear_ready();
+        }
+    }
+
+    fn has_exited(&self) -> bool {
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid with WNOWAIT only inspects our own child; info is a valid out-pointer.
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                self.pidfd.get_ref().as_raw_fd() as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        rc == 0 && unsafe { info.si_pid() } != 0
+    }
+
+    /// Signals the leader and every process still in its process group.
+    pub fn signal_tree(&self, signal: libc::c_int) {
+        if self.reaped {
+            return;
+        }
+        // SAFETY: plain signal delivery; the group id cannot have been reused because the
+        // leader is not reaped yet.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.pidfd.get_ref().as_raw_fd(),
+                signal,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            );
+            libc::killpg(self.pid, signal);
+        }
+    }
+
+    /// Kills what is left of the group, then collects the leader's status and resource use.
+    /// Call after `exited` resolved.
+    pub fn reap(&mut self) -> io::Result<(ExitInfo, ResourceUse)> {
+        self.signal_tree(libc::SIGKILL);
+        let mut status = 0;
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: wait4 on our own child with valid out-pointers.
+        let rc = unsafe { libc::wait4(self.pid, &mut status, 0, &mut usage) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.reaped = true;
+        let exit = if libc::WIFEXITED(status) {
+            ExitInfo {
+                code: Some(libc::WEXITSTATUS(status)),
+                signal: None,
+            }
+        } else {
+            ExitInfo {
+                code: None,
+                signal: Some(libc::WTERMSIG(status)),
+            }
+        };
+        let time = |tv: libc::timeval| {
+            Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64)
+        };
+        Ok((
+            exit,
+            ResourceUse {
+                user: time(usage.ru_utime),
+                system: time(usage.ru_stime),
+                max_rss_bytes: usage.ru_maxrss as u64 * 1024,
+            },
+        ))
+    }
+}
+
+impl Drop for JobProcess {
+    /// Whatever path dropped us, nothing of the job survives and no zombie is left.
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.signal_tree(libc::SIGKILL);
+            let mut status = 0;
+            // SAFETY: blocking wait for our own SIGKILLed child; it cannot take long.
+            unsafe { libc::waitpid(self.pid, &mut status, 0) };
+        }
+    }
+}
+
+fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open returns a new fd we own, or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, libc::PIDFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor returned by the kernel.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}

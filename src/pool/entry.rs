@@ -1,0 +1,180 @@
+//! One job as the pool holds it: its plan, its state, its output, and the channels its runner
+//! listens and answers on.
+
+use super::state::{ActivePhase, Ended, JobState, StopRequest};
+use crate::exec::StreamBuffer;
+use crate::plan::JobPlan;
+use crate::protocol::{Artifact, Job, JobMetrics, JobSummary};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
+use tokio::sync::watch;
+
+pub struct JobEntry {
+    pub plan: JobPlan,
+    pub session_id: String,
+    pub created_at: SystemTime,
+    pub created: Instant,
+    pub stdout: Arc<Mutex<StreamBuffer>>,
+    pub stderr: Arc<Mutex<StreamBuffer>>,
+    record: Mutex<Record>,
+    ended: watch::Sender<bool>,
+    stop: watch::Sender<Option<StopRequest>>,
+}
+
+pub struct Record {
+    pub state: JobState,
+    pub artifacts: Option<Vec<Artifact>>,
+    pub metrics: JobMetrics,
+}
+
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+impl JobEntry {
+    pub fn new(plan: JobPlan) -> Self {
+        let output_cap = plan.limits.output;
+        let metrics = JobMetrics {
+            limits: plan.limits.clone(),
+            ..JobMetrics::default()
+        };
+        JobEntry {
+            session_id: uuid::Uuid::now_v7().simple().to_string(),
+            created_at: SystemTime::now(),
+            created: Instant::now(),
+            stdout: Arc::new(Mutex::new(StreamBuffer::new(output_cap))),
+            stderr: Arc::new(Mutex::new(StreamBuffer::new(output_cap))),
+            record: Mutex::new(Record {
+                state: JobState::Queued,
+                artifacts: None,
+                metrics,
+            }),
+            ended: watch::channel(false).0,
+            stop: watch::channel(None).0,
+            plan,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.plan.job_id
+    }
+
+    pub fn record(&self) -> MutexGuard<'_, Record> {
+        lock(&self.record)
+    }
+
+    pub fn activate(&self) {
+        self.record().state = JobState::Active {
+            phase: ActivePhase::Init,
+            started_at: SystemTime::now(),
+        };
+    }
+
+    pub fn set_phase(&self, next: ActivePhase) {
+        if let JobState::Active { phase, .. } = &mut self.record().state {
+            *phase = next;
+        }
+    }
+
+    /// Records the end and wakes everyone waiting for it. Ending twice keeps the first end.
+    pub fn end(&self, ended: Ended) {
+        {
+            let mut record = self.record();
+            if matches!(record.state, JobState::Ended(_)) {
+                return;
+            }
+            record.state = JobState::Ended(ended);
+        }
+        self.ended.send_replace(true);
+    }
+
+    pub fn is_ended(&self) -> bool {
+        *self.ended.borrow()
+    }
+
+    /// Resolves once the job has ended.
+    pub async fn wait_ended(&self) {
+        let mut ended = self.ended.subscribe();
+        let _ = ended.wait_for(|done| *done).await;
+    }
+
+    /// Asks the runner to stop the job; the first request wins.
+    pub fn request_stop(&self, request: StopRequest) {
+        self.stop.send_if_modified(|current| {
+            if current.is_none() {
+                *current = Some(request);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    pub fn stop_requests(&self) -> watch::Receiver<Option<StopRequest>> {
+        self.stop.subscribe()
+    }
+
+    /// Bytes this job holds in memory while retained.
+    pub fn retained_bytes(&self) -> u64 {
+        let output = lock(&self.stdout).kept().len() + lock(&self.stderr).kept().len();
+        let artifacts: usize = self
+            .record()
+            .artifacts
+            .iter()
+            .flatten()
+            .filter_map(|a| a.content.as_ref().map(String::len))
+            .sum();
+        (output + artifacts) as u64
+    }
+
+    pub fn summary(&self) -> JobSummary {
+        let record = self.record();
+        let ended = record.state.ended();
+        JobSummary {
+            job_id: self.plan.job_id.clone(),
+            session_id: self.session_id.clone(),
+            status: record.state.status(),
+            phase: record.state.phase(),
+            created_at: rfc3339(self.created_at),
+            started_at: record.state.started_at().map(rfc3339),
+            ended_at: ended.map(|e| rfc3339(e.ended_at)),
+            exit_code: ended.and_then(|e| e.outcome.exit()).and_then(|x| x.code),
+            reason: ended.and_then(|e| e.outcome.reason()),
+            command: self.plan.command_line(),
+        }
+    }
+
+    /// The wire view; output bodies and artifacts only when asked for and the job has ended.
+    pub fn view(&self, with_result: bool) -> Job {
+        let record = self.record();
+        let ended = record.state.ended();
+        let exit = ended.and_then(|e| e.outcome.exit());
+        let (stdout, stderr) = (lock(&self.stdout), lock(&self.stderr));
+        let include = with_result && ended.is_some();
+        Job {
+            job_id: self.plan.job_id.clone(),
+            session_id: self.session_id.clone(),
+            status: record.state.status(),
+            phase: record.state.phase(),
+            created_at: rfc3339(self.created_at),
+            started_at: record.state.started_at().map(rfc3339),
+            ended_at: ended.map(|e| rfc3339(e.ended_at)),
+            exit_code: exit.and_then(|x| x.code),
+            signal: exit.and_then(|x| x.signal),
+            reason: ended.and_then(|e| e.outcome.reason()),
+            message: ended.and_then(|e| e.outcome.message()),
+            stdout: include.then(|| String::from_utf8_lossy(stdout.kept()).into_owned()),
+            stderr: include.then(|| String::from_utf8_lossy(stderr.kept()).into_owned()),
+            stdout_truncated: ended.map(|_| stdout.truncated()),
+            stderr_truncated: ended.map(|_| stderr.truncated()),
+            stdout_bytes: Some(stdout.total()),
+            stderr_bytes: Some(stderr.total()),
+            artifacts: if include { record.artifacts.clone() } else { None },
+            metrics: ended.map(|_| record.metrics.clone()),
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! What a client gets back about a job.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Where a job stands. `finished` means exit code 0; every other ended status says why in `reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Admitted, waiting for a free session slot.
+    Queued,
+    /// Its session exists; see `phase`.
+    Running,
+    /// Exited with code 0.
+    Finished,
+    /// Exited non-zero, died of a signal, or could not be prepared or started.
+    Failed,
+    /// Killed after its wall-clock limit.
+    Timeout,
+    /// Cancelled by a client.
+    Cancelled,
+    /// Killed by the worker; `reason` says which limit or event.
+    Killed,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 7] = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Finished,
+        JobStatus::Failed,
+        JobStatus::Timeout,
+        JobStatus::Cancelled,
+        JobStatus::Killed,
+    ];
+
+    pub fn is_ended(self) -> bool {
+        !matches!(self, JobStatus::Queued | JobStatus::Running)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Finished => "finished",
+            JobStatus::Failed => "failed",
+            JobStatus::Timeout => "timeout",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::Killed => "killed",
+        }
+    }
+}
+
+/// The lifecycle phase: init -> prepare -> execute -> collect -> destroy -> done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Init,
+    Prepare,
+    Execute,
+    Collect,
+    Destroy,
+    Done,
+}
+
+/// Why a job ended the way it did (absent for `finished`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// `failed`: the process exited with a non-zero code.
+    ExitCode,
+    /// `failed`: the process died of a signal it was not sent by the worker.
+    Signal,
+    /// `failed`: the session could not be prepared (see `message`).
+    PrepareError,
+    /// `failed`: the program could not be started (see `message`).
+    SpawnError,
+    /// `timeout`: the wall-clock limit passed.
+    Timeout,
+    /// `cancelled`: a client cancelled it.
+    Cancelled,
+    /// `killed`: the job used more memory than its limit.
+    MemoryLimit,
+    /// `killed`: the job wrote more output than its limit.
+    OutputLimit,
+    /// `killed`: the job ran more processes than its limit.
+    PidsLimit,
+    /// `killed`: a process of the job used more CPU time than allowed.
+    CpuTimeLimit,
+    /// `killed`: the worker shut down while the job was queued or running.
+    WorkerShutdown,
+}
+
+impl EndReason {
+    pub const ALL: [EndReason; 11] = [
+        EndReason::ExitCode,
+        EndReason::Signal,
+        EndReason::PrepareError,
+        EndReason::SpawnError,
+        EndReason::Timeout,
+        EndReason::Cancelled,
+        EndReason::MemoryLimit,
+        EndReason::OutputLimit,
+        EndReason::PidsLimit,
+        EndReason::CpuTimeLimit,
+        EndReason::WorkerShutdown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::ExitCode => "exit_code",
+            EndReason::Signal => "signal",
+            EndReason::PrepareError => "prepare_error",
+            EndReason::SpawnError => "spawn_error",
+            EndReason::Timeout => "timeout",
+            EndReason::Cancelled => "cancelled",
+            EndReason::MemoryLimit => "memory_limit",
+            EndReason::OutputLimit => "output_limit",
+            EndReason::PidsLimit => "pids_limit",
+            EndReason::CpuTimeLimit => "cpu_time_limit",
+            EndReason::WorkerShutdown => "worker_shutdown",
+        }
+    }
+}
+
+/// A job: its identity, where it stands, and (once ended, when asked for) its result.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct Job {
+    pub job_id: String,
+    /// The disposable session the job runs in.
+    pub session_id: String,
+    pub status: JobStatus,
+    pub phase: Phase,
+    /// RFC 3339 UTC time the job was admitted.
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    /// The process's exit code, when it exited normally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The signal number that ended the process, when a signal did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<EndReason>,
+    /// Human-readable detail: a cancel reason, a prepare or spawn error, which limit was hit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Standard output (invalid UTF-8 replaced; page exact bytes with `worker_collect_output`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<String>,
+    /// True when the job wrote more to stdout than the output limit kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_truncated: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_truncated: Option<bool>,
+    /// Bytes the job wrote to stdout, kept or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_bytes: Option<u64>,
+    /// Files the job wrote under `$OUTPUT_DIR`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<Vec<Artifact>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<JobMetrics>,
+}
+
+/// One line per job in `worker_list_sessions`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct JobSummary {
+    pub job_id: String,
+    pub session_id: String,
+    pub status: JobStatus,
+    pub phase: Phase,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<EndReason>,
+    /// The command line, or argv joined by spaces, cut to 200 characters.
+    pub command: String,
+}
+
+/// A file the job left in its output directory.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct Artifact {
+    /// Path relative to the output directory.
+    pub path: String,
+    pub size: u64,
+    /// Hex SHA-256 of the whole file.
+    pub sha256: String,
+    /// The content, when it fits the inline cap and was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// `utf8` or `base64`, when `content` is present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<super::FileEncoding>,
+}
+
+/// Timings and resource use of one job. Durations are milliseconds.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+pub struct JobMetrics {
+    /// Time spent queued before a session slot was free.
+    pub queue_ms: f64,
+    pub prepare_ms: f64,
+    /// From the spawn call until the process was running.
+    pub spawn_ms: f64,
+    pub execute_ms: f64,
+    pub collect_ms: f64,
+    pub destroy_ms: f64,
+    /// From admission to the end of destroy.
+    pub total_ms: f64,
+    /// User CPU time of the job's process and the descendants it waited for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_user_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_system_ms: Option<f64>,
+    /// Peak resident memory of the largest process of the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rss_bytes: Option<u64>,
+    /// The limits the job ran under.
+    pub limits: super::EffectiveLimits,
+}

@@ -1,0 +1,237 @@
+//! Parameters and results of each method other than dispatch.
+
+use super::{Artifact, EndReason, Job, JobMetrics, JobStatus, JobSummary, Phase};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const PROTOCOL_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InitializeParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientInfo>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct ClientInfo {
+    pub name: String,
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct InitializeResult {
+    pub name: String,
+    pub version: String,
+    pub protocol: u32,
+    /// Unique per worker process; session and job ids are unique within it.
+    pub worker_id: String,
+    pub limits: LimitsInfo,
+    pub isolation: IsolationReport,
+    pub tools: Vec<ToolDescriptor>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LimitsInfo {
+    pub defaults: EffectiveLimits,
+    pub maximums: EffectiveLimits,
+}
+
+/// A complete set of limits, as applied to a job.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EffectiveLimits {
+    /// CPU cores.
+    pub cpu: f64,
+    /// Memory in bytes.
+    pub memory: u64,
+    /// Wall-clock time in milliseconds.
+    pub timeout: u64,
+    /// Output kept per stream, in bytes.
+    pub output: u64,
+    /// Processes at once.
+    pub pids: u64,
+}
+
+/// Which protection layers are in force, stated without exaggeration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct IsolationReport {
+    /// The isolation profile in force.
+    pub profile: String,
+    pub layers: Vec<LayerReport>,
+    /// How each limit is enforced (or that it is not).
+    pub limits: Vec<LayerReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LayerReport {
+    pub name: String,
+    pub state: LayerState,
+    /// The mechanism when active; why not when degraded or unavailable.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LayerState {
+    Active,
+    Degraded,
+    Unavailable,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ToolDescriptor {
+    pub name: String,
+    pub description: String,
+    pub input_schema: serde_json::Value,
+    pub output_schema: serde_json::Value,
+}
+
+/// Names one job.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobRef {
+    /// The job's id, as returned by `worker_dispatch_job`.
+    pub job_id: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CollectParams {
+    /// The job's id, as returned by `worker_dispatch_job`.
+    pub job_id: String,
+    /// Byte offset into each output stream to start from (default 0), for paging a large output.
+    #[serde(default)]
+    pub stream_offset: u64,
+    /// Most bytes returned per stream (default 65536).
+    #[schemars(range(min = 1, max = 16_777_216))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    /// Include the files the job wrote to `$OUTPUT_DIR` (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_artifacts: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CollectResult {
+    pub job_id: String,
+    pub status: JobStatus,
+    pub phase: Phase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<EndReason>,
+    pub stdout: StreamPage,
+    pub stderr: StreamPage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<Vec<Artifact>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<JobMetrics>,
+}
+
+/// A window onto one output stream.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct StreamPage {
+    pub data: String,
+    /// `utf8`, or `base64` when the window is not valid UTF-8.
+    pub encoding: super::FileEncoding,
+    /// Where this window starts in the stream.
+    pub offset: u64,
+    /// Where the next window starts; equal to `kept_bytes` once everything kept was read.
+    pub next_offset: u64,
+    /// Bytes kept (the output limit caps it).
+    pub kept_bytes: u64,
+    /// Bytes the job wrote in all, kept or not.
+    pub total_bytes: u64,
+    pub truncated: bool,
+    /// True when the job has ended and this window reaches the end of what was kept.
+    pub eof: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelParams {
+    /// The job's id, as returned by `worker_dispatch_job`.
+    pub job_id: String,
+    /// Why; recorded in the job's `message`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only jobs with this status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<JobStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ListResult {
+    /// Live jobs and retained ended ones, oldest first.
+    pub sessions: Vec<JobSummary>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsParams {}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MetricsResult {
+    pub worker_id: String,
+    pub uptime_ms: u64,
+    pub jobs: JobCounts,
+    /// Jobs waiting for a slot.
+    pub queue_depth: u64,
+    /// Jobs with a live session.
+    pub active_sessions: u64,
+    /// Ended jobs kept for status and output.
+    pub retained: u64,
+    pub max_concurrent_sessions: u64,
+    pub max_queued: u64,
+    /// Milliseconds per lifecycle phase and end to end, over the most recent jobs.
+    pub latency_ms: BTreeMap<String, Percentiles>,
+    pub host: HostMetrics,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct JobCounts {
+    /// Jobs admitted since start.
+    pub dispatched: u64,
+    /// Dispatch requests refused (invalid, over a limit, busy, duplicate).
+    pub rejected: u64,
+    /// Jobs by current status; ended jobs stay counted after they leave retention.
+    pub by_status: BTreeMap<String, u64>,
+    /// Ended jobs by reason.
+    pub by_reason: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct HostMetrics {
+    pub cpus: u64,
+    /// Whole-host CPU use since the previous metrics call, percent of all cores.
+    pub cpu_usage_percent: f32,
+    pub load_average_1m: f64,
+    pub memory_total_bytes: u64,
+    pub memory_available_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownParams {}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Empty {}
+
+/// Output schema of dispatch, status and cancel.
+pub type JobResult = Job;

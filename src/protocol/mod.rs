@@ -1,0 +1,15 @@
+//! The wire contract: every type a client sends or receives, with its JSON Schema.
+//!
+//! These types are the single source of truth for `schema/` and for the tool list that
+//! `initialize` returns, so a field added here shows up in OpenCode without hand-written shapes.
+
+pub mod bytesize;
+pub mod job;
+pub mod methods;
+pub mod spec;
+pub mod tools;
+
+pub use bytesize::ByteSize;
+pub use job::{Artifact, EndReason, Job, JobMetrics, JobStatus, JobSummary, Phase};
+pub use methods::*;
+pub use spec::{FileEncoding, FileEntry, JobSpec, LimitsRequest, NetworkMode, SeedConfig};

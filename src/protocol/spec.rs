@@ -1,0 +1,149 @@
+//! What a client asks for: `worker_dispatch_job` parameters.
+
+use super::ByteSize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A job to run in a fresh, disposable session.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Your name for the job: 1-128 characters of `A-Z a-z 0-9 . _ -`. A UUIDv7 is chosen when
+    /// absent. Must not repeat the id of a live or retained job.
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9._-]+$"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+
+    /// A shell command line, run by `/bin/sh -c` (never a login shell). Give exactly one of
+    /// `command` or `argv`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+
+    /// A program and its arguments, executed directly without a shell. Give exactly one of
+    /// `command` or `argv`.
+    #[schemars(length(min = 1))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
+
+    /// Files to create in the work directory before the job starts, keyed by relative path
+    /// (parent directories are created). A value is the file's UTF-8 text, or an object with
+    /// `content`, `encoding` and `executable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<BTreeMap<String, FileEntry>>,
+
+    /// Environment variables added to the job's scrubbed environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<BTreeMap<String, String>>,
+
+    /// Working directory relative to the session's work directory (created if missing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+
+    /// Text written to the job's standard input, which is then closed. Without it stdin is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+
+    /// Resource limits; absent values take the worker's defaults. Values above the worker's
+    /// maximums are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsRequest>,
+
+    /// Network access: `none` (default) or `open`. `restricted` is accepted as `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkMode>,
+
+    /// Wait up to this many milliseconds for the job to end. If it ends in time, the reply
+    /// carries its full result (output, artifacts, metrics); otherwise the reply shows it running.
+    #[schemars(range(max = 3_600_000))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
+
+    /// Compatibility with the TypeScript worker's `config` object. Only `network` has an effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<SeedConfig>,
+}
+
+/// A file to inject: its text, or its content with an encoding.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum FileEntry {
+    /// The file's UTF-8 text.
+    Text(String),
+    /// The file's content with an encoding and mode.
+    Detailed {
+        /// The file's content, encoded as `encoding` says.
+        content: String,
+        /// How `content` is encoded: `utf8` (default) or `base64`.
+        #[serde(default)]
+        encoding: FileEncoding,
+        /// Make the file executable (mode 0755 instead of 0644).
+        #[serde(default)]
+        executable: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FileEncoding {
+    #[default]
+    Utf8,
+    Base64,
+}
+
+/// Requested limits. Each absent value takes the worker's configured default.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsRequest {
+    /// CPU cores the job may use (for example 1 or 0.5).
+    #[schemars(range(min = 0.01))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<f64>,
+    /// Memory for the whole job, such as "512MB", "2GiB" or a byte count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<ByteSize>,
+    /// Wall-clock time limit in milliseconds; the job's whole process tree is killed after it.
+    #[schemars(range(min = 1))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+    /// Output kept per stream (stdout, stderr), in bytes; a job writing more is killed with
+    /// reason `output_limit`, and what it wrote up to the limit is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<ByteSize>,
+    /// Maximum number of processes the job may run at once.
+    #[schemars(range(min = 1))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
+}
+
+/// Network access for a job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// No network at all.
+    #[default]
+    #[serde(alias = "restricted")]
+    None,
+    /// The host's network, when the worker's configuration allows it.
+    Open,
+}
+
+/// The TypeScript worker's per-job `config` object, accepted so old callers keep working.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+pub struct SeedConfig {
+    /// Ignored; kept for compatibility.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Ignored; kept for compatibility.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Ignored; kept for compatibility.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Network access; used when the top-level `network` is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkMode>,
+    /// Ignored; kept for compatibility.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<bool>,
+}

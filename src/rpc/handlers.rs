@@ -1,0 +1,73 @@
+//! One handler per method, each a thin adapter from params to the worker.
+
+use super::params::decode;
+use crate::error::WorkerError;
+use crate::protocol::*;
+use crate::worker::Worker;
+use jsonrpsee::RpcModule;
+use jsonrpsee::types::ErrorObjectOwned;
+use std::sync::Arc;
+
+type Reply<T> = Result<T, ErrorObjectOwned>;
+
+fn reply<T>(result: Result<T, WorkerError>) -> Reply<T> {
+    result.map_err(ErrorObjectOwned::from)
+}
+
+pub fn build_module(worker: Arc<Worker>) -> RpcModule<Worker> {
+    let mut module = RpcModule::from_arc(worker);
+    let registered = [
+        module
+            .register_method("initialize", |params, worker, _| -> Reply<InitializeResult> {
+                reply(decode::<InitializeParams>(&params).map(|p| worker.initialize(p)))
+            })
+            .map(|_| ()),
+        module
+            .register_async_method("worker_dispatch_job", |params, worker, _| async move {
+                let spec: JobSpec = reply(decode(&params))?;
+                reply(worker.dispatch(spec).await)
+            })
+            .map(|_| ()),
+        module
+            .register_method("worker_get_status", |params, worker, _| -> Reply<Job> {
+                let job: JobRef = reply(decode(&params))?;
+                reply(worker.pool.status(&job.job_id))
+            })
+            .map(|_| ()),
+        module
+            .register_async_method("worker_collect_output", |params, worker, _| async move {
+                let request: CollectParams = reply(decode(&params))?;
+                reply(worker.pool.collect(request).await)
+            })
+            .map(|_| ()),
+        module
+            .register_async_method("worker_cancel_job", |params, worker, _| async move {
+                let request: CancelParams = reply(decode(&params))?;
+                reply(worker.pool.cancel(&request.job_id, request.reason).await)
+            })
+            .map(|_| ()),
+        module
+            .register_method("worker_list_sessions", |params, worker, _| -> Reply<ListResult> {
+                let request: ListParams = reply(decode(&params))?;
+                Ok(worker.pool.list(request))
+            })
+            .map(|_| ()),
+        module
+            .register_method("worker_get_metrics", |params, worker, _| -> Reply<MetricsResult> {
+                let _: MetricsParams = reply(decode(&params))?;
+                Ok(worker.metrics())
+            })
+            .map(|_| ()),
+        module
+            .register_method("shutdown", |params, worker, _| -> Reply<Empty> {
+                let _: ShutdownParams = reply(decode(&params))?;
+                worker.shutdown.cancel();
+                Ok(Empty {})
+            })
+            .map(|_| ()),
+    ];
+    for result in registered {
+        result.expect("method names are unique");
+    }
+    module
+}

@@ -1,0 +1,11 @@
+//! JSON-RPC 2.0 over newline-delimited stdio. The transport (framing, writer) is kept apart
+//! from dispatch, which is kept apart from the handlers, so each can be tested alone.
+
+mod dispatch;
+mod framing;
+mod handlers;
+mod params;
+
+pub use dispatch::Dispatcher;
+pub use framing::{Frame, LineReader};
+pub use handlers::build_module;

@@ -1,0 +1,10 @@
+//! A job's disposable session directory: created in INIT, filled in PREPARE, read in COLLECT,
+//! removed in DESTROY.
+
+mod artifacts;
+mod dirs;
+mod files;
+
+pub use artifacts::{ArtifactCaps, collect_artifacts};
+pub use dirs::{SessionDirs, remove_tree};
+pub use files::{InjectedFile, write_files};

@@ -1,0 +1,152 @@
+//! The worker: the pool plus what `initialize` and `worker_get_metrics` report. The RPC
+//! handlers and the `run` command are both thin layers over this.
+
+use crate::config::{Config, ConfigError};
+use crate::error::WorkerError;
+use crate::pool::Pool;
+use crate::protocol::*;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+pub struct Worker {
+    pub pool: Pool,
+    pub worker_id: String,
+    pub started: Instant,
+    pub isolation: IsolationReport,
+    /// Fired by the `shutdown` method, stdin EOF or a signal.
+    pub shutdown: CancellationToken,
+    tools: std::sync::OnceLock<Vec<ToolDescriptor>>,
+    host: Mutex<Option<sysinfo::System>>,
+    /// Holds the private base dir when the worker made it; removed after the pool shuts down.
+    private_base: Mutex<Option<tempfile::TempDir>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("session base dir {path}: {source}")]
+    BaseDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Worker {
+    pub fn start(config: Config) -> Result<Worker, StartError> {
+        let worker_id = uuid::Uuid::now_v7().simple().to_string();
+        let (base, private_base) = session_base(&config, &worker_id)?;
+        let isolation = crate::isolation::baseline_report();
+        let pool = Pool::new(config, base)?;
+        Ok(Worker {
+            pool,
+            worker_id,
+            started: Instant::now(),
+            isolation,
+            shutdown: CancellationToken::new(),
+            tools: std::sync::OnceLock::new(),
+            host: Mutex::new(sysinfo::System::new().ok()),
+            private_base: Mutex::new(private_base),
+        })
+    }
+
+    pub fn tools(&self) -> &[ToolDescriptor] {
+        self.tools.get_or_init(tools::tool_descriptors)
+    }
+
+    pub fn initialize(&self, _params: InitializeParams) -> InitializeResult {
+        let resolved = self.pool.resolved();
+        InitializeResult {
+            name: env!("CARGO_PKG_NAME").into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            protocol: PROTOCOL_VERSION,
+            worker_id: self.worker_id.clone(),
+            limits: LimitsInfo {
+                defaults: resolved.defaults.clone(),
+                maximums: resolved.maximums.clone(),
+            },
+            isolation: self.isolation.clone(),
+            tools: self.tools().to_vec(),
+        }
+    }
+
+    pub async fn dispatch(&self, spec: JobSpec) -> Result<Job, WorkerError> {
+        let planned = crate::plan::plan(spec, self.pool.config(), self.pool.resolved());
+        let plan = match planned {
+            Ok(plan) => plan,
+            Err(error) => {
+                self.pool.metrics().rejected();
+                return Err(error);
+            }
+        };
+        self.pool.dispatch(plan).await
+    }
+
+    pub fn metrics(&self) -> MetricsResult {
+        let (queued, running, retained) = self.pool.occupancy();
+        let host = {
+            let mut guard = self.host.lock().unwrap_or_else(|p| p.into_inner());
+            let mut host = HostMetrics {
+                cpus: crate::config::host_cpus() as u64,
+                load_average_1m: sysinfo::System::load_average().map_or(0.0, |load| load.one),
+                ..HostMetrics::default()
+            };
+            if let Some(system) = guard.as_mut() {
+                system.refresh_memory();
+                system.refresh_cpu_usage();
+                host.cpu_usage_percent = system.global_cpu_usage();
+                host.memory_total_bytes = system.total_memory();
+                host.memory_available_bytes = system.available_memory();
+            }
+            host
+        };
+        MetricsResult {
+            worker_id: self.worker_id.clone(),
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            jobs: self.pool.metrics().counts(queued, running),
+            queue_depth: queued,
+            active_sessions: running,
+            retained,
+            max_concurrent_sessions: self.pool.resolved().max_concurrent as u64,
+            max_queued: self.pool.config().worker.max_queued as u64,
+            latency_ms: self.pool.metrics().latency(),
+            host,
+        }
+    }
+
+    /// Ends every job and removes every session dir; true when everything ended in time.
+    pub async fn stop(&self, patience: Duration) -> bool {
+        let clean = self.pool.shutdown(patience).await;
+        if let Some(dir) = self.private_base.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let path = dir.path().to_owned();
+            if let Err(error) = crate::session::remove_tree(&path) {
+                tracing::error!(%error, dir = %path.display(), "could not remove the session base dir");
+            }
+            std::mem::forget(dir);
+        }
+        clean
+    }
+}
+
+/// The configured base gets a per-worker subdir, so two workers never share session dirs and
+/// one removal at shutdown sweeps everything.
+fn session_base(config: &Config, worker_id: &str) -> Result<(PathBuf, Option<tempfile::TempDir>), StartError> {
+    let parent = config
+        .session
+        .base_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    if let Err(source) = std::fs::create_dir_all(&parent) {
+        return Err(StartError::BaseDir { path: parent, source });
+    }
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("opencode-worker-{}-", &worker_id[worker_id.len() - 8..]))
+        .tempdir_in(&parent)
+        .map_err(|source| StartError::BaseDir {
+            path: parent.clone(),
+            source,
+        })?;
+    Ok((dir.path().to_owned(), Some(dir)))
+}
