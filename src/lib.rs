@@ -14,5 +14,6 @@ pub mod rpc;
 pub mod run_cmd;
 pub mod schema_cmd;
 pub mod serve;
+pub mod sandbox;
 pub mod session;
 pub mod worker;

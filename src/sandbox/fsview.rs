@@ -1,0 +1,171 @@
+//! The read-only view of the filesystem a job gets, as a Landlock allow-list.
+//!
+//! Landlock can only grant, never subtract, so "read everything except the credential stores"
+//! is turned into "read every sibling along the way to each hidden path": for `~/.ssh` that is
+//! every entry of `/` except `/root` (or `/home`), every entry of the home except `.ssh`, and so
+//! on. The walk only descends into ancestors of hidden paths, so it touches a few dozen entries.
+//! The opened `O_PATH` handles are cached and reused until one of the walked directories
+//! changes (its mtime moves), so a job pays for the `landlock_add_rule` calls only.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+pub struct Entry {
+    /// Only read when checking or debugging a view: the rule is made from `fd`.
+    #[allow(dead_code)]
+    pub path: PathBuf,
+    pub fd: OwnedFd,
+    pub is_dir: bool,
+}
+
+impl Entry {
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+pub struct ReadView {
+    excluded: Vec<PathBuf>,
+    pub entries: Vec<Entry>,
+    /// Directories listed to build the view, with the mtime seen (seconds, nanoseconds).
+    walked: Vec<(PathBuf, i64, i64)>,
+}
+
+/// Resolves symlinks of hidden paths that exist, so a link cannot smuggle a path past the walk;
+/// paths that do not exist yet are kept literally (their parent is watched for their creation).
+pub fn normalise(paths: impl IntoIterator<Item = PathBuf>) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = paths
+        .into_iter()
+        .filter(|p| p.is_absolute())
+        .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+impl ReadView {
+    pub fn build(excluded: Vec<PathBuf>) -> io::Result<ReadView> {
+        let mut view = ReadView {
+            excluded,
+            entries: Vec::new(),
+            walked: Vec::new(),
+        };
+        let root = Path::new("/");
+        if view.excluded.iter().any(|e| e == root) {
+            return Ok(view);
+        }
+        if view.excluded.is_empty() {
+            view.push(root)?;
+        } else {
+            view.walk(root)?;
+        }
+        Ok(view)
+    }
+
+    pub fn excluded(&self) -> &[PathBuf] {
+        &self.excluded
+    }
+
+    /// True while no walked directory has gained or lost an entry since the view was built.
+    pub fn is_fresh(&self) -> bool {
+        self.walked.iter().all(|(dir, secs, nanos)| {
+            std::fs::metadata(dir)
+                .map(|m| m.mtime() == *secs && m.mtime_nsec() == *nanos)
+                .unwrap_or(false)
+        })
+    }
+
+    fn walk(&mut self, dir: &Path) -> io::Result<()> {
+        let meta = std::fs::metadata(dir)?;
+        self.walked
+            .push((dir.to_path_buf(), meta.mtime(), meta.mtime_nsec()));
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            if self.excluded.contains(&path) {
+                continue;
+            }
+            let kind = entry.file_type()?;
+            // A symlink grants nothing by itself: its target is reachable (or not) on its own.
+            if kind.is_symlink() {
+                continue;
+            }
+            let holds_hidden = self.excluded.iter().any(|e| e.starts_with(&path));
+            if holds_hidden && kind.is_dir() {
+                self.walk(&path)?;
+            } else {
+                self.push(&path)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, path: &Path) -> io::Result<()> {
+        let file = match std::fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(path)
+        {
+            Ok(file) => file,
+            // Raced with a removal: nothing to grant.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        let is_dir = file.metadata()?.is_dir();
+        self.entries.push(Entry {
+            path: path.to_path_buf(),
+            fd: file.into(),
+            is_dir,
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walk_skips_hidden_and_keeps_siblings() {
+        let base = tempfile::tempdir().unwrap();
+        let b = std::fs::canonicalize(base.path()).unwrap();
+        for dir in [
+            "home/.ssh",
+            "home/.config/gh",
+            "home/.config/git",
+            "home/src",
+        ] {
+            std::fs::create_dir_all(b.join(dir)).unwrap();
+        }
+        std::fs::write(b.join("home/.netrc"), "secret").unwrap();
+        std::fs::write(b.join("home/.bashrc"), "").unwrap();
+        let hidden = normalise([
+            b.join("home/.ssh"),
+            b.join("home/.config/gh"),
+            b.join("home/.netrc"),
+        ]);
+        let view = ReadView::build(hidden).unwrap();
+        let paths: Vec<&Path> = view.entries.iter().map(|e| e.path.as_path()).collect();
+        assert!(paths.contains(&b.join("home/src").as_path()));
+        assert!(paths.contains(&b.join("home/.bashrc").as_path()));
+        assert!(paths.contains(&b.join("home/.config/git").as_path()));
+        for secret in [
+            "home/.ssh",
+            "home/.config/gh",
+            "home/.netrc",
+            "home",
+            "home/.config",
+        ] {
+            assert!(
+                !paths.contains(&b.join(secret).as_path()),
+                "{secret} granted"
+            );
+        }
+        assert!(view.is_fresh());
+        std::fs::create_dir(b.join("home/new")).unwrap();
+        assert!(!view.is_fresh());
+    }
+}

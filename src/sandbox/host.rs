@@ -1,0 +1,466 @@
+//! What this host can enforce, probed once at start-up and reported honestly.
+
+use super::cgroup::{self, Cgroups};
+use super::config::{SandboxConfig, expand_home};
+use super::fsview::{self, ReadView};
+use super::report::{IsolationReport, LayerReport, active, degraded, unavailable};
+use super::{landlock, ns, seccomp};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// The host's sandbox capabilities; cheap to clone (shared).
+#[derive(Clone)]
+pub struct Host {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    pub config: SandboxConfig,
+    pub root: bool,
+    pub uid: u32,
+    /// Hidden paths, absolute and symlink-resolved.
+    pub hidden: Vec<PathBuf>,
+    pub landlock: Result<u32, String>,
+    pub seccomp: Result<(), String>,
+    pub ns: ns::Support,
+    pub cgroups: Cgroups,
+    pub probe_ms: f64,
+    view: Mutex<Option<Arc<ReadView>>>,
+}
+
+/// How a job's whole process tree is killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TreeKill {
+    Cgroup,
+    PidNamespace,
+    ProcessGroup,
+}
+
+fn home() -> Option<PathBuf> {
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        return Some(PathBuf::from(home));
+    }
+    nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map(|user| user.dir)
+}
+
+impl Host {
+    /// Probes Landlock, seccomp, namespaces (in a throwaway child) and cgroups. A few
+    /// milliseconds; needs no root.
+    pub fn probe(config: &SandboxConfig) -> Host {
+        let started = Instant::now();
+        let home = home();
+        let hidden = fsview::normalise(
+            config
+                .hidden
+                .iter()
+                .filter_map(|path| expand_home(path, home.as_deref())),
+        );
+        let landlock_abi = landlock::probe_abi();
+        let seccomp_ok = seccomp::Filter::supported();
+        let filter = seccomp_ok
+            .as_ref()
+            .ok()
+            .map(|_| seccomp::Filter::build(true));
+        let ns = ns::probe(landlock_abi.as_ref().ok().copied(), filter.as_ref());
+        let landlock = match (&landlock_abi, &ns.landlock_enforced) {
+            (Ok(abi), Ok(())) => Ok(*abi),
+            (Ok(abi), Err(why)) => Err(format!(
+                "Landlock ABI {abi} reported but not enforced: {why}"
+            )),
+            (Err(why), _) => Err(why.clone()),
+        };
+        let seccomp = match (&seccomp_ok, &ns.seccomp_enforced) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Ok(()), Err(why)) => Err(format!(
+                "seccomp present but the filter did not work: {why}"
+            )),
+            (Err(why), _) => Err(why.clone()),
+        };
+        let cgroups = Cgroups::new(cgroup::probe());
+        // SAFETY: geteuid cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        let inner = Inner {
+            config: config.clone(),
+            root: uid == 0,
+            uid,
+            hidden,
+            landlock,
+            seccomp,
+            ns,
+            cgroups,
+            probe_ms: started.elapsed().as_secs_f64() * 1000.0,
+            view: Mutex::new(None),
+        };
+        tracing::debug!(probe_ms = inner.probe_ms, "sandbox host probed");
+        Host {
+            inner: Arc::new(inner),
+        }
+    }
+
+    pub fn config(&self) -> &SandboxConfig {
+        &self.inner.config
+    }
+
+    /// Milliseconds the probe took.
+    pub fn probe_ms(&self) -> f64 {
+        self.inner.probe_ms
+    }
+
+    pub fn report(&self) -> IsolationReport {
+        let i = &self.inner;
+        IsolationReport {
+            profile: i.config.profile.as_str().into(),
+            layers: vec![
+                i.filesystem_layer(),
+                i.network_layer(),
+                i.unix_socket_layer(),
+                i.syscall_layer(),
+                i.process_tree_layer(),
+                i.signal_layer(),
+                i.privilege_layer(),
+            ],
+            limits: vec![
+                i.memory_limit(),
+                i.pids_limit(),
+                i.cpu_limit(),
+                i.accounting(),
+            ],
+        }
+    }
+
+    /// Layers `strict` needs that this host cannot give: empty when strict works.
+    pub fn strict_gaps(&self) -> Vec<LayerReport> {
+        let report = self.report();
+        report
+            .layers
+            .into_iter()
+            .chain(report.limits)
+            .filter(|layer| {
+                layer.state != super::LayerState::Active
+                    && STRICT_LAYERS.contains(&layer.name.as_str())
+            })
+            .collect()
+    }
+}
+
+/// What `strict` refuses to run without.
+pub(super) const STRICT_LAYERS: &[&str] = &[
+    "filesystem",
+    "network",
+    "unix_sockets",
+    "syscall_filter",
+    "process_tree",
+    "signals",
+    "privileges",
+    "memory",
+    "pids",
+];
+
+impl Inner {
+    pub fn userns(&self) -> bool {
+        self.ns.user.is_ok()
+    }
+
+    /// Mount, network, IPC and PID namespaces need CAP_SYS_ADMIN: a user namespace gives it,
+    /// so does running as root.
+    pub fn can_unshare(&self) -> bool {
+        self.userns() || self.root
+    }
+
+    pub fn mountns(&self) -> bool {
+        self.can_unshare() && self.ns.mount.is_ok()
+    }
+
+    pub fn netns(&self) -> bool {
+        self.can_unshare() && self.ns.net.is_ok()
+    }
+
+    pub fn pidns(&self) -> bool {
+        self.can_unshare() && self.ns.pid.is_ok()
+    }
+
+    pub fn landlock_abi(&self) -> Option<u32> {
+        self.landlock.as_ref().ok().copied()
+    }
+
+    pub fn tree_kill(&self) -> TreeKill {
+        if self.cgroups.layout.kill().is_some() {
+            TreeKill::Cgroup
+        } else if self.pidns() {
+            TreeKill::PidNamespace
+        } else {
+            TreeKill::ProcessGroup
+        }
+    }
+
+    /// The read-only view for jobs whose sessions live under `sessions_root`, rebuilt only
+    /// when a directory it was derived from changed.
+    pub fn read_view(&self, sessions_root: Option<&Path>) -> std::io::Result<Arc<ReadView>> {
+        let mut excluded: Vec<PathBuf> = self.hidden.clone();
+        excluded.push(PathBuf::from("/dev"));
+        excluded.extend(sessions_root.map(Path::to_path_buf));
+        let excluded = fsview::normalise(excluded);
+        let mut cache = self
+            .view
+            .lock()
+            .map_err(|_| std::io::Error::other("view cache poisoned"))?;
+        if let Some(view) = cache.as_ref() {
+            if view.excluded() == excluded.as_slice() && view.is_fresh() {
+                return Ok(view.clone());
+            }
+        }
+        let view = Arc::new(ReadView::build(excluded)?);
+        *cache = Some(view.clone());
+        Ok(view)
+    }
+
+    fn hidden_list(&self) -> String {
+        let names: Vec<String> = self
+            .config
+            .hidden
+            .iter()
+            .take(7)
+            .map(|p| p.display().to_string())
+            .collect();
+        format!("{}, ...", names.join(", "))
+    }
+
+    fn filesystem_layer(&self) -> LayerReport {
+        let mounts = if self.mountns() {
+            "; mount namespace: private /tmp and /dev/shm"
+        } else {
+            ""
+        };
+        match (&self.landlock, self.mountns()) {
+            (Ok(abi), _) => active(
+                "filesystem",
+                format!(
+                    "Landlock ABI {abi} (restriction checked enforced): writes only to the session \
+                     dir and private tmp, the rest read-only; unreadable: {}, other sessions, raw \
+                     devices{mounts}",
+                    self.hidden_list()
+                ),
+            ),
+            (Err(why), true) => degraded(
+                "filesystem",
+                format!(
+                    "no Landlock ({why}): credential stores and other sessions are hidden by tmpfs \
+                     mounts, but writes anywhere the user can write are NOT confined"
+                ),
+            ),
+            (Err(why), false) => unavailable(
+                "filesystem",
+                format!(
+                    "no Landlock ({why}) and no mount namespace ({})",
+                    self.mount_why()
+                ),
+            ),
+        }
+    }
+
+    fn mount_why(&self) -> String {
+        match (&self.ns.user, &self.ns.mount) {
+            (Err(why), _) if !self.root => why.clone(),
+            (_, Err(why)) => why.clone(),
+            _ => "unknown".into(),
+        }
+    }
+
+    fn network_layer(&self) -> LayerReport {
+        if self.netns() {
+            return active(
+                "network",
+                "network \"none\": a network namespace per job (loopback down, host 127.0.0.1 \
+                 unreachable); AF_VSOCK/AF_PACKET sockets refused by seccomp",
+            );
+        }
+        let why = match &self.ns.net {
+            Err(why) => why.clone(),
+            Ok(()) => self.mount_why(),
+        };
+        match (
+            self.seccomp.is_ok(),
+            self.landlock_abi().is_some_and(|abi| abi >= 4),
+        ) {
+            (true, _) => degraded(
+                "network",
+                format!(
+                    "no network namespace ({why}): network \"none\" refuses IP sockets with seccomp \
+                     (and TCP with Landlock when ABI >= 4)"
+                ),
+            ),
+            (false, true) => degraded(
+                "network",
+                format!(
+                    "no network namespace ({why}) and no seccomp: only TCP is denied (Landlock); UDP and DNS are open"
+                ),
+            ),
+            (false, false) => unavailable(
+                "network",
+                format!("no network namespace ({why}), no seccomp, no Landlock network rules"),
+            ),
+        }
+    }
+
+    fn unix_socket_layer(&self) -> LayerReport {
+        let abstract_scoped = self.landlock_abi().is_some_and(|abi| abi >= 6);
+        match (self.mountns(), abstract_scoped || self.netns()) {
+            (true, true) => active(
+                "unix_sockets",
+                "network \"none\": tmpfs over /run and /tmp hides host sockets (docker.sock, D-Bus, \
+                 ssh-agent); abstract sockets are per network namespace and Landlock-scoped",
+            ),
+            (true, false) => degraded(
+                "unix_sockets",
+                "path sockets under /run and /tmp are hidden, abstract sockets of the host are reachable",
+            ),
+            (false, _) => degraded(
+                "unix_sockets",
+                format!(
+                    "no mount namespace ({}): host path sockets (docker.sock, D-Bus) stay \
+                     connectable; the job's environment drops SSH_AUTH_SOCK and similar",
+                    self.mount_why()
+                ),
+            ),
+        }
+    }
+
+    fn syscall_layer(&self) -> LayerReport {
+        match &self.seccomp {
+            Ok(()) => active(
+                "syscall_filter",
+                format!(
+                    "no_new_privs + seccomp deny list of {} syscalls (ptrace, mount, bpf, keyctl, \
+                     kexec, perf_event_open, io_uring, userfaultfd, unshare/setns, namespace clone \
+                     flags, TIOCSTI, ...)",
+                    seccomp::DENIED.len() + 3
+                ),
+            ),
+            Err(why) => unavailable("syscall_filter", why.clone()),
+        }
+    }
+
+    fn process_tree_layer(&self) -> LayerReport {
+        match self.tree_kill() {
+            TreeKill::Cgroup => active(
+                "process_tree",
+                format!(
+                    "{} kills the whole tree, setsid and double-forked processes included",
+                    self.cgroups.layout.kill().unwrap_or("cgroup")
+                ),
+            ),
+            TreeKill::PidNamespace => active(
+                "process_tree",
+                "PID namespace per job: when the job or the worker ends, the kernel kills every \
+                 process left inside",
+            ),
+            TreeKill::ProcessGroup => degraded(
+                "process_tree",
+                "process-group kill only: a process that calls setsid escapes (no writable cgroup, \
+                 no PID namespace)",
+            ),
+        }
+    }
+
+    fn signal_layer(&self) -> LayerReport {
+        let scoped = self.landlock_abi().is_some_and(|abi| abi >= 6);
+        match (scoped, self.pidns(), self.seccomp.is_ok()) {
+            (true, _, true) => active(
+                "signals",
+                "Landlock signal scoping (ABI >= 6): no signal reaches a process outside the job; \
+                 ptrace denied by seccomp and Landlock",
+            ),
+            (_, true, true) => active(
+                "signals",
+                "PID namespace: processes outside the job cannot be named; ptrace denied by seccomp",
+            ),
+            _ => degraded(
+                "signals",
+                "the job can signal other processes of the same user",
+            ),
+        }
+    }
+
+    fn privilege_layer(&self) -> LayerReport {
+        match (self.userns(), self.root) {
+            (true, true) => active(
+                "privileges",
+                "user namespace per job: uid 0 inside holds no capability on the host",
+            ),
+            (true, false) => active(
+                "privileges",
+                format!(
+                    "runs as uid {} in its own user namespace, no host capability",
+                    self.uid
+                ),
+            ),
+            (false, false) => active(
+                "privileges",
+                format!("runs as unprivileged uid {} with no_new_privs", self.uid),
+            ),
+            (false, true) => degraded(
+                "privileges",
+                format!(
+                    "the worker is root and user namespaces are unavailable ({}): jobs run as root \
+                     with all capabilities dropped",
+                    self.mount_why()
+                ),
+            ),
+        }
+    }
+
+    fn memory_limit(&self) -> LayerReport {
+        match self.cgroups.layout.memory() {
+            Some(mechanism) => active(
+                "memory",
+                format!("{mechanism} on the whole job tree; the kernel OOM-kills at the limit"),
+            ),
+            None => degraded(
+                "memory",
+                "RLIMIT_DATA per process (allocations fail past it); not the tree total. \
+                 RLIMIT_AS is not used: it breaks node and Java",
+            ),
+        }
+    }
+
+    fn pids_limit(&self) -> LayerReport {
+        match self.cgroups.layout.pids() {
+            Some(mechanism) => active("pids", format!("{mechanism} on the whole job tree")),
+            None if self.userns() && !self.root => active(
+                "pids",
+                "RLIMIT_NPROC set inside the job's user namespace (counts only the job's processes)",
+            ),
+            None => unavailable(
+                "pids",
+                "no writable pids cgroup, and RLIMIT_NPROC cannot bound a root job",
+            ),
+        }
+    }
+
+    fn cpu_limit(&self) -> LayerReport {
+        match self.cgroups.layout.cpu() {
+            Some(mechanism) => active(
+                "cpu",
+                format!("{mechanism}: CPU time per period for the tree"),
+            ),
+            None => degraded(
+                "cpu",
+                "CPU affinity to ceil(cores) CPUs (no writable cpu cgroup)",
+            ),
+        }
+    }
+
+    fn accounting(&self) -> LayerReport {
+        match self.cgroups.layout.accounting() {
+            Some(source) => active("accounting", format!("whole tree from cgroup {source}")),
+            None => degraded(
+                "accounting",
+                "rusage of the job's first process and the children it waited for",
+            ),
+        }
+    }
+}

@@ -1,0 +1,493 @@
+//! Real forks: each test spawns `/bin/sh` through `enter_in_child` and checks the effect.
+
+use super::*;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub(super) struct Fixture {
+    _base: tempfile::TempDir,
+    pub root: PathBuf,
+    pub session: PathBuf,
+    pub work: PathBuf,
+    pub output: PathBuf,
+    pub tmp: PathBuf,
+    pub home: PathBuf,
+    pub fake_home: PathBuf,
+}
+
+impl Fixture {
+    /// Sessions under /tmp, which the job's private /tmp masks (the session is re-bound).
+    pub fn new() -> Fixture {
+        Fixture::new_in(&std::env::temp_dir())
+    }
+
+    pub fn new_in(dir: &Path) -> Fixture {
+        let base = tempfile::tempdir_in(dir).unwrap();
+        let root = std::fs::canonicalize(base.path()).unwrap();
+        let session = root.join("sessions/s1");
+        let (work, output, tmp, home) = (
+            session.join("work"),
+            session.join("output"),
+            session.join("tmp"),
+            session.join("home"),
+        );
+        for dir in [&work, &output, &tmp, &home] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::create_dir_all(root.join("sessions/s2/work")).unwrap();
+        std::fs::write(root.join("sessions/s2/work/secret"), "other session").unwrap();
+        let fake_home = root.join("home");
+        std::fs::create_dir_all(fake_home.join(".ssh")).unwrap();
+        std::fs::write(fake_home.join(".ssh/id_ed25519"), "PRIVATE KEY").unwrap();
+        std::fs::write(fake_home.join(".netrc"), "machine x password y").unwrap();
+        std::fs::write(fake_home.join("notes.txt"), "public").unwrap();
+        Fixture {
+            _base: base,
+            root,
+            session,
+            work,
+            output,
+            tmp,
+            home,
+            fake_home,
+        }
+    }
+
+    pub fn config(&self) -> SandboxConfig {
+        let mut config = SandboxConfig::default();
+        config.hidden.push(self.fake_home.join(".ssh"));
+        config.hidden.push(self.fake_home.join(".netrc"));
+        config
+    }
+
+    pub fn request(&self, network_open: bool) -> JobRequest<'_> {
+        JobRequest {
+            session_dir: &self.session,
+            work_dir: &self.work,
+            output_dir: &self.output,
+            tmp_dir: &self.tmp,
+            network_open,
+            memory_bytes: None,
+            pids: None,
+            cpu_cores: None,
+            profile: Profile::Standard,
+        }
+    }
+}
+
+pub(super) struct Ran {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub(super) fn spawn(sandbox: &Arc<JobSandbox>, fx: &Fixture, script: &str) -> std::process::Child {
+    let mut command = Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(script)
+        .current_dir(&fx.work)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", &fx.home)
+        .env("TMPDIR", &fx.tmp)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let inner = sandbox.clone();
+    // SAFETY: the hook only makes async-signal-safe calls.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            inner.enter_in_child()
+        });
+    }
+    let child = command.spawn().expect("spawn");
+    sandbox.attach(child.id()).expect("attach");
+    child
+}
+
+pub(super) fn run(sandbox: &Arc<JobSandbox>, fx: &Fixture, script: &str) -> Ran {
+    let child = spawn(sandbox, fx, script);
+    let out = child.wait_with_output().expect("wait");
+    Ran {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn prepared(host: &Host, req: &JobRequest) -> Arc<JobSandbox> {
+    Arc::new(JobSandbox::prepare(host, req).expect("prepare"))
+}
+
+fn active(host: &Host, name: &str) -> bool {
+    host.report()
+        .layer(name)
+        .is_some_and(|l| l.state == LayerState::Active)
+}
+
+#[test]
+fn writes_outside_the_session_are_denied() {
+    let fx = Fixture::new();
+    let host = Host::probe(&fx.config());
+    if !active(&host, "filesystem") {
+        eprintln!("skipped: {:?}", host.report().layer("filesystem"));
+        return;
+    }
+    let sandbox = prepared(&host, &fx.request(false));
+    let outside = fx.root.join("escaped");
+    let etc = Path::new("/etc/opencode-worker-escape-test");
+    let script = format!(
+        "echo in > {work}/ok && echo in > {tmp}/ok && echo in > /tmp/private-ok && \
+         echo out > {outside} ; echo out > {etc} ; echo out > {other}/x ; \
+         cat {work}/ok /tmp/private-ok",
+        work = fx.work.display(),
+        tmp = fx.tmp.display(),
+        outside = outside.display(),
+        etc = etc.display(),
+        other = fx.root.join("sessions/s2/work").display(),
+    );
+    let ran = run(&sandbox, &fx, &script);
+    assert_eq!(ran.stdout, "in\nin\n", "stderr: {}", ran.stderr);
+    assert!(!outside.exists() && !etc.exists());
+    assert!(!fx.root.join("sessions/s2/work/x").exists());
+    assert!(fx.work.join("ok").exists() && fx.tmp.join("ok").exists());
+    // The job's /tmp was private.
+    assert!(!Path::new("/tmp/private-ok").exists());
+}
+
+#[test]
+fn credential_stores_and_other_sessions_are_unreadable() {
+    // Outside /tmp: under /tmp the private tmpfs would hide the fake home anyway.
+    let fx = Fixture::new_in(Path::new("/var/tmp"));
+    let host = Host::probe(&fx.config());
+    if !active(&host, "filesystem") {
+        return;
+    }
+    let sandbox = prepared(&host, &fx.request(false));
+    let script = format!(
+        "cat {h}/.ssh/id_ed25519; ls {h}/.ssh; cat {h}/.netrc; cat {s2}/secret; ls {sessions}; \
+         cat {h}/notes.txt; cat /etc/hostname >/dev/null && echo etc-readable; \
+         head -c1 /dev/vda >/dev/null 2>&1 || echo no-raw-disk",
+        h = fx.fake_home.display(),
+        s2 = fx.root.join("sessions/s2/work").display(),
+        sessions = fx.root.join("sessions").display(),
+    );
+    let ran = run(&sandbox, &fx, &script);
+    assert!(!ran.stdout.contains("PRIVATE KEY"), "{}", ran.stdout);
+    assert!(!ran.stdout.contains("id_ed25519"), "{}", ran.stdout);
+    assert!(!ran.stdout.contains("password"), "{}", ran.stdout);
+    assert!(!ran.stdout.contains("other session"), "{}", ran.stdout);
+    assert!(!ran.stdout.contains("s2"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("public"), "stderr: {}", ran.stderr);
+    assert!(ran.stdout.contains("etc-readable"));
+    assert!(ran.stdout.contains("no-raw-disk"));
+}
+
+#[test]
+fn network_none_refuses_host_loopback_and_unix_sockets() {
+    let fx = Fixture::new();
+    let host = Host::probe(&fx.config());
+    if !active(&host, "network") {
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sock_dir = tempfile::Builder::new()
+        .prefix("ocw-sock")
+        .tempdir_in("/run")
+        .ok();
+    let unix_listener = sock_dir.as_ref().map(|d| {
+        let path = d.path().join("s.sock");
+        (std::os::unix::net::UnixListener::bind(&path).unwrap(), path)
+    });
+    let sandbox = prepared(&host, &fx.request(false));
+    let unix = unix_listener
+        .as_ref()
+        .map_or("/nonexistent".into(), |(_, p)| p.display().to_string());
+    let script = format!(
+        r#"python3 - <<'EOF'
+import socket
+def tcp(): socket.create_connection(('127.0.0.1', {port}), timeout=2)
+def udp(): socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('127.0.0.1', {port}))
+def unix(): socket.socket(socket.AF_UNIX).connect('{unix}')
+for name, fn in [('tcp', tcp), ('udp', udp), ('unix', unix)]:
+    try:
+        fn(); print(name, 'connected')
+    except Exception as e:
+        print(name, 'refused', e)
+EOF"#
+    );
+    let ran = run(&sandbox, &fx, &script);
+    assert!(
+        ran.stdout.contains("tcp refused"),
+        "{} {}",
+        ran.stdout,
+        ran.stderr
+    );
+    assert!(
+        ran.stdout.contains("udp refused"),
+        "{} {}",
+        ran.stdout,
+        ran.stderr
+    );
+    assert!(
+        ran.stdout.contains("unix refused"),
+        "{} {}",
+        ran.stdout,
+        ran.stderr
+    );
+    assert!(listener.accept().is_err(), "the listener saw a connection");
+    if let Some((unix, _)) = &unix_listener {
+        unix.set_nonblocking(true).unwrap();
+        assert!(unix.accept().is_err());
+    }
+
+    // And "open" still reaches the listener.
+    let sandbox = prepared(&host, &fx.request(true));
+    let script = format!(
+        "python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2); print('ok')\""
+    );
+    let ran = run(&sandbox, &fx, &script);
+    assert_eq!(ran.stdout, "ok\n", "{}", ran.stderr);
+}
+
+#[test]
+fn ptrace_and_the_worker_proc_are_denied() {
+    let fx = Fixture::new();
+    let host = Host::probe(&fx.config());
+    if !active(&host, "syscall_filter") {
+        return;
+    }
+    let sandbox = prepared(&host, &fx.request(false));
+    let me = std::process::id();
+    let script = format!(
+        r#"python3 - <<'EOF'
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+rc = libc.ptrace(16, {me}, 0, 0)
+print('ptrace', rc, os.strerror(ctypes.get_errno()))
+try:
+    open('/proc/{me}/environ', 'rb').read(); print('environ readable')
+except Exception as e:
+    print('environ denied', e)
+try:
+    os.kill({me}, 0); print('signal delivered')
+except Exception as e:
+    print('signal denied', e)
+EOF"#
+    );
+    let ran = run(&sandbox, &fx, &script);
+    assert!(
+        ran.stdout.contains("ptrace -1"),
+        "{} {}",
+        ran.stdout,
+        ran.stderr
+    );
+    assert!(
+        ran.stdout.contains("environ denied"),
+        "{} {}",
+        ran.stdout,
+        ran.stderr
+    );
+    assert!(
+        ran.stdout.contains("signal denied"),
+        "{} {}",
+        ran.stdout,
+        ran.stderr
+    );
+}
+
+fn find_process(token: &str) -> Option<i32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let mut cmdline = String::new();
+            std::fs::File::open(entry.path().join("cmdline"))
+                .ok()?
+                .read_to_string(&mut cmdline)
+                .ok()?;
+            cmdline.contains(token).then_some(pid)
+        })
+}
+
+fn wait_for(mut condition: impl FnMut() -> bool, within: Duration) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    condition()
+}
+
+#[test]
+fn kill_all_takes_setsid_grandchildren() {
+    let fx = Fixture::new();
+    let host = Host::probe(&fx.config());
+    if !active(&host, "process_tree") {
+        return;
+    }
+    let sandbox = prepared(&host, &fx.request(false));
+    let token = format!("300.{}{}", std::process::id(), line!());
+    let script = format!("setsid sleep {token} >/dev/null 2>&1 & sleep 30");
+    let mut child = spawn(&sandbox, &fx, &script);
+    assert!(
+        wait_for(|| find_process(&token).is_some(), Duration::from_secs(5)),
+        "grandchild never started"
+    );
+    sandbox.kill_all();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert!(
+        wait_for(|| find_process(&token).is_none(), Duration::from_secs(3)),
+        "setsid grandchild survived kill_all"
+    );
+}
+
+#[test]
+fn memory_limit_is_enforced_and_reported() {
+    let fx = Fixture::new();
+    let host = Host::probe(&fx.config());
+    let mut req = fx.request(false);
+    req.memory_bytes = Some(64 << 20);
+    let sandbox = prepared(&host, &req);
+    let ran = run(
+        &sandbox,
+        &fx,
+        "python3 -c \"x = b'x' * (300 << 20); print('allocated')\"",
+    );
+    assert!(!ran.stdout.contains("allocated"), "{}", ran.stdout);
+    if active(&host, "memory") {
+        assert_eq!(sandbox.breach(), Some(Breach::MemoryLimit));
+        let usage = sandbox.usage();
+        assert!(
+            usage.peak_memory_bytes.is_some_and(|p| p <= 64 << 20),
+            "{usage:?}"
+        );
+    }
+}
+
+#[test]
+fn pids_limit_is_enforced_and_reported() {
+    let fx = Fixture::new();
+    let host = Host::probe(&fx.config());
+    if !active(&host, "pids") {
+        return;
+    }
+    let mut req = fx.request(false);
+    req.pids = Some(8);
+    let sandbox = prepared(&host, &req);
+    let ran = run(
+        &sandbox,
+        &fx,
+        "n=0; for i in $(seq 30); do sleep 2 & done 2>/dev/null; echo done",
+    );
+    sandbox.kill_all();
+    assert!(ran.stdout.contains("done") || !ran.status.success());
+    assert_eq!(sandbox.breach(), Some(Breach::PidsLimit));
+}
+
+#[test]
+fn usage_and_layers_describe_the_job() {
+    let fx = Fixture::new();
+    let host = Host::probe(&fx.config());
+    let sandbox = prepared(&host, &fx.request(false));
+    let ran = run(
+        &sandbox,
+        &fx,
+        "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; echo $i",
+    );
+    assert_eq!(ran.stdout, "200000\n");
+    if active(&host, "accounting") {
+        let usage = sandbox.usage();
+        assert!(usage.cpu_user_ms.is_some_and(|ms| ms > 0.0), "{usage:?}");
+    }
+    let layers = sandbox.layers();
+    for (name, layer) in [
+        ("filesystem", "filesystem"),
+        ("syscall_filter", "syscall_filter"),
+    ] {
+        if active(&host, name) {
+            assert!(layers.iter().any(|l| l.name == layer), "{layers:?}");
+        }
+    }
+}
+
+#[test]
+fn a_real_toolchain_works_inside() {
+    let fx = Fixture::new();
+    let host = Host::probe(&fx.config());
+    let sandbox = prepared(&host, &fx.request(false));
+    let ran = run(
+        &sandbox,
+        &fx,
+        "set -e; git init -q repo && cd repo && git -c user.email=a@b -c user.name=n commit -q \
+         --allow-empty -m x && git log --oneline | wc -l; python3 -c 'import tempfile, \
+         multiprocessing; print(tempfile.gettempdir())'; node -e 'console.log(1+1)'; ls /proc/self/fd >/dev/null && echo proc",
+    );
+    assert!(ran.status.success(), "{} {}", ran.stdout, ran.stderr);
+    assert!(ran.stdout.starts_with("1\n"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("2\n") && ran.stdout.contains("proc"),
+        "{}",
+        ran.stdout
+    );
+}
+
+#[test]
+fn strict_refuses_a_missing_layer_by_name() {
+    let fx = Fixture::new();
+    let mut host = Host::probe(&fx.config());
+    let inner = Arc::get_mut(&mut host.inner).expect("unique host");
+    inner.landlock = Err("pretend the kernel has none".into());
+    let mut req = fx.request(false);
+    req.profile = Profile::Strict;
+    match JobSandbox::prepare(&host, &req) {
+        Err(SandboxError::Refused { layer, why }) => {
+            assert_eq!(layer, "filesystem");
+            assert!(why.contains("pretend"), "{why}");
+        }
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("strict ran without Landlock"),
+    }
+    assert!(host.strict_gaps().iter().any(|g| g.name == "filesystem"));
+    assert!(doctor_report(&host).contains("profile strict: NOT available"));
+}
+
+#[test]
+fn report_and_doctor_are_complete() {
+    let host = Host::probe(&SandboxConfig::default());
+    let report = host.report();
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["layers"][0]["name"], "filesystem");
+    for name in [
+        "filesystem",
+        "network",
+        "syscall_filter",
+        "process_tree",
+        "memory",
+        "pids",
+        "cpu",
+    ] {
+        assert!(report.layer(name).is_some(), "{name} missing");
+    }
+    let doctor = doctor_report(&host);
+    assert!(
+        doctor.contains("Landlock") && doctor.contains("cgroups"),
+        "{doctor}"
+    );
+    eprintln!("{doctor}");
+    assert!(host.probe_ms() < 50.0, "probe took {} ms", host.probe_ms());
+}
