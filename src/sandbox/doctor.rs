@@ -51,11 +51,10 @@ fn fix(layer: &LayerReport) -> Option<String> {
              (`systemd-run --user --scope -p Delegate=yes opencode-worker ...`)",
             userns_fix()
         ),
-        "memory" | "pids" | "cpu" | "accounting" => "give the worker a delegated cgroup: \
-             `systemd-run --user -p Delegate=yes -p DelegateSubgroup=worker --scope \
-             opencode-worker ...` (systemd >= 254; the worker must not sit in the cgroup whose \
-             controllers it enables), or run it as root on a host whose cgroup v1/v2 memory and \
-             pids controllers are mounted"
+        "memory" | "pids" | "cpu" | "accounting" => "give the worker a delegated cgroup v2: \
+             start it as `systemd-run --user --scope -p Delegate=yes opencode-worker ...` (it \
+             moves itself into a leaf and hands memory/pids/cpu to per-job cgroups), or run it as \
+             root on a host whose cgroup v1 or v2 memory and pids controllers are mounted"
             .into(),
         _ => return None,
     })

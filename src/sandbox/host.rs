@@ -274,8 +274,8 @@ impl Inner {
         if self.netns() {
             return active(
                 "network",
-                "network \"none\": a network namespace per job (loopback down, host 127.0.0.1 \
-                 unreachable); AF_VSOCK/AF_PACKET sockets refused by seccomp",
+                "network \"none\": a network namespace per job with only its own loopback (host \
+                 127.0.0.1 services, UDP and DNS unreachable); AF_VSOCK/AF_PACKET refused by seccomp",
             );
         }
         let why = match &self.ns.net {

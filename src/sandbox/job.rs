@@ -285,6 +285,9 @@ impl JobSandbox {
             // SAFETY: plain syscall.
             sys::check_int(unsafe { libc::unshare(c.unshare) })?;
         }
+        if c.unshare & libc::CLONE_NEWNET != 0 {
+            ns::loopback_up()?;
+        }
         for step in &c.mounts {
             step.run(&c.keeps)?;
         }

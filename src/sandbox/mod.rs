@@ -39,6 +39,8 @@ mod seccomp;
 mod sys;
 
 #[cfg(test)]
+mod bench;
+#[cfg(test)]
 mod tests;
 
 pub use config::{DEFAULT_HIDDEN, Profile, SandboxConfig};

@@ -276,6 +276,29 @@ unsafe fn relay(pid: libc::pid_t, lifeline: [libc::c_int; 2]) -> ! {
     }
 }
 
+/// Async-signal-safe: brings up the loopback of the job's own network namespace, so test
+/// servers a job starts on 127.0.0.1 work while the host's stay out of reach.
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: a socket, two ioctls on a zeroed ifreq naming "lo", and a close.
+    unsafe {
+        let fd = check_int(libc::socket(
+            libc::AF_INET,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            0,
+        ))?;
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        ifr.ifr_name[0] = b'l' as libc::c_char;
+        ifr.ifr_name[1] = b'o' as libc::c_char;
+        let mut result = check_int(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr));
+        if result.is_ok() {
+            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            result = check_int(libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr));
+        }
+        libc::close(fd);
+        result.map(drop)
+    }
+}
+
 /// Async-signal-safe: a procfs of the job's PID namespace, so /proc lists only the job.
 pub fn mount_proc() -> io::Result<()> {
     sys::mount(

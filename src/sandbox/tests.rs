@@ -201,6 +201,8 @@ fn network_none_refuses_host_loopback_and_unix_sockets() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
+    let udp = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    udp.set_nonblocking(true).unwrap();
     let sock_dir = tempfile::Builder::new()
         .prefix("ocw-sock")
         .tempdir_in("/run")
@@ -227,14 +229,10 @@ for name, fn in [('tcp', tcp), ('udp', udp), ('unix', unix)]:
 EOF"#
     );
     let ran = run(&sandbox, &fx, &script);
+    // In the job's own namespace 127.0.0.1 is its own loopback: TCP finds nothing listening
+    // and a UDP datagram goes nowhere. What matters is that the host's sockets saw nothing.
     assert!(
         ran.stdout.contains("tcp refused"),
-        "{} {}",
-        ran.stdout,
-        ran.stderr
-    );
-    assert!(
-        ran.stdout.contains("udp refused"),
         "{} {}",
         ran.stdout,
         ran.stderr
@@ -246,6 +244,18 @@ EOF"#
         ran.stderr
     );
     assert!(listener.accept().is_err(), "the listener saw a connection");
+    assert!(
+        udp.recv(&mut [0u8; 8]).is_err(),
+        "the host UDP socket got a datagram"
+    );
+    // The job's own loopback works: a test suite may run its own servers.
+    let ran = run(
+        &sandbox,
+        &fx,
+        "python3 -c \"import socket; s = socket.create_server(('127.0.0.1', 0)); \
+         socket.create_connection(s.getsockname()); print('own loopback ok')\"",
+    );
+    assert_eq!(ran.stdout, "own loopback ok\n", "{}", ran.stderr);
     if let Some((unix, _)) = &unix_listener {
         unix.set_nonblocking(true).unwrap();
         assert!(unix.accept().is_err());
@@ -392,11 +402,22 @@ fn pids_limit_is_enforced_and_reported() {
     let ran = run(
         &sandbox,
         &fx,
-        "n=0; for i in $(seq 30); do sleep 2 & done 2>/dev/null; echo done",
+        "for i in $(seq 30); do sleep 2 & done; echo done",
     );
     sandbox.kill_all();
-    assert!(ran.stdout.contains("done") || !ran.status.success());
-    assert_eq!(sandbox.breach(), Some(Breach::PidsLimit));
+    assert!(
+        ran.stderr.contains("fork") || ran.stderr.contains("Resource temporarily unavailable"),
+        "no fork failed: {}",
+        ran.stderr
+    );
+    // Only a cgroup counts the refusals; RLIMIT_NPROC just makes fork fail.
+    if host
+        .report()
+        .layer("pids")
+        .is_some_and(|l| l.detail.contains("cgroup"))
+    {
+        assert_eq!(sandbox.breach(), Some(Breach::PidsLimit));
+    }
 }
 
 #[test]
@@ -490,4 +511,65 @@ fn report_and_doctor_are_complete() {
     );
     eprintln!("{doctor}");
     assert!(host.probe_ms() < 50.0, "probe took {} ms", host.probe_ms());
+}
+
+/// The issue asks for part of the suite to run unprivileged: as root, this re-runs the
+/// sandbox tests as a throwaway system user (no cgroup access, so the fallbacks are exercised:
+/// PID namespace tree kill, RLIMIT_NPROC, RLIMIT_DATA).
+#[test]
+fn unprivileged_suite_passes() {
+    const USER: &str = "ocw-sandbox-test";
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 || std::env::var_os("OCW_SANDBOX_UNPRIVILEGED").is_some() {
+        return;
+    }
+    let exists = Command::new("id")
+        .arg("-u")
+        .arg(USER)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !exists {
+        let made = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                USER,
+            ])
+            .status();
+        if !made.is_ok_and(|s| s.success()) {
+            eprintln!("skipped: cannot create user {USER}");
+            return;
+        }
+    }
+    let id = |flag: &str| -> String {
+        let out = Command::new("id").arg(flag).arg(USER).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let (uid, gid) = (id("-u"), id("-g"));
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid", &uid, "--regid", &gid, "--clear-groups", "--"])
+        .arg(&exe)
+        .args([
+            "sandbox::tests::",
+            "--test-threads=2",
+            "--skip",
+            "unprivileged",
+        ])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", "/nonexistent")
+        .env("OCW_SANDBOX_UNPRIVILEGED", "1")
+        .current_dir("/")
+        .output()
+        .expect("setpriv");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "unprivileged run failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("test result: ok"), "{stdout}");
 }
