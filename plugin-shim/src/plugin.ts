@@ -1,0 +1,355 @@
+// The OpenCode plugin: spawns one opencode-worker sidecar per OpenCode instance, asks it for its
+// tools (`initialize`), and registers each one with its JSON Schema. Nothing about a tool's
+// arguments is written here: a new tool or field in Rust shows up in OpenCode as it is.
+import { randomBytes } from "node:crypto";
+import path from "node:path";
+import type { Hooks, Plugin, PluginInput, ToolContext } from "@opencode-ai/plugin";
+import { DEFAULT_RESTART, WorkerClient, type InitializeResult, type ToolInfo } from "./client.js";
+import { BinaryNotFoundError, installHint, locateBinary } from "./locate.js";
+import { errorText, isTerminal, renderGeneric, renderJob, renderOutput, statusLine } from "./render.js";
+import { SidecarGoneError } from "./rpc.js";
+import { argsFromInputSchema, schemaForModel, type JsonSchema } from "./schema.js";
+
+export const PLUGIN_NAME = "opencode-worker-plugin";
+export const PLUGIN_VERSION = "0.1.0";
+export const UNAVAILABLE_TOOL = "worker_unavailable";
+
+/** Plugin options, from `"plugin": [["<path or package>", { ...options }]]` in opencode.json. */
+export interface WorkerPluginOptions {
+  /** path to the opencode-worker binary (relative paths: to the project directory) */
+  binary?: string;
+  /** the sidecar's config file, passed as `--config PATH` */
+  config?: string;
+  /** more command-line arguments for the sidecar, appended as given */
+  args?: string[];
+  /** environment variables added to the sidecar's environment (e.g. OPENCODE_WORKER_* settings) */
+  env?: Record<string, string>;
+  /** append the sidecar's stderr to this file instead of OpenCode's log */
+  logFile?: string;
+  /** how long `initialize` may take at start (ms, default 15000) */
+  initTimeoutMs?: number;
+  /** most restarts after crashes within 10 minutes (default 5) */
+  maxRestarts?: number;
+  /** how often the phase of a waited-on job is refreshed in the UI (ms, default 2000; 0: never) */
+  pollMs?: number;
+}
+
+type Level = "debug" | "info" | "warn" | "error";
+type Logger = (level: Level, message: string, extra?: Record<string, unknown>) => void;
+
+function optionError(name: string, want: string): Error {
+  return new Error(`opencode-worker plugin: option "${name}" must be ${want}`);
+}
+
+export function parseOptions(raw: unknown): WorkerPluginOptions {
+  const o: Record<string, unknown> = raw && typeof raw === "object" ? (raw as Record<string, unknown>) : {};
+  const out: WorkerPluginOptions = {};
+  const s = (k: keyof WorkerPluginOptions) => {
+    if (o[k] === undefined) return undefined;
+    if (typeof o[k] !== "string" || !o[k]) throw optionError(k, "a non-empty string");
+    return o[k] as string;
+  };
+  const n = (k: keyof WorkerPluginOptions) => {
+    if (o[k] === undefined) return undefined;
+    if (typeof o[k] !== "number" || !Number.isFinite(o[k]) || (o[k] as number) < 0) throw optionError(k, "a non-negative number");
+    return o[k] as number;
+  };
+  out.binary = s("binary");
+  out.config = s("config");
+  out.logFile = s("logFile");
+  out.initTimeoutMs = n("initTimeoutMs");
+  out.maxRestarts = n("maxRestarts");
+  out.pollMs = n("pollMs");
+  if (o.args !== undefined) {
+    if (!Array.isArray(o.args) || !o.args.every((a) => typeof a === "string")) throw optionError("args", "an array of strings");
+    out.args = o.args as string[];
+  }
+  if (o.env !== undefined) {
+    if (!o.env || typeof o.env !== "object" || Array.isArray(o.env) || !Object.values(o.env).every((v) => typeof v === "string"))
+      throw optionError("env", "an object of string values");
+    out.env = o.env as Record<string, string>;
+  }
+  return out;
+}
+
+/** The sidecar's command line from the options: `[--config PATH] [args...]`. */
+export function sidecarArgs(opts: WorkerPluginOptions, baseDir: string): string[] {
+  const args: string[] = [];
+  if (opts.config) args.push("--config", path.resolve(baseDir, opts.config));
+  if (opts.args) args.push(...opts.args);
+  return args;
+}
+
+function makeLogger(client: PluginInput["client"] | undefined): Logger {
+  let inflight = 0;
+  let dropped = 0;
+  return (level, message, extra) => {
+    const app = (client as any)?.app;
+    if (!app?.log) return;
+    if (inflight >= 200) {
+      dropped++;
+      return;
+    }
+    if (dropped) {
+      message = `(${dropped} earlier log lines dropped) ${message}`;
+      dropped = 0;
+    }
+    inflight++;
+    Promise.resolve()
+      .then(() => app.log({ body: { service: "opencode-worker", level, message, ...(extra ? { extra } : {}) } }))
+      .catch(() => undefined)
+      .finally(() => inflight--);
+  };
+}
+
+/** One stderr line of the sidecar (tracing JSON or text) as a log entry. */
+function logStderr(log: Logger, line: string): void {
+  let level: Level = "info";
+  let message = line;
+  let extra: Record<string, unknown> | undefined;
+  if (line.startsWith("{")) {
+    try {
+      const obj = JSON.parse(line);
+      const l = String(obj.level ?? "").toLowerCase();
+      level = l === "error" ? "error" : l === "warn" ? "warn" : l === "debug" || l === "trace" ? "debug" : "info";
+      message = String(obj.fields?.message ?? obj.message ?? obj.msg ?? line);
+      extra = obj;
+    } catch {
+      /* plain text */
+    }
+  } else if (/\b(ERROR|error)\b/.test(line.slice(0, 64))) {
+    level = "error";
+  } else if (/\bWARN/.test(line.slice(0, 64))) {
+    level = "warn";
+  }
+  log(level, message, extra);
+}
+
+export function newJobId(): string {
+  return `oc-${Date.now().toString(36)}-${randomBytes(5).toString("hex")}`;
+}
+
+function unavailableHooks(input: PluginInput, log: Logger, reason: string): Hooks {
+  const message =
+    `opencode-worker is not available, so its worker_* tools (worker_dispatch_job, worker_get_status, ` +
+    `worker_collect_output, worker_cancel_job, ...) are not loaded in this OpenCode session.\n` +
+    `Cause: ${reason}\nFix: ${installHint()}`;
+  log("error", message);
+  // Best effort: a toast in the TUI. Not awaited: it must never hold up OpenCode's start.
+  try {
+    Promise.resolve((input.client as any)?.tui?.showToast?.({ body: { title: "opencode-worker", message: `opencode-worker is not available: ${reason}`, variant: "error" } })).catch(() => undefined);
+  } catch {
+    /* no TUI */
+  }
+  return {
+    tool: {
+      [UNAVAILABLE_TOOL]: {
+        description:
+          `opencode-worker (sandboxed job runner) is NOT available in this session, so the worker_* tools are missing. ` +
+          `Cause: ${reason} Call this tool to get the fix, and tell the user.`,
+        args: {},
+        async execute() {
+          return message;
+        },
+      },
+    },
+  };
+}
+
+export const OpencodeWorkerPlugin: Plugin = async (input, rawOptions) => {
+  const log = makeLogger(input?.client);
+  const baseDir = input?.directory || process.cwd();
+  let opts: WorkerPluginOptions;
+  try {
+    opts = parseOptions(rawOptions);
+  } catch (err) {
+    return unavailableHooks(input, log, (err as Error).message);
+  }
+  let binary: string;
+  try {
+    const located = locateBinary({ option: opts.binary, env: process.env, cwd: baseDir });
+    binary = located.path;
+    log("info", `using opencode-worker at ${located.path} (from ${located.source})`);
+  } catch (err) {
+    return unavailableHooks(input, log, err instanceof BinaryNotFoundError ? err.message : String(err));
+  }
+  const client = new WorkerClient({
+    spawn: {
+      binary,
+      args: sidecarArgs(opts, baseDir),
+      env: { ...process.env, ...(opts.env ?? {}) },
+      cwd: baseDir,
+      logFile: opts.logFile ? path.resolve(baseDir, opts.logFile) : undefined,
+    },
+    clientInfo: { name: PLUGIN_NAME, version: PLUGIN_VERSION },
+    initTimeoutMs: opts.initTimeoutMs ?? 15_000,
+    restart: { ...DEFAULT_RESTART, ...(opts.maxRestarts !== undefined ? { maxRestarts: opts.maxRestarts } : {}) },
+    log,
+    onStderrLine: (line) => logStderr(log, line),
+  });
+  let init: InitializeResult;
+  try {
+    init = await client.start();
+  } catch (err) {
+    await client.dispose(0).catch(() => undefined);
+    return unavailableHooks(input, log, (err as Error).message);
+  }
+  log("info", `opencode-worker ${init.version ?? "?"} (protocol ${init.protocol ?? "?"}) offers ${init.tools.length} tools`, {
+    tools: init.tools.map((t) => t.name),
+    isolation: init.isolation as any,
+  });
+  return buildHooks(client, init.tools, { pollMs: opts.pollMs ?? 2000, log });
+};
+
+/** The hooks for a started client: one tool per sidecar tool, the schema hook, dispose. */
+export function buildHooks(client: WorkerClient, tools: ToolInfo[], opts: { pollMs: number; log: Logger }): Hooks {
+  const schemas = new Map<string, JsonSchema>();
+  const tool: NonNullable<Hooks["tool"]> = {};
+  for (const t of tools) {
+    if (!t || typeof t.name !== "string") continue;
+    schemas.set(t.name, schemaForModel(t.input_schema));
+    tool[t.name] = {
+      description: String(t.description ?? t.name),
+      // plain JSON Schema per argument (see schema.ts); the cast is because the type wants zod
+      args: argsFromInputSchema(t.input_schema) as any,
+      execute: (args: any, ctx: ToolContext) => executeTool(client, t.name, args, ctx, opts),
+    };
+  }
+  return {
+    tool,
+    // OpenCode builds `required: [every arg]` from plain-JSON-Schema args; hand it the sidecar's
+    // exact schema instead (OpenCode 1.18.33 reads `jsonSchema` back after this hook).
+    "tool.definition": async (input, output) => {
+      const schema = schemas.get(input.toolID);
+      if (schema) (output as any).jsonSchema = schemaForModel(schema);
+    },
+    dispose: async () => {
+      await client.dispose();
+    },
+  };
+}
+
+function sleepTimer(ms: number, fn: () => void): NodeJS.Timeout {
+  const t = setTimeout(fn, ms);
+  t.unref?.();
+  return t;
+}
+
+export async function executeTool(
+  client: WorkerClient,
+  name: string,
+  args: unknown,
+  ctx: ToolContext | undefined,
+  opts: { pollMs: number; log: Logger },
+): Promise<{ title: string; output: string; metadata: Record<string, unknown> }> {
+  const params: Record<string, unknown> = args && typeof args === "object" && !Array.isArray(args) ? { ...(args as object) } : {};
+  const isDispatch = name === "worker_dispatch_job";
+  const waitMs = isDispatch && typeof params.wait_ms === "number" ? params.wait_ms : undefined;
+  // A waited-on job must be cancellable on abort, so we must know its id before the reply.
+  if (isDispatch && params.wait_ms !== undefined && params.job_id === undefined) params.job_id = newJobId();
+  const jobId = typeof params.job_id === "string" ? params.job_id : undefined;
+  const setTitle = (title: string, extra: Record<string, unknown> = {}) => {
+    try {
+      ctx?.metadata?.({ title, metadata: { job_id: jobId, ...extra } });
+    } catch {
+      /* UI only */
+    }
+  };
+  if (ctx?.abort?.aborted) throw new Error(`${name}: the tool call was aborted before it was sent`);
+
+  const started = Date.now();
+  setTitle(isDispatch ? `dispatching job ${jobId ?? ""}`.trim() : `${name}${jobId ? ` ${jobId}` : ""}`);
+  // generous: only there so that a wedged sidecar cannot hang a tool call forever
+  const timeoutMs = waitMs !== undefined ? waitMs + 120_000 : 300_000;
+  const call = client.call(name, params, { timeoutMs });
+  call.catch(() => undefined);
+
+  let poll: NodeJS.Timeout | undefined;
+  let stopped = false;
+  if (isDispatch && jobId && waitMs !== undefined && opts.pollMs > 0 && waitMs > opts.pollMs) {
+    const tick = async () => {
+      if (stopped) return;
+      try {
+        const st: any = await client.call("worker_get_status", { job_id: jobId }, { timeoutMs: 30_000 });
+        if (!stopped) {
+          const secs = Math.round((Date.now() - started) / 1000);
+          setTitle(`job ${jobId}: ${st?.status ?? "?"} (${st?.phase ?? "?"}), ${secs} s`, { status: st?.status, phase: st?.phase });
+        }
+      } catch {
+        /* not registered yet, or the sidecar is gone: the call itself reports that */
+      }
+      if (!stopped) poll = sleepTimer(opts.pollMs, tick);
+    };
+    poll = sleepTimer(opts.pollMs, tick);
+  }
+
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => {
+      if (isDispatch && jobId) {
+        setTitle(`cancelling job ${jobId}`);
+        opts.log("info", `tool call aborted: cancelling job ${jobId}`);
+        client
+          .call("worker_cancel_job", { job_id: jobId, reason: "the OpenCode tool call was aborted" }, { timeoutMs: 30_000 })
+          .then(
+            (job: any) => opts.log("info", `job ${jobId} after abort: ${job?.status}`),
+            (err) => opts.log("warn", `cancelling job ${jobId} after abort failed: ${(err as Error).message}`),
+          );
+        // the dispatch reply (now with status cancelled) normally follows at once
+        sleepTimer(10_000, () =>
+          reject(new Error(`${name}: aborted; cancellation of job ${JSON.stringify(jobId)} was requested but its final state is unknown — check it with worker_get_status`)),
+        );
+      } else {
+        reject(new Error(`${name}: aborted`));
+      }
+    };
+    ctx?.abort?.addEventListener?.("abort", onAbort, { once: true });
+  });
+  aborted.catch(() => undefined);
+
+  let result: any;
+  try {
+    result = await Promise.race([call, aborted]);
+  } catch (err) {
+    const lostGeneration = jobId ? client.jobLostWith(jobId) : undefined;
+    const text = errorText(name, err, { jobId: isDispatch || err instanceof SidecarGoneError ? jobId : undefined, lostGeneration });
+    setTitle(`${name} failed`);
+    throw new Error(text);
+  } finally {
+    stopped = true;
+    if (poll) clearTimeout(poll);
+    if (onAbort) ctx?.abort?.removeEventListener?.("abort", onAbort);
+  }
+
+  const rid = typeof result?.job_id === "string" ? result.job_id : jobId;
+  if (rid) client.noteJob(rid);
+  let output: string;
+  let title: string;
+  switch (name) {
+    case "worker_dispatch_job":
+    case "worker_get_status":
+    case "worker_cancel_job":
+      output = renderJob(result, { waitedMs: waitMs !== undefined ? Date.now() - started : undefined });
+      title = statusLine(result).replace(/ \| /g, ", ");
+      if (name === "worker_dispatch_job" && !isTerminal(result?.status)) title += " (not finished)";
+      break;
+    case "worker_collect_output":
+      output = renderOutput(result);
+      title = `output of job ${rid ?? "?"} (${result?.status ?? "?"})`;
+      break;
+    default:
+      output = renderGeneric(name, result);
+      title = name;
+  }
+  setTitle(title, { status: result?.status });
+  return {
+    title,
+    output,
+    metadata: {
+      job_id: rid,
+      status: result?.status,
+      exit_code: result?.exit_code,
+      reason: result?.reason,
+    },
+  };
+}
