@@ -1,1 +1,264 @@
-fn main() {}
+//! Dispatch latency and throughput through the real binary and its stdio protocol, measured
+//! side by side with the floor (a bare `std::process::Command` spawn of `/bin/true`) in the same
+//! run, so the ratio holds on whatever machine runs it.
+//!
+//! `cargo bench --bench dispatch` (BENCH_JOBS=N to change the sample size).
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_opencode-worker");
+
+struct Summary {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+}
+
+fn summarize(mut samples: Vec<Duration>) -> Summary {
+    samples.sort();
+    let at = |q: f64| {
+        let rank = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
+        samples[rank - 1].as_secs_f64() * 1e3
+    };
+    Summary {
+        p50: at(0.5),
+        p90: at(0.9),
+        p99: at(0.99),
+    }
+}
+
+struct Client {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+    next_id: u64,
+}
+
+impl Client {
+    fn start(settings: &[String]) -> Client {
+        let mut command = Command::new(BIN);
+        command.arg("serve").env("RUST_LOG", "error");
+        for setting in settings {
+            command.arg("--set").arg(setting);
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn worker");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Client {
+            child,
+            stdin,
+            stdout,
+            next_id: 0,
+        }
+    }
+
+    fn send(&mut self, method: &str, params: Value) -> u64 {
+        self.next_id += 1;
+        let line =
+            json!({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params});
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+        self.next_id
+    }
+
+    fn receive(&mut self) -> Value {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        let value: Value = serde_json::from_str(&line).expect("reply");
+        assert!(value.get("result").is_some(), "{value}");
+        value
+    }
+
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.send(method, params);
+        self.receive()
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.send("shutdown", json!({}));
+        let _ = self.child.wait();
+    }
+}
+
+fn job(argv: &[&str]) -> Value {
+    json!({"argv": argv, "wait_ms": 60000})
+}
+
+fn floor(jobs: usize) -> (Summary, f64) {
+    let mut samples = Vec::with_capacity(jobs);
+    let start = Instant::now();
+    for _ in 0..jobs {
+        let t = Instant::now();
+        let status = Command::new("/bin/true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        samples.push(t.elapsed());
+    }
+    (
+        summarize(samples),
+        jobs as f64 / start.elapsed().as_secs_f64(),
+    )
+}
+
+fn sequential(client: &mut Client, jobs: usize, spec: &Value) -> (Summary, f64) {
+    let mut samples = Vec::with_capacity(jobs);
+    let start = Instant::now();
+    for _ in 0..jobs {
+        let t = Instant::now();
+        let reply = client.call("worker_dispatch_job", spec.clone());
+        assert_eq!(reply["result"]["status"], "finished", "{reply}");
+        samples.push(t.elapsed());
+    }
+    (
+        summarize(samples),
+        jobs as f64 / start.elapsed().as_secs_f64(),
+    )
+}
+
+/// Keeps `concurrency` dispatches in flight until `jobs` have completed.
+fn throughput(client: &mut Client, jobs: usize, concurrency: usize, spec: &Value) -> f64 {
+    let start = Instant::now();
+    let mut sent = 0;
+    let mut done = 0;
+    while sent < concurrency.min(jobs) {
+        client.send("worker_dispatch_job", spec.clone());
+        sent += 1;
+    }
+    while done < jobs {
+        let reply = client.receive();
+        assert_eq!(reply["result"]["status"], "finished", "{reply}");
+        done += 1;
+        if sent < jobs {
+            client.send("worker_dispatch_job", spec.clone());
+            sent += 1;
+        }
+    }
+    jobs as f64 / start.elapsed().as_secs_f64()
+}
+
+fn status_round_trip(client: &mut Client, rounds: usize) -> Summary {
+    let job = client.call(
+        "worker_dispatch_job",
+        json!({"job_id": "bench-status", "argv": ["/bin/true"], "wait_ms": 60000}),
+    );
+    assert_eq!(job["result"]["status"], "finished");
+    let mut samples = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        client.call("worker_get_status", json!({"job_id": "bench-status"}));
+        samples.push(t.elapsed());
+    }
+    summarize(samples)
+}
+
+fn row(name: &str, summary: &Summary, rate: f64, floor: &Summary) {
+    println!(
+        "| {name:<44} | {:>7.3} | {:>7.3} | {:>7.3} | {:>8.0} | {:>5.2}x |",
+        summary.p50,
+        summary.p90,
+        summary.p99,
+        rate,
+        summary.p50 / floor.p50
+    );
+}
+
+fn main() {
+    // `cargo test --benches` runs bench targets with --bench absent: keep that quick.
+    let benching = std::env::args().any(|arg| arg == "--bench");
+    let jobs: usize = std::env::var("BENCH_JOBS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(if benching { 2000 } else { 20 });
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("dispatch bench: {jobs} jobs per row, {cores} CPUs, binary {BIN}");
+
+    let (floor_summary, floor_rate) = floor(jobs);
+    let bases: Vec<(&str, String)> = {
+        let mut bases = vec![(
+            "system temp dir",
+            std::env::temp_dir().display().to_string(),
+        )];
+        if std::path::Path::new("/dev/shm").is_dir() {
+            bases.push(("tmpfs /dev/shm", "/dev/shm".into()));
+        }
+        bases
+    };
+
+    println!();
+    println!(
+        "| variant                                      | p50 ms  | p90 ms  | p99 ms  | jobs/s   | p50/floor |"
+    );
+    println!(
+        "|----------------------------------------------|---------|---------|---------|----------|-----------|"
+    );
+    row(
+        "floor: Command::new(\"/bin/true\").status()",
+        &floor_summary,
+        floor_rate,
+        &floor_summary,
+    );
+    let mut rates = Vec::new();
+    for (label, base) in &bases {
+        let settings = vec![
+            format!("session.base_dir={base}"),
+            "worker.max_concurrent_sessions=8".to_string(),
+        ];
+        let mut client = Client::start(&settings);
+        client.call("initialize", json!({}));
+        // Warm up the worker's allocator, page cache and thread pool.
+        sequential(&mut client, 50.min(jobs), &job(&["/bin/true"]));
+        let (argv, argv_rate) = sequential(&mut client, jobs, &job(&["/bin/true"]));
+        row(
+            &format!("worker argv /bin/true, c=1 ({label})"),
+            &argv,
+            argv_rate,
+            &floor_summary,
+        );
+        let (shell, shell_rate) = sequential(
+            &mut client,
+            jobs,
+            &json!({"command": "true", "wait_ms": 60000}),
+        );
+        row(
+            &format!("worker sh -c true, c=1 ({label})"),
+            &shell,
+            shell_rate,
+            &floor_summary,
+        );
+        let by_concurrency: Vec<(usize, f64)> = [1, 2, 8]
+            .iter()
+            .map(|&c| (c, throughput(&mut client, jobs, c, &job(&["/bin/true"]))))
+            .collect();
+        rates.push((label.to_string(), by_concurrency));
+        if *label == "system temp dir" {
+            let status = status_round_trip(&mut client, jobs);
+            println!(
+                "| {:<44} | {:>7.3} | {:>7.3} | {:>7.3} | {:>8} | {:>9} |",
+                "worker_get_status round trip", status.p50, status.p90, status.p99, "-", "-"
+            );
+        }
+    }
+    println!();
+    println!("throughput, argv /bin/true (jobs/s; floor at c=1: {floor_rate:.0}):");
+    for (label, by_concurrency) in rates {
+        let line: Vec<String> = by_concurrency
+            .iter()
+            .map(|(c, rate)| format!("c={c}: {rate:.0}"))
+            .collect();
+        println!("  {label}: {}", line.join(", "));
+    }
+}

@@ -4,7 +4,11 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "opencode-worker", version, about = "Sandboxed, disposable job sessions for AI coding agents (JSON-RPC 2.0 over stdio)")]
+#[command(
+    name = "opencode-worker",
+    version,
+    about = "Sandboxed, disposable job sessions for AI coding agents (JSON-RPC 2.0 over stdio)"
+)]
 pub struct Cli {
     /// Configuration file (JSON). Default: $OPENCODE_WORKER_CONFIG, else ./opencode-worker.json if present.
     #[arg(long, global = true, value_name = "PATH")]

@@ -241,7 +241,10 @@ impl Config {
         let checks: [(&str, bool); 5] = [
             ("cpu", defaults.cpu <= maximums.cpu && defaults.cpu > 0.0),
             ("memory", defaults.memory <= maximums.memory),
-            ("timeout", defaults.timeout <= maximums.timeout && defaults.timeout > 0),
+            (
+                "timeout",
+                defaults.timeout <= maximums.timeout && defaults.timeout > 0,
+            ),
             ("output", defaults.output <= maximums.output),
             ("pids", defaults.pids <= maximums.pids && defaults.pids > 0),
         ];
@@ -293,6 +296,7 @@ pub fn parse_override(text: &str) -> Result<(String, serde_json::Value), String>
     let (key, value) = text
         .split_once('=')
         .ok_or_else(|| format!("`{text}` is not key=value"))?;
-    let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.into()));
+    let value =
+        serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.into()));
     Ok((key.trim().to_owned(), value))
 }

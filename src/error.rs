@@ -32,7 +32,11 @@ pub enum WorkerError {
     #[error(
         "busy: {active} jobs running and {queued} queued (queue limit {limit}); retry later or cancel a job"
     )]
-    Busy { active: u64, queued: u64, limit: u64 },
+    Busy {
+        active: u64,
+        queued: u64,
+        limit: u64,
+    },
 
     #[error("the worker is shutting down and accepts no new jobs")]
     ShuttingDown,
@@ -44,7 +48,9 @@ pub enum WorkerError {
         maximum: String,
     },
 
-    #[error("job id `{job_id}` is already in use by a live or retained job; pick another or omit job_id")]
+    #[error(
+        "job id `{job_id}` is already in use by a live or retained job; pick another or omit job_id"
+    )]
     DuplicateJob { job_id: String },
 
     #[error("invalid file `{path}`: {reason}")]
@@ -87,7 +93,9 @@ impl WorkerError {
 
     pub fn data(&self) -> Value {
         match self {
-            WorkerError::InvalidParams { field, reason } => json!({"field": field, "reason": reason}),
+            WorkerError::InvalidParams { field, reason } => {
+                json!({"field": field, "reason": reason})
+            }
             WorkerError::UnknownJob { job_id } | WorkerError::DuplicateJob { job_id } => {
                 json!({"field": "job_id", "job_id": job_id})
             }

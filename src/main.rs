@@ -5,7 +5,10 @@ use opencode_worker::config::Config;
 fn main() {
     let cli = Cli::parse();
     let mut overrides = cli.overrides.clone();
-    let quiet_by_default = matches!(cli.command, Some(Command::Run(_)) | Some(Command::Schema(_)));
+    let quiet_by_default = matches!(
+        cli.command,
+        Some(Command::Run(_)) | Some(Command::Schema(_))
+    );
     if cli.log_level.is_none() && quiet_by_default && std::env::var_os("RUST_LOG").is_none() {
         overrides.push(("logging.level".into(), "warn".into()));
     }
@@ -53,7 +56,10 @@ fn schema(args: opencode_worker::cli::SchemaArgs) -> i32 {
         for problem in &problems {
             eprintln!("{}: {problem}", dir.display());
         }
-        eprintln!("run `opencode-worker schema --out {}` and commit the result", dir.display());
+        eprintln!(
+            "run `opencode-worker schema --out {}` and commit the result",
+            dir.display()
+        );
         1
     }
 }

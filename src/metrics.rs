@@ -27,7 +27,9 @@ struct Inner {
 
 impl Metrics {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn dispatched(&self) {
@@ -38,7 +40,12 @@ impl Metrics {
         self.lock().rejected += 1;
     }
 
-    pub fn ended(&self, status: JobStatus, reason: Option<EndReason>, phases_ms: &[(&'static str, f64)]) {
+    pub fn ended(
+        &self,
+        status: JobStatus,
+        reason: Option<EndReason>,
+        phases_ms: &[(&'static str, f64)],
+    ) {
         let mut inner = self.lock();
         *inner.ended.entry(status.as_str()).or_default() += 1;
         if let Some(reason) = reason {
@@ -69,7 +76,10 @@ impl Metrics {
             .iter()
             .map(|reason| {
                 let name = reason.as_str();
-                (name.to_owned(), inner.reasons.get(name).copied().unwrap_or(0))
+                (
+                    name.to_owned(),
+                    inner.reasons.get(name).copied().unwrap_or(0),
+                )
             })
             .collect();
         JobCounts {
@@ -85,7 +95,11 @@ impl Metrics {
         PHASES
             .iter()
             .map(|phase| {
-                let samples = inner.windows.get(phase).map(|w| w.iter().copied().collect()).unwrap_or_default();
+                let samples = inner
+                    .windows
+                    .get(phase)
+                    .map(|w| w.iter().copied().collect())
+                    .unwrap_or_default();
                 ((*phase).to_owned(), percentiles(samples))
             })
             .collect()
@@ -117,7 +131,10 @@ mod tests {
     #[test]
     fn nearest_rank_percentiles() {
         let p = percentiles((1..=100).map(f64::from).collect());
-        assert_eq!((p.p50, p.p90, p.p99, p.max, p.count), (50.0, 90.0, 99.0, 100.0, 100));
+        assert_eq!(
+            (p.p50, p.p90, p.p99, p.max, p.count),
+            (50.0, 90.0, 99.0, 100.0, 100)
+        );
         assert_eq!(percentiles(vec![]).count, 0);
     }
 }

@@ -4,7 +4,9 @@
 use crate::config::{Config, Resolved};
 use crate::error::WorkerError;
 use crate::exec::Program;
-use crate::protocol::{EffectiveLimits, FileEncoding, FileEntry, JobSpec, LimitsRequest, NetworkMode};
+use crate::protocol::{
+    EffectiveLimits, FileEncoding, FileEntry, JobSpec, LimitsRequest, NetworkMode,
+};
 use crate::session::InjectedFile;
 use base64::Engine;
 use std::collections::HashSet;
@@ -57,7 +59,10 @@ pub fn plan(spec: JobSpec, config: &Config, resolved: &Resolved) -> Result<JobPl
                 return Err(WorkerError::invalid_params("command", "must not be empty"));
             }
             if command.contains('\0') {
-                return Err(WorkerError::invalid_params("command", "must not contain NUL"));
+                return Err(WorkerError::invalid_params(
+                    "command",
+                    "must not contain NUL",
+                ));
             }
             Program::Shell(command)
         }
@@ -89,9 +94,7 @@ pub fn plan(spec: JobSpec, config: &Config, resolved: &Resolved) -> Result<JobPl
         .unwrap_or_default();
     let cwd = spec
         .cwd
-        .map(|cwd| {
-            relative_path(&cwd).map_err(|reason| WorkerError::invalid_params("cwd", reason))
-        })
+        .map(|cwd| relative_path(&cwd).map_err(|reason| WorkerError::invalid_params("cwd", reason)))
         .transpose()?
         .filter(|path| !path.as_os_str().is_empty());
     let limits = check_limits(spec.limits.unwrap_or_default(), resolved)?;
@@ -177,7 +180,11 @@ fn check_files(
         return Err(WorkerError::InvalidFiles {
             field: "files".into(),
             path: String::new(),
-            reason: format!("{} files given; the maximum is {}", files.len(), config.session.max_files),
+            reason: format!(
+                "{} files given; the maximum is {}",
+                files.len(),
+                config.session.max_files
+            ),
         });
     }
     let cap = config.session.max_files_bytes.bytes();
@@ -190,7 +197,10 @@ fn check_files(
             return Err(invalid(&name, "names no file".into()));
         }
         if !seen.insert(path.clone()) {
-            return Err(invalid(&name, "is given twice (after removing `.` components)".into()));
+            return Err(invalid(
+                &name,
+                "is given twice (after removing `.` components)".into(),
+            ));
         }
         let (content, executable) = match entry {
             FileEntry::Text(text) => (text.into_bytes(), false),
@@ -206,7 +216,9 @@ fn check_files(
             } => (
                 base64::engine::general_purpose::STANDARD
                     .decode(content.trim())
-                    .map_err(|error| invalid(&name, format!("content is not valid base64: {error}")))?,
+                    .map_err(|error| {
+                        invalid(&name, format!("content is not valid base64: {error}"))
+                    })?,
                 executable,
             ),
         };
@@ -226,7 +238,12 @@ fn check_files(
     }
     // A path that is both a file and a parent directory of another cannot be written.
     for file in &out {
-        if let Some(parent) = file.path.ancestors().skip(1).find(|dir| seen.contains(*dir)) {
+        if let Some(parent) = file
+            .path
+            .ancestors()
+            .skip(1)
+            .find(|dir| seen.contains(*dir))
+        {
             return Err(invalid(
                 &file.path.to_string_lossy(),
                 format!("its parent `{}` is also given as a file", parent.display()),
@@ -246,13 +263,19 @@ fn check_env(env: Vec<(String, String)>) -> Result<Vec<(String, String)>, Worker
             ));
         }
         if value.contains('\0') {
-            return Err(WorkerError::invalid_params(field, "a value must not contain NUL"));
+            return Err(WorkerError::invalid_params(
+                field,
+                "a value must not contain NUL",
+            ));
         }
     }
     Ok(env)
 }
 
-fn check_limits(request: LimitsRequest, resolved: &Resolved) -> Result<EffectiveLimits, WorkerError> {
+fn check_limits(
+    request: LimitsRequest,
+    resolved: &Resolved,
+) -> Result<EffectiveLimits, WorkerError> {
     let defaults = &resolved.defaults;
     let maximums = &resolved.maximums;
     let over = |name: &str, requested: String, maximum: String| WorkerError::LimitOverMaximum {
@@ -262,32 +285,56 @@ fn check_limits(request: LimitsRequest, resolved: &Resolved) -> Result<Effective
     };
     let cpu = request.cpu.unwrap_or(defaults.cpu);
     if !(cpu.is_finite() && cpu > 0.0) {
-        return Err(WorkerError::invalid_params("limits.cpu", "must be a positive number of cores"));
+        return Err(WorkerError::invalid_params(
+            "limits.cpu",
+            "must be a positive number of cores",
+        ));
     }
     if cpu > maximums.cpu {
         return Err(over("cpu", cpu.to_string(), maximums.cpu.to_string()));
     }
     let memory = request.memory.map_or(defaults.memory, |m| m.bytes());
     if memory == 0 {
-        return Err(WorkerError::invalid_params("limits.memory", "must be positive"));
+        return Err(WorkerError::invalid_params(
+            "limits.memory",
+            "must be positive",
+        ));
     }
     if memory > maximums.memory {
-        return Err(over("memory", memory.to_string(), maximums.memory.to_string()));
+        return Err(over(
+            "memory",
+            memory.to_string(),
+            maximums.memory.to_string(),
+        ));
     }
     let timeout = request.timeout.unwrap_or(defaults.timeout);
     if timeout == 0 {
-        return Err(WorkerError::invalid_params("limits.timeout", "must be at least 1 ms"));
+        return Err(WorkerError::invalid_params(
+            "limits.timeout",
+            "must be at least 1 ms",
+        ));
     }
     if timeout > maximums.timeout {
-        return Err(over("timeout", timeout.to_string(), maximums.timeout.to_string()));
+        return Err(over(
+            "timeout",
+            timeout.to_string(),
+            maximums.timeout.to_string(),
+        ));
     }
     let output = request.output.map_or(defaults.output, |o| o.bytes());
     if output > maximums.output {
-        return Err(over("output", output.to_string(), maximums.output.to_string()));
+        return Err(over(
+            "output",
+            output.to_string(),
+            maximums.output.to_string(),
+        ));
     }
     let pids = request.pids.unwrap_or(defaults.pids);
     if pids == 0 {
-        return Err(WorkerError::invalid_params("limits.pids", "must be at least 1"));
+        return Err(WorkerError::invalid_params(
+            "limits.pids",
+            "must be at least 1",
+        ));
     }
     if pids > maximums.pids {
         return Err(over("pids", pids.to_string(), maximums.pids.to_string()));
@@ -314,8 +361,8 @@ mod tests {
     #[test]
     fn traversal_and_absolute_paths_are_refused() {
         for path in ["../x", "a/../../x", "/etc/passwd", "a/..", ""] {
-            let err = plan_of(serde_json::json!({"command": "true", "files": {path: "x"}}))
-                .unwrap_err();
+            let err =
+                plan_of(serde_json::json!({"command": "true", "files": {path: "x"}})).unwrap_err();
             assert_eq!(err.code(), -32006, "{path}: {err}");
         }
     }
@@ -339,17 +386,20 @@ mod tests {
     fn exactly_one_of_command_or_argv() {
         assert_eq!(plan_of(serde_json::json!({})).unwrap_err().code(), -32602);
         assert_eq!(
-            plan_of(serde_json::json!({"command": "x", "argv": ["x"]})).unwrap_err().code(),
+            plan_of(serde_json::json!({"command": "x", "argv": ["x"]}))
+                .unwrap_err()
+                .code(),
             -32602
         );
     }
 
     #[test]
     fn restricted_is_none_and_seed_config_network_applies() {
-        let plan = plan_of(serde_json::json!({"command": "true", "network": "restricted"})).unwrap();
+        let plan =
+            plan_of(serde_json::json!({"command": "true", "network": "restricted"})).unwrap();
         assert_eq!(plan.network, NetworkMode::None);
-        let plan = plan_of(serde_json::json!({"command": "true", "config": {"network": "open"}}))
-            .unwrap();
+        let plan =
+            plan_of(serde_json::json!({"command": "true", "config": {"network": "open"}})).unwrap();
         assert_eq!(plan.network, NetworkMode::Open);
     }
 }

@@ -21,7 +21,10 @@ pub fn run(config: Config, args: RunArgs) -> i32 {
             return 2;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("opencode-worker run: {error}");
@@ -123,7 +126,11 @@ fn report(job: &Job, json: bool) -> i32 {
     } else {
         let _ = std::io::stdout().write_all(job.stdout.as_deref().unwrap_or("").as_bytes());
         let _ = std::io::stderr().write_all(job.stderr.as_deref().unwrap_or("").as_bytes());
-        let mut summary = format!("opencode-worker: job {} {}", job.job_id, job.status.as_str());
+        let mut summary = format!(
+            "opencode-worker: job {} {}",
+            job.job_id,
+            job.status.as_str()
+        );
         if let Some(code) = job.exit_code {
             summary += &format!(" (exit {code})");
         }
@@ -138,7 +145,12 @@ fn report(job: &Job, json: bool) -> i32 {
         }
         eprintln!("{summary}");
         for artifact in job.artifacts.iter().flatten() {
-            eprintln!("  artifact {} ({} bytes, sha256 {})", artifact.path, artifact.size, &artifact.sha256[..12]);
+            eprintln!(
+                "  artifact {} ({} bytes, sha256 {})",
+                artifact.path,
+                artifact.size,
+                &artifact.sha256[..12]
+            );
         }
     }
     match (job.status, job.exit_code, job.signal) {

@@ -6,7 +6,10 @@ use std::path::Path;
 fn rendered() -> Vec<(String, String)> {
     let mut files = Vec::new();
     for tool in tool_descriptors() {
-        for (kind, schema) in [("input", &tool.input_schema), ("output", &tool.output_schema)] {
+        for (kind, schema) in [
+            ("input", &tool.input_schema),
+            ("output", &tool.output_schema),
+        ] {
             let mut text = serde_json::to_string_pretty(schema).expect("schemas serialize");
             text.push('\n');
             files.push((format!("{}.{kind}.json", tool.name), text));
@@ -29,7 +32,9 @@ pub fn check(dir: &Path) -> Vec<String> {
     let files = rendered();
     let mut problems: Vec<String> = files
         .iter()
-        .filter(|(name, text)| std::fs::read_to_string(dir.join(name)).ok().as_deref() != Some(text))
+        .filter(|(name, text)| {
+            std::fs::read_to_string(dir.join(name)).ok().as_deref() != Some(text)
+        })
         .map(|(name, _)| format!("{name}: missing or stale"))
         .collect();
     if let Ok(entries) = std::fs::read_dir(dir) {

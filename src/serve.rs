@@ -19,7 +19,10 @@ const STOP_PATIENCE: Duration = Duration::from_millis(1400);
 const FLUSH_PATIENCE: Duration = Duration::from_millis(300);
 
 pub fn serve(config: Config) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!(%error, "could not start the async runtime");
@@ -49,7 +52,10 @@ async fn serve_async(config: Config) -> i32 {
     tokio::spawn(stop_on_signals(worker.shutdown.clone()));
 
     let requests = TaskTracker::new();
-    let mut reader = LineReader::new(BufReader::with_capacity(64 * 1024, tokio::io::stdin()), max_line);
+    let mut reader = LineReader::new(
+        BufReader::with_capacity(64 * 1024, tokio::io::stdin()),
+        max_line,
+    );
     loop {
         let frame = tokio::select! {
             _ = worker.shutdown.cancelled() => break,

@@ -119,7 +119,12 @@ impl Worker {
     /// Ends every job and removes every session dir; true when everything ended in time.
     pub async fn stop(&self, patience: Duration) -> bool {
         let clean = self.pool.shutdown(patience).await;
-        if let Some(dir) = self.private_base.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(dir) = self
+            .private_base
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             let path = dir.path().to_owned();
             if let Err(error) = crate::session::remove_tree(&path) {
                 tracing::error!(%error, dir = %path.display(), "could not remove the session base dir");
@@ -132,17 +137,26 @@ impl Worker {
 
 /// The configured base gets a per-worker subdir, so two workers never share session dirs and
 /// one removal at shutdown sweeps everything.
-fn session_base(config: &Config, worker_id: &str) -> Result<(PathBuf, Option<tempfile::TempDir>), StartError> {
+fn session_base(
+    config: &Config,
+    worker_id: &str,
+) -> Result<(PathBuf, Option<tempfile::TempDir>), StartError> {
     let parent = config
         .session
         .base_dir
         .clone()
         .unwrap_or_else(std::env::temp_dir);
     if let Err(source) = std::fs::create_dir_all(&parent) {
-        return Err(StartError::BaseDir { path: parent, source });
+        return Err(StartError::BaseDir {
+            path: parent,
+            source,
+        });
     }
     let dir = tempfile::Builder::new()
-        .prefix(&format!("opencode-worker-{}-", &worker_id[worker_id.len() - 8..]))
+        .prefix(&format!(
+            "opencode-worker-{}-",
+            &worker_id[worker_id.len() - 8..]
+        ))
         .tempdir_in(&parent)
         .map_err(|source| StartError::BaseDir {
             path: parent.clone(),

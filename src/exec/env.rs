@@ -6,7 +6,16 @@ use std::ffi::OsString;
 use std::path::Path;
 
 /// Copied from the worker when set; everything else is dropped.
-const PASSED_THROUGH: &[&str] = &["LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "TERM", "USER", "LOGNAME"];
+const PASSED_THROUGH: &[&str] = &[
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_MESSAGES",
+    "TZ",
+    "TERM",
+    "USER",
+    "LOGNAME",
+];
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 pub struct SessionPaths<'a> {
@@ -16,9 +25,14 @@ pub struct SessionPaths<'a> {
     pub home: &'a Path,
 }
 
-pub fn job_environment(paths: &SessionPaths<'_>, extra: &[(String, String)]) -> Vec<(OsString, OsString)> {
+pub fn job_environment(
+    paths: &SessionPaths<'_>,
+    extra: &[(String, String)],
+) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = Vec::with_capacity(16 + extra.len());
-    let path = std::env::var_os("PATH").filter(|p| !p.is_empty()).unwrap_or_else(|| DEFAULT_PATH.into());
+    let path = std::env::var_os("PATH")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| DEFAULT_PATH.into());
     env.push(("PATH".into(), path));
     for name in PASSED_THROUGH {
         if let Some(value) = std::env::var_os(name) {

@@ -36,7 +36,11 @@ impl RlimitPlan {
             }
         };
         set(libc::RLIMIT_CPU, self.cpu_seconds, self.cpu_seconds + 1)?;
-        set(libc::RLIMIT_FSIZE, self.file_size_bytes, self.file_size_bytes)?;
+        set(
+            libc::RLIMIT_FSIZE,
+            self.file_size_bytes,
+            self.file_size_bytes,
+        )?;
         set(libc::RLIMIT_NOFILE, self.open_files, self.open_files)?;
         set(libc::RLIMIT_CORE, 0, 0)?;
         Ok(())

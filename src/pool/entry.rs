@@ -28,7 +28,9 @@ pub struct Record {
 }
 
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 pub fn rfc3339(time: SystemTime) -> String {
@@ -173,7 +175,11 @@ impl JobEntry {
             stderr_truncated: ended.map(|_| stderr.truncated()),
             stdout_bytes: Some(stdout.total()),
             stderr_bytes: Some(stderr.total()),
-            artifacts: if include { record.artifacts.clone() } else { None },
+            artifacts: if include {
+                record.artifacts.clone()
+            } else {
+                None
+            },
             metrics: ended.map(|_| record.metrics.clone()),
         }
     }

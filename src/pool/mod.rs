@@ -170,7 +170,8 @@ impl Pool {
 
     /// What a running job has written to its output dir so far.
     async fn live_artifacts(&self, entry: &JobEntry) -> Option<Vec<crate::protocol::Artifact>> {
-        let output = crate::session::SessionDirs::plan(&self.shared.base_dir, &entry.session_id).output;
+        let output =
+            crate::session::SessionDirs::plan(&self.shared.base_dir, &entry.session_id).output;
         let caps = self.shared.artifact_caps();
         tokio::task::spawn_blocking(move || crate::session::collect_artifacts(&output, caps).ok())
             .await
@@ -200,7 +201,8 @@ impl Pool {
             );
         } else if !entry.is_ended() {
             entry.request_stop(StopRequest::Cancel(reason));
-            let patience = Duration::from_millis(self.shared.config.session.kill_grace_ms) + CANCEL_REPLY_SLACK;
+            let patience = Duration::from_millis(self.shared.config.session.kill_grace_ms)
+                + CANCEL_REPLY_SLACK;
             let _ = tokio::time::timeout(patience, entry.wait_ended()).await;
         }
         Ok(entry.view(false))
@@ -348,7 +350,7 @@ impl Shared {
     fn end_unstarted(&self, entry: &Arc<JobEntry>, outcome: Outcome) {
         let status = outcome.status();
         let reason = outcome.reason();
-        let queue_ms = entry.created.elapsed().as_secs_f64() * 1e3;
+        let queue_ms = runner::ms(entry.created.elapsed());
         entry.record().metrics.queue_ms = queue_ms;
         entry.end(Ended {
             started_at: None,
@@ -363,7 +365,9 @@ impl Shared {
     fn retain(&self, state: &mut PoolState, entry: &Arc<JobEntry>) {
         let bytes = entry.retained_bytes();
         state.retained_bytes += bytes;
-        state.retained.push_back((entry.clone(), Instant::now(), bytes));
+        state
+            .retained
+            .push_back((entry.clone(), Instant::now(), bytes));
         self.expire(state);
     }
 

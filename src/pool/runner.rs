@@ -21,12 +21,17 @@ const DRAIN_PATIENCE: Duration = Duration::from_millis(500);
 /// Injected files above this size are written off the async threads.
 const BLOCKING_WRITE_BYTES: usize = 1 << 20;
 
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e3
+/// Milliseconds, to the microsecond.
+pub(super) fn ms(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1e6).round() / 1e3
 }
 
 pub(super) async fn run(shared: &Arc<Shared>, entry: &Arc<JobEntry>) -> Ended {
-    let started_at = entry.record().state.started_at().unwrap_or_else(SystemTime::now);
+    let started_at = entry
+        .record()
+        .state
+        .started_at()
+        .unwrap_or_else(SystemTime::now);
     entry.record().metrics.queue_ms = ms(entry.created.elapsed());
     let dirs = SessionDirs::plan(&shared.base_dir, &entry.session_id);
     let span = tracing::info_span!("job", job_id = entry.id(), session_id = %entry.session_id);
@@ -59,7 +64,11 @@ pub(super) async fn run(shared: &Arc<Shared>, entry: &Arc<JobEntry>) -> Ended {
         record.metrics.destroy_ms = ms(destroy_start.elapsed());
         record.metrics.total_ms = ms(entry.created.elapsed());
     }
-    tracing::info!(status = outcome.status().as_str(), reason = outcome.reason().map(|r| r.as_str()), "job ended");
+    tracing::info!(
+        status = outcome.status().as_str(),
+        reason = outcome.reason().map(|r| r.as_str()),
+        "job ended"
+    );
     Ended {
         started_at: Some(started_at),
         ended_at: SystemTime::now(),
@@ -139,7 +148,10 @@ async fn execute(shared: &Arc<Shared>, entry: &Arc<JobEntry>, dirs: &SessionDirs
     );
     let spec = LaunchSpec {
         program: plan.program.clone(),
-        cwd: plan.cwd.as_ref().map_or_else(|| dirs.work.clone(), |cwd| dirs.work.join(cwd)),
+        cwd: plan
+            .cwd
+            .as_ref()
+            .map_or_else(|| dirs.work.clone(), |cwd| dirs.work.join(cwd)),
         env,
         stdin: plan.stdin.is_some(),
         rlimits,
@@ -164,10 +176,18 @@ async fn execute(shared: &Arc<Shared>, entry: &Arc<JobEntry>, dirs: &SessionDirs
     let over_limit = Arc::new(Notify::new());
     let mut pumps = Vec::with_capacity(2);
     if let Some(stdout) = process.stdout.take() {
-        pumps.push(tokio::spawn(pump(stdout, entry.stdout.clone(), over_limit.clone())));
+        pumps.push(tokio::spawn(pump(
+            stdout,
+            entry.stdout.clone(),
+            over_limit.clone(),
+        )));
     }
     if let Some(stderr) = process.stderr.take() {
-        pumps.push(tokio::spawn(pump(stderr, entry.stderr.clone(), over_limit.clone())));
+        pumps.push(tokio::spawn(pump(
+            stderr,
+            entry.stderr.clone(),
+            over_limit.clone(),
+        )));
     }
     if let (Some(mut stdin), Some(bytes)) = (process.stdin.take(), plan.stdin.clone()) {
         // A job that never reads its stdin must not stall the runner, so the write runs apart.
@@ -206,7 +226,11 @@ async fn execute(shared: &Arc<Shared>, entry: &Arc<JobEntry>, dirs: &SessionDirs
 
     let (exit, usage) = match reaped {
         Ok(reaped) => reaped,
-        Err(error) => return Outcome::SpawnFailed(format!("could not collect the job's exit status: {error}")),
+        Err(error) => {
+            return Outcome::SpawnFailed(format!(
+                "could not collect the job's exit status: {error}"
+            ));
+        }
     };
     record_usage(entry, usage);
     classify(interrupt, exit, usage, &rlimits)
@@ -259,7 +283,12 @@ fn record_usage(entry: &JobEntry, usage: ResourceUse) {
     record.metrics.max_rss_bytes = Some(usage.max_rss_bytes);
 }
 
-fn classify(interrupt: Option<Interrupt>, exit: ExitInfo, usage: ResourceUse, rlimits: &RlimitPlan) -> Outcome {
+fn classify(
+    interrupt: Option<Interrupt>,
+    exit: ExitInfo,
+    usage: ResourceUse,
+    rlimits: &RlimitPlan,
+) -> Outcome {
     let exit_seen = Some(exit);
     match interrupt {
         Some(Interrupt::Timeout) => Outcome::TimedOut { exit: exit_seen },

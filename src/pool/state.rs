@@ -34,13 +34,25 @@ pub struct Ended {
 
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    Exited { code: i32 },
-    Signaled { signal: i32 },
+    Exited {
+        code: i32,
+    },
+    Signaled {
+        signal: i32,
+    },
     PrepareFailed(String),
     SpawnFailed(String),
-    TimedOut { exit: Option<ExitInfo> },
-    Cancelled { message: Option<String>, exit: Option<ExitInfo> },
-    Killed { reason: KillReason, exit: Option<ExitInfo> },
+    TimedOut {
+        exit: Option<ExitInfo>,
+    },
+    Cancelled {
+        message: Option<String>,
+        exit: Option<ExitInfo>,
+    },
+    Killed {
+        reason: KillReason,
+        exit: Option<ExitInfo>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,14 +160,18 @@ impl Outcome {
                 signal: Some(*signal),
             }),
             Outcome::PrepareFailed(_) | Outcome::SpawnFailed(_) => None,
-            Outcome::TimedOut { exit } | Outcome::Cancelled { exit, .. } | Outcome::Killed { exit, .. } => *exit,
+            Outcome::TimedOut { exit }
+            | Outcome::Cancelled { exit, .. }
+            | Outcome::Killed { exit, .. } => *exit,
         }
     }
 
     pub fn message(&self) -> Option<String> {
         match self {
             Outcome::Exited { .. } | Outcome::Signaled { .. } => None,
-            Outcome::PrepareFailed(message) | Outcome::SpawnFailed(message) => Some(message.clone()),
+            Outcome::PrepareFailed(message) | Outcome::SpawnFailed(message) => {
+                Some(message.clone())
+            }
             Outcome::TimedOut { .. } => Some("the wall-clock limit (limits.timeout) passed".into()),
             Outcome::Cancelled { message, .. } => message.clone(),
             Outcome::Killed { reason, .. } => Some(
@@ -183,7 +199,10 @@ mod tests {
         assert_eq!(Outcome::Exited { code: 0 }.status(), JobStatus::Finished);
         assert_eq!(Outcome::Exited { code: 0 }.reason(), None);
         assert_eq!(Outcome::Exited { code: 3 }.status(), JobStatus::Failed);
-        assert_eq!(Outcome::Exited { code: 3 }.reason(), Some(EndReason::ExitCode));
+        assert_eq!(
+            Outcome::Exited { code: 3 }.reason(),
+            Some(EndReason::ExitCode)
+        );
         let killed = Outcome::Killed {
             reason: KillReason::OutputLimit,
             exit: None,

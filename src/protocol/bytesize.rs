@@ -114,7 +114,9 @@ impl<'de> Deserialize<'de> for ByteSize {
                 if v >= 0.0 && v.fract() == 0.0 && v < u64::MAX as f64 {
                     Ok(ByteSize(v as u64))
                 } else {
-                    Err(E::custom("a byte count must be a whole, non-negative number"))
+                    Err(E::custom(
+                        "a byte count must be a whole, non-negative number",
+                    ))
                 }
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ByteSize, E> {

@@ -3,8 +3,8 @@
 //! `$ref` resolution).
 
 use super::*;
-use schemars::generate::SchemaSettings;
 use schemars::JsonSchema;
+use schemars::generate::SchemaSettings;
 
 struct ToolDef {
     name: &'static str,

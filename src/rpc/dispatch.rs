@@ -4,7 +4,6 @@
 
 use super::Frame;
 use crate::error::{code, protocol_error};
-use crate::worker::Worker;
 use futures::FutureExt;
 use jsonrpsee::RpcModule;
 use serde_json::{Map, Value, json};
@@ -14,8 +13,8 @@ use std::panic::AssertUnwindSafe;
 /// Subscription channel capacity handed to jsonrpsee (it panics on 0).
 const SUBSCRIPTION_BUFFER: usize = 64;
 
-pub struct Dispatcher {
-    module: RpcModule<Worker>,
+pub struct Dispatcher<Context> {
+    module: RpcModule<Context>,
     methods: HashSet<&'static str>,
 }
 
@@ -23,8 +22,8 @@ fn reply_error(id: Value, code: i32, message: &str, data: Value) -> String {
     json!({"jsonrpc": "2.0", "id": id, "error": protocol_error(code, message, data)}).to_string()
 }
 
-impl Dispatcher {
-    pub fn new(module: RpcModule<Worker>) -> Self {
+impl<Context: Send + Sync + 'static> Dispatcher<Context> {
+    pub fn new(module: RpcModule<Context>) -> Self {
         let methods = module.method_names().collect();
         Dispatcher { module, methods }
     }
@@ -73,7 +72,9 @@ impl Dispatcher {
                 json!({"reason": "a batch must contain at least one request"}),
             )),
             Value::Array(items) => {
-                let replies = futures::future::join_all(items.into_iter().map(|item| self.handle_one(item))).await;
+                let replies =
+                    futures::future::join_all(items.into_iter().map(|item| self.handle_one(item)))
+                        .await;
                 let replies: Vec<String> = replies.into_iter().flatten().collect();
                 (!replies.is_empty()).then(|| format!("[{}]", replies.join(",")))
             }
@@ -89,12 +90,21 @@ impl Dispatcher {
         let reply_id = match &id {
             None | Some(Value::Null | Value::String(_)) => id.clone().unwrap_or(Value::Null),
             Some(Value::Number(n)) if n.is_u64() => id.clone().unwrap_or(Value::Null),
-            Some(_) => return Some(invalid(Value::Null, "`id` must be a string, a non-negative integer or null")),
+            Some(_) => {
+                return Some(invalid(
+                    Value::Null,
+                    "`id` must be a string, a non-negative integer or null",
+                ));
+            }
         };
         if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
             return Some(invalid(reply_id, "`jsonrpc` must be \"2.0\""));
         }
-        let Some(method) = object.get("method").and_then(Value::as_str).map(str::to_owned) else {
+        let Some(method) = object
+            .get("method")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        else {
             return Some(invalid(reply_id, "`method` must be a string"));
         };
         if let Some(params) = object.get("params")
@@ -118,7 +128,8 @@ impl Dispatcher {
             object.insert("id".into(), Value::from(0));
         }
         let text = Value::Object(normalise(object)).to_string();
-        let call = AssertUnwindSafe(self.module.raw_json_request(&text, SUBSCRIPTION_BUFFER)).catch_unwind();
+        let call = AssertUnwindSafe(self.module.raw_json_request(&text, SUBSCRIPTION_BUFFER))
+            .catch_unwind();
         let reply = match call.await {
             Ok(Ok((response, _subscription))) => response.get().to_owned(),
             Ok(Err(error)) => invalid(reply_id, &error.to_string()),
@@ -149,5 +160,139 @@ fn normalise(mut object: Map<String, Value>) -> Map<String, Value> {
 }
 
 fn invalid(id: Value, reason: &str) -> String {
-    reply_error(id, code::INVALID_REQUEST, "Invalid request", json!({"reason": reason}))
+    reply_error(
+        id,
+        code::INVALID_REQUEST,
+        "Invalid request",
+        json!({"reason": reason}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::from_str;
+
+    fn dispatcher() -> Dispatcher<()> {
+        let mut module = RpcModule::new(());
+        module
+            .register_method("echo", |params, _, _| {
+                params.as_str().unwrap_or("null").to_owned()
+            })
+            .unwrap();
+        module
+            .register_method(
+                "boom",
+                |_, _, _| -> Result<(), jsonrpsee::types::ErrorObjectOwned> { panic!("kaboom") },
+            )
+            .unwrap();
+        module
+            .register_async_method("async_boom", |_, _, _| async move {
+                if true {
+                    panic!("async kaboom");
+                }
+                Ok::<(), jsonrpsee::types::ErrorObjectOwned>(())
+            })
+            .unwrap();
+        Dispatcher::new(module)
+    }
+
+    async fn reply(input: &str) -> Option<Value> {
+        dispatcher()
+            .handle(Frame::Line(input.as_bytes().to_vec()))
+            .await
+            .map(|line| from_str(&line).unwrap())
+    }
+
+    #[tokio::test]
+    async fn table_of_envelopes() {
+        let cases: &[(&str, Option<(i32, Value)>)] = &[
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"echo","params":{"a":1}}"#,
+                None,
+            ),
+            (r#"{"jsonrpc":"2.0","method":"echo"}"#, None),
+            (r#"{"jsonrpc":"2.0","method":"missing"}"#, None),
+            (r#"{"id":1,"method":"echo"}"#, Some((-32600, json!(1)))),
+            (
+                r#"{"jsonrpc":"1.0","id":"x","method":"echo"}"#,
+                Some((-32600, json!("x"))),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":2,"method":5}"#,
+                Some((-32600, json!(2))),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":{"a":1},"method":"echo"}"#,
+                Some((-32600, Value::Null)),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":3,"method":"echo","params":"x"}"#,
+                Some((-32600, json!(3))),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":4,"method":"missing"}"#,
+                Some((-32601, json!(4))),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":5,"method":"boom"}"#,
+                Some((-32603, json!(5))),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":6,"method":"async_boom"}"#,
+                Some((-32603, json!(6))),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":7,"method":"echo""#,
+                Some((-32700, Value::Null)),
+            ),
+            ("42", Some((-32600, Value::Null))),
+            ("[]", Some((-32600, Value::Null))),
+        ];
+        for (input, expected) in cases {
+            let got = reply(input).await;
+            match expected {
+                None if input.contains("\"id\"") => {
+                    let got = got.unwrap_or_else(|| panic!("{input}: no reply"));
+                    assert!(got.get("result").is_some(), "{input}: {got}");
+                }
+                None => assert!(got.is_none(), "{input}: a notification got {got:?}"),
+                Some((code, id)) => {
+                    let got = got.unwrap_or_else(|| panic!("{input}: no reply"));
+                    assert_eq!(got["error"]["code"], *code, "{input}: {got}");
+                    assert_eq!(got["id"], *id, "{input}: {got}");
+                    assert!(got["error"]["data"].is_object(), "{input}: {got}");
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_answer_requests_only_in_one_array() {
+        let got = reply(
+            r#"[{"jsonrpc":"2.0","id":1,"method":"echo"},{"jsonrpc":"2.0","method":"echo"},{"jsonrpc":"2.0","id":2,"method":"missing"},7]"#,
+        )
+        .await
+        .unwrap();
+        let items = got.as_array().unwrap();
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[0]["id"], 1);
+        assert_eq!(items[1]["error"]["code"], -32601);
+        assert_eq!(items[2]["error"]["code"], -32600);
+        assert!(
+            reply(r#"[{"jsonrpc":"2.0","method":"echo"}]"#)
+                .await
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_utf8_and_long_lines() {
+        let d = dispatcher();
+        let got: Value =
+            from_str(&d.handle(Frame::Line(vec![b'{', 0xff, b'}'])).await.unwrap()).unwrap();
+        assert_eq!(got["error"]["code"], -32700);
+        let got: Value = from_str(&d.handle(Frame::TooLong { bytes: 99 }).await.unwrap()).unwrap();
+        assert_eq!(got["error"]["code"], -32600);
+    }
 }

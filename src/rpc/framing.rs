@@ -6,7 +6,9 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 pub enum Frame {
     Line(Vec<u8>),
     /// A line longer than the maximum; its bytes were discarded as they arrived.
-    TooLong { bytes: usize },
+    TooLong {
+        bytes: usize,
+    },
 }
 
 pub struct LineReader<R> {

@@ -18,13 +18,22 @@ pub fn build_module(worker: Arc<Worker>) -> RpcModule<Worker> {
     let mut module = RpcModule::from_arc(worker);
     let registered = [
         module
-            .register_method("initialize", |params, worker, _| -> Reply<InitializeResult> {
-                reply(decode::<InitializeParams>(&params).map(|p| worker.initialize(p)))
-            })
+            .register_method(
+                "initialize",
+                |params, worker, _| -> Reply<InitializeResult> {
+                    reply(decode::<InitializeParams>(&params).map(|p| worker.initialize(p)))
+                },
+            )
             .map(|_| ()),
         module
             .register_async_method("worker_dispatch_job", |params, worker, _| async move {
-                let spec: JobSpec = reply(decode(&params))?;
+                let spec: JobSpec = match decode(&params) {
+                    Ok(spec) => spec,
+                    Err(error) => {
+                        worker.pool.metrics().rejected();
+                        return reply(Err(error));
+                    }
+                };
                 reply(worker.dispatch(spec).await)
             })
             .map(|_| ()),
@@ -47,16 +56,22 @@ pub fn build_module(worker: Arc<Worker>) -> RpcModule<Worker> {
             })
             .map(|_| ()),
         module
-            .register_method("worker_list_sessions", |params, worker, _| -> Reply<ListResult> {
-                let request: ListParams = reply(decode(&params))?;
-                Ok(worker.pool.list(request))
-            })
+            .register_method(
+                "worker_list_sessions",
+                |params, worker, _| -> Reply<ListResult> {
+                    let request: ListParams = reply(decode(&params))?;
+                    Ok(worker.pool.list(request))
+                },
+            )
             .map(|_| ()),
         module
-            .register_method("worker_get_metrics", |params, worker, _| -> Reply<MetricsResult> {
-                let _: MetricsParams = reply(decode(&params))?;
-                Ok(worker.metrics())
-            })
+            .register_method(
+                "worker_get_metrics",
+                |params, worker, _| -> Reply<MetricsResult> {
+                    let _: MetricsParams = reply(decode(&params))?;
+                    Ok(worker.metrics())
+                },
+            )
             .map(|_| ()),
         module
             .register_method("shutdown", |params, worker, _| -> Reply<Empty> {

@@ -95,7 +95,10 @@ mod tests {
     fn creates_parents_and_content() {
         let work = tempfile::tempdir().unwrap();
         write_files(work.path(), &[file("a/b/c.txt", "hi"), file("top", "x")]).unwrap();
-        assert_eq!(std::fs::read_to_string(work.path().join("a/b/c.txt")).unwrap(), "hi");
+        assert_eq!(
+            std::fs::read_to_string(work.path().join("a/b/c.txt")).unwrap(),
+            "hi"
+        );
     }
 
     #[test]

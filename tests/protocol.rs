@@ -1,0 +1,234 @@
+//! The wire contract through the real binary's pipes: handshake, every error code, batches,
+//! notifications, malformed input, and concurrency of requests.
+
+mod common;
+use common::*;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+#[test]
+fn initialize_lists_every_tool_with_schemas() {
+    let mut worker = Worker::start();
+    let init = worker.call(
+        "initialize",
+        json!({"client": {"name": "test", "version": "1"}}),
+    );
+    assert_eq!(init["name"], "opencode-worker");
+    assert_eq!(init["protocol"], 1);
+    assert!(init["worker_id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(init["limits"]["defaults"]["timeout"].as_u64().unwrap() > 0);
+    assert!(init["limits"]["maximums"]["memory"].as_u64().unwrap() > 0);
+    assert!(
+        init["isolation"]["layers"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty())
+    );
+    let names: Vec<&str> = init["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tool| tool["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "worker_dispatch_job",
+            "worker_get_status",
+            "worker_collect_output",
+            "worker_cancel_job",
+            "worker_list_sessions",
+            "worker_get_metrics"
+        ]
+    );
+    for tool in init["tools"].as_array().unwrap() {
+        assert!(tool["description"].as_str().unwrap().len() > 20);
+        assert_eq!(tool["input_schema"]["type"], "object");
+        assert_eq!(tool["output_schema"]["type"], "object");
+        assert!(
+            tool["input_schema"]["$schema"]
+                .as_str()
+                .unwrap()
+                .contains("2020-12")
+        );
+    }
+    // The committed schema files are exactly what the binary serves.
+    let dispatch = &init["tools"][0]["input_schema"];
+    let on_disk: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schema/worker_dispatch_job.input.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(dispatch, &on_disk);
+}
+
+#[test]
+fn every_protocol_error_code_with_data() {
+    let mut worker = Worker::start_with(&["worker.max_line_bytes=4096"]);
+    let mut expect = |line: &[u8], code: i64, id: Value| {
+        worker.send_raw(line);
+        let reply = worker.next_line();
+        assert_eq!(
+            reply["error"]["code"],
+            code,
+            "{}: {reply}",
+            String::from_utf8_lossy(line)
+        );
+        assert_eq!(reply["id"], id, "{reply}");
+        assert!(reply["error"]["data"].is_object(), "{reply}");
+        assert_eq!(reply["jsonrpc"], "2.0");
+    };
+    expect(b"{not json", -32700, Value::Null);
+    expect(&[b'{', b'"', 0xff, 0xfe, b'"', b'}'], -32700, Value::Null);
+    expect(br#"{"jsonrpc":"2.0","id":1}"#, -32600, json!(1));
+    expect(br#"{"id":2,"method":"initialize"}"#, -32600, json!(2));
+    expect(b"[]", -32600, Value::Null);
+    expect(
+        br#"{"jsonrpc":"2.0","id":"three","method":"no_such_method"}"#,
+        -32601,
+        json!("three"),
+    );
+    let long = format!(
+        r#"{{"jsonrpc":"2.0","id":4,"method":"initialize","params":{{"pad":"{}"}}}}"#,
+        "x".repeat(10_000)
+    );
+    expect(long.as_bytes(), -32600, Value::Null);
+    // The connection keeps working after every one of them.
+    assert_eq!(worker.call("initialize", json!({}))["protocol"], 1);
+}
+
+#[test]
+fn invalid_params_name_the_field_and_the_reason() {
+    let mut worker = Worker::start();
+    let cases = [
+        (
+            json!({"command": "true", "limits": {"memory": "lots"}}),
+            "limits.memory",
+        ),
+        (
+            json!({"command": "true", "limits": {"timeout": "soon"}}),
+            "limits.timeout",
+        ),
+        (json!({"command": "true", "network": "internet"}), "network"),
+        (json!({"command": "true", "surprise": 1}), "params"),
+        (json!({"argv": "ls -l"}), "argv"),
+        (json!({}), "command"),
+        (json!({"command": "a", "argv": ["b"]}), "command"),
+        (json!({"command": "true", "job_id": "has space"}), "job_id"),
+        (json!({"command": "true", "env": {"A=B": "x"}}), "env.A=B"),
+        (json!({"command": "true", "cwd": "../up"}), "cwd"),
+    ];
+    for (params, field) in cases {
+        let error = worker.call_err("worker_dispatch_job", params.clone());
+        assert_eq!(error["code"], -32602, "{params}: {error}");
+        let got = error["data"]["field"].as_str().unwrap();
+        assert!(
+            got == field
+                || (field == "params" && got.contains("params")
+                    || error["data"]["reason"]
+                        .as_str()
+                        .unwrap()
+                        .contains("surprise")),
+            "{params}: field {got}, want {field}: {error}"
+        );
+        assert!(!error["data"]["reason"].as_str().unwrap().is_empty());
+    }
+    let error = worker.call_err("worker_get_status", json!({"id": "x"}));
+    assert_eq!(error["code"], -32602);
+    let error = worker.call_err("worker_get_status", json!(["x"]));
+    assert_eq!(error["code"], -32602);
+}
+
+#[test]
+fn application_error_codes() {
+    let mut worker = Worker::start_with(&[
+        "governance.maximums.timeout=60000",
+        "governance.defaults.timeout=30000",
+    ]);
+    let error = worker.call_err("worker_get_status", json!({"job_id": "never-seen"}));
+    assert_eq!(error["code"], -32001);
+    assert_eq!(error["data"]["job_id"], "never-seen");
+    let error = worker.call_err("worker_collect_output", json!({"job_id": "never-seen"}));
+    assert_eq!(error["code"], -32001);
+    let error = worker.call_err("worker_cancel_job", json!({"job_id": "never-seen"}));
+    assert_eq!(error["code"], -32001);
+
+    let error = worker.call_err(
+        "worker_dispatch_job",
+        json!({"command": "true", "limits": {"timeout": 60001}}),
+    );
+    assert_eq!(error["code"], -32004);
+    assert_eq!(error["data"]["field"], "limits.timeout");
+    assert_eq!(error["data"]["maximum"], "60000");
+
+    worker.dispatch(json!({"job_id": "same", "command": "true", "wait_ms": 10000}));
+    let error = worker.call_err(
+        "worker_dispatch_job",
+        json!({"job_id": "same", "command": "true"}),
+    );
+    assert_eq!(error["code"], -32005);
+    assert_eq!(error["data"]["job_id"], "same");
+
+    let error = worker.call_err(
+        "worker_dispatch_job",
+        json!({"command": "true", "files": {"../escape": "x"}}),
+    );
+    assert_eq!(error["code"], -32006);
+    assert_eq!(error["data"]["path"], "../escape");
+}
+
+#[test]
+fn batch_and_notifications() {
+    let mut worker = Worker::start();
+    worker.send_raw(
+        br#"[{"jsonrpc":"2.0","id":"a","method":"worker_list_sessions"},{"jsonrpc":"2.0","method":"worker_dispatch_job","params":{"job_id":"from-notification","command":"true"}},{"jsonrpc":"2.0","id":"b","method":"nope"},{"jsonrpc":"2.0","id":"c","method":"worker_get_metrics"}]"#,
+    );
+    let reply = worker.next_line();
+    let items = reply.as_array().expect("a batch gets one array line");
+    assert_eq!(items.len(), 3, "{reply}");
+    let ids: Vec<&Value> = items.iter().map(|item| &item["id"]).collect();
+    assert!(ids.contains(&&json!("a")) && ids.contains(&&json!("b")) && ids.contains(&&json!("c")));
+    // The notification ran even though nothing answered it.
+    let job = worker.wait_ended("from-notification");
+    assert_eq!(job["status"], "finished");
+    // A batch of notifications only gets no reply at all: the next line answers the next call.
+    worker.send_raw(br#"[{"jsonrpc":"2.0","method":"worker_get_metrics"}]"#);
+    worker.send_raw(br#"{"jsonrpc":"2.0","method":"worker_get_metrics"}"#);
+    let id = worker.request("initialize", json!({}));
+    assert_eq!(worker.next_line()["id"], id);
+}
+
+#[test]
+fn a_long_wait_never_delays_other_calls() {
+    let mut worker = Worker::start();
+    let mut spec = json!({"job_id": "slow", "command": "sleep 2", "wait_ms": 10000});
+    worker.mark(&mut spec);
+    let waiting = worker.request("worker_dispatch_job", spec);
+    worker.wait_status("slow", "running");
+    let started = Instant::now();
+    for _ in 0..20 {
+        let job = worker.call("worker_get_status", json!({"job_id": "slow"}));
+        assert_eq!(job["status"], "running");
+    }
+    // Twenty round trips while the dispatch call is still waiting for its job.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "status calls were held behind wait_ms"
+    );
+    let done = worker.reply_to(waiting);
+    assert_eq!(done["result"]["status"], "finished");
+}
+
+#[test]
+fn nothing_but_protocol_on_stdout() {
+    let mut worker = Worker::start_with(&["logging.level=\"trace\""]);
+    let job =
+        worker.dispatch(json!({"command": "echo to-stdout; echo to-stderr >&2", "wait_ms": 10000}));
+    assert_eq!(job["stdout"], "to-stdout\n");
+    assert_eq!(job["stderr"], "to-stderr\n");
+    worker.call("shutdown", json!({}));
+    // Every line the worker wrote parsed as JSON-RPC (the reader thread panics otherwise).
+    assert!(worker.wait_exit(Duration::from_secs(5)).unwrap().success());
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Every test of the project, as CI runs it. Usage: tests/run-all.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "build (release binary, used by the plugin tests and the README)"
+cargo build --release --locked
+
+step "schema files match the Rust types"
+target/release/opencode-worker schema --check schema
+
+step "lint"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "Rust unit and integration tests (real binary, real pipes, real processes)"
+cargo test --all-targets --locked
+
+if [ -f plugin-shim/package.json ]; then
+  step "plugin tests (against the release binary, and inside the real OpenCode)"
+  (cd plugin-shim && npm ci --no-audit --no-fund && npm test)
+fi
