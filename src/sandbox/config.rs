@@ -84,6 +84,20 @@ pub const DEFAULT_HIDDEN: &[&str] = &[
     "~/.vault-token",
 ];
 
+/// Readable only by root: hidden too when the worker runs as root, whose jobs keep uid 0 (inside
+/// their user namespace) and so pass the permission check. Costs ~140 Landlock rules (the
+/// siblings in /etc), so only root workers pay it.
+pub const ROOT_HIDDEN: &[&str] = &[
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/ssh",
+    "/etc/ssl/private",
+];
+
 impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {

@@ -13,6 +13,8 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 pub struct Entry {
+    /// Rights granted beneath it; `None` is the read-only default.
+    pub access: Option<u64>,
     /// Only read when checking or debugging a view: the rule is made from `fd`.
     #[allow(dead_code)]
     pub path: PathBuf,
@@ -47,7 +49,8 @@ pub fn normalise(paths: impl IntoIterator<Item = PathBuf>) -> Vec<PathBuf> {
 }
 
 impl ReadView {
-    pub fn build(excluded: Vec<PathBuf>) -> io::Result<ReadView> {
+    /// `grants` are extra fixed rules cached with the view (devices inside an excluded /dev).
+    pub fn build(excluded: Vec<PathBuf>, grants: &[(&str, u64)]) -> io::Result<ReadView> {
         let mut view = ReadView {
             excluded,
             entries: Vec::new(),
@@ -58,9 +61,12 @@ impl ReadView {
             return Ok(view);
         }
         if view.excluded.is_empty() {
-            view.push(root)?;
+            view.push(root, None)?;
         } else {
             view.walk(root)?;
+        }
+        for (path, access) in grants {
+            view.push(Path::new(path), Some(*access))?;
         }
         Ok(view)
     }
@@ -97,13 +103,13 @@ impl ReadView {
             if holds_hidden && kind.is_dir() {
                 self.walk(&path)?;
             } else {
-                self.push(&path)?;
+                self.push(&path, None)?;
             }
         }
         Ok(())
     }
 
-    fn push(&mut self, path: &Path) -> io::Result<()> {
+    fn push(&mut self, path: &Path, access: Option<u64>) -> io::Result<()> {
         let file = match std::fs::File::options()
             .read(true)
             .custom_flags(libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW)
@@ -116,6 +122,7 @@ impl ReadView {
         };
         let is_dir = file.metadata()?.is_dir();
         self.entries.push(Entry {
+            access,
             path: path.to_path_buf(),
             fd: file.into(),
             is_dir,
@@ -147,7 +154,7 @@ mod tests {
             b.join("home/.config/gh"),
             b.join("home/.netrc"),
         ]);
-        let view = ReadView::build(hidden).unwrap();
+        let view = ReadView::build(hidden, &[]).unwrap();
         let paths: Vec<&Path> = view.entries.iter().map(|e| e.path.as_path()).collect();
         assert!(paths.contains(&b.join("home/src").as_path()));
         assert!(paths.contains(&b.join("home/.bashrc").as_path()));
@@ -164,7 +171,8 @@ mod tests {
                 "{secret} granted"
             );
         }
-        assert!(view.is_fresh());
+        // Freshness right after the build is not asserted: the walk also covers the shared
+        // /tmp, which other tests change at any moment.
         std::fs::create_dir(b.join("home/new")).unwrap();
         assert!(!view.is_fresh());
     }

@@ -1,7 +1,7 @@
 //! What this host can enforce, probed once at start-up and reported honestly.
 
 use super::cgroup::{self, Cgroups};
-use super::config::{SandboxConfig, expand_home};
+use super::config::{ROOT_HIDDEN, SandboxConfig, expand_home};
 use super::fsview::{self, ReadView};
 use super::report::{IsolationReport, LayerReport, active, degraded, unavailable};
 use super::{landlock, ns, seccomp};
@@ -53,11 +53,15 @@ impl Host {
     pub fn probe(config: &SandboxConfig) -> Host {
         let started = Instant::now();
         let home = home();
+        // SAFETY: geteuid cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        let root_only = ROOT_HIDDEN.iter().map(PathBuf::from).filter(|_| uid == 0);
         let hidden = fsview::normalise(
             config
                 .hidden
                 .iter()
-                .filter_map(|path| expand_home(path, home.as_deref())),
+                .filter_map(|path| expand_home(path, home.as_deref()))
+                .chain(root_only),
         );
         let landlock_abi = landlock::probe_abi();
         let seccomp_ok = seccomp::Filter::supported();
@@ -81,8 +85,6 @@ impl Host {
             (Err(why), _) => Err(why.clone()),
         };
         let cgroups = Cgroups::new(cgroup::probe());
-        // SAFETY: geteuid cannot fail.
-        let uid = unsafe { libc::geteuid() };
         let inner = Inner {
             config: config.clone(),
             root: uid == 0,
@@ -147,6 +149,17 @@ impl Host {
     }
 }
 
+/// Character devices every job may use, inside an otherwise unreadable /dev.
+const DEVICES: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+    "/dev/ptmx",
+];
+
 /// What `strict` refuses to run without.
 pub(super) const STRICT_LAYERS: &[&str] = &[
     "filesystem",
@@ -200,10 +213,12 @@ impl Inner {
     /// The read-only view for jobs whose sessions live under `sessions_root`, rebuilt only
     /// when a directory it was derived from changed.
     pub fn read_view(&self, sessions_root: Option<&Path>) -> std::io::Result<Arc<ReadView>> {
+        // `hidden` was resolved at probe and the sessions root is canonical already.
         let mut excluded: Vec<PathBuf> = self.hidden.clone();
         excluded.push(PathBuf::from("/dev"));
         excluded.extend(sessions_root.map(Path::to_path_buf));
-        let excluded = fsview::normalise(excluded);
+        excluded.sort();
+        excluded.dedup();
         let mut cache = self
             .view
             .lock()
@@ -213,7 +228,13 @@ impl Inner {
                 return Ok(view.clone());
             }
         }
-        let view = Arc::new(ReadView::build(excluded)?);
+        let rights = landlock::Rights::for_abi(self.landlock_abi().unwrap_or(1));
+        let device = rights.file_rw | rights.all_fs & landlock::IOCTL_DEV;
+        let mut grants: Vec<(&str, u64)> = DEVICES.iter().map(|d| (*d, device)).collect();
+        // Listing /dev is harmless; opening a raw disk as a root job is not.
+        grants.push(("/dev", landlock::READ_DIR));
+        grants.push(("/dev/pts", device | landlock::READ_DIR));
+        let view = Arc::new(ReadView::build(excluded, &grants)?);
         *cache = Some(view.clone());
         Ok(view)
     }

@@ -30,6 +30,9 @@ pub struct JobRequest<'a> {
     pub profile: Profile,
 }
 
+/// Two small cgroupfs reads per poll (~10 µs).
+const BREACH_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 pub struct JobSandbox {
     host: Host,
     profile: Profile,
@@ -394,6 +397,21 @@ impl JobSandbox {
         }
     }
 
+    /// Resolves when the kernel enforces a limit on the job; never resolves without a cgroup.
+    /// Cancel-safe: meant for a `select!` beside the job's exit, so a fork bomb or an OOM kill
+    /// ends the job at once with its own reason instead of at the timeout.
+    pub async fn breached(&self) -> Breach {
+        if self.cgroup.is_none() {
+            return std::future::pending().await;
+        }
+        loop {
+            if let Some(breach) = self.breach() {
+                return breach;
+            }
+            tokio::time::sleep(BREACH_POLL).await;
+        }
+    }
+
     /// Peak memory and CPU time of the whole tree, where a cgroup measures them.
     pub fn usage(&self) -> Usage {
         match &self.cgroup {
@@ -455,17 +473,6 @@ fn real_dirs(masks: Vec<(PathBuf, bool, &'static str)>) -> Vec<(PathBuf, bool, &
     out
 }
 
-const DEVICES: &[&str] = &[
-    "/dev/null",
-    "/dev/zero",
-    "/dev/full",
-    "/dev/random",
-    "/dev/urandom",
-    "/dev/tty",
-    "/dev/ptmx",
-    "/dev/pts",
-];
-
 fn build_ruleset(
     h: &super::host::Inner,
     req: &JobRequest,
@@ -475,12 +482,13 @@ fn build_ruleset(
     let ruleset = Ruleset::new(rights, extras)?;
     let view = h.read_view(sessions_root(req).as_deref())?;
     for entry in &view.entries {
+        let access = entry.access.unwrap_or(rights.read);
         let access = if entry.is_dir {
-            rights.read
+            access
         } else {
-            rights.for_file(rights.read)
+            rights.for_file(access)
         };
-        landlock::add_rule(ruleset.raw_fd(), entry.raw_fd(), access)?;
+        landlock::add_rule(ruleset.raw_fd(), entry.raw_fd(), access & rights.all_fs)?;
     }
     for path in [req.session_dir, req.tmp_dir]
         .into_iter()
@@ -490,14 +498,6 @@ fn build_ruleset(
     }
     for path in &h.config.extra_ro {
         ruleset.allow(path, rights.read)?;
-    }
-    // Listing /dev is harmless; opening a raw disk as a root job is not.
-    ruleset.allow(Path::new("/dev"), landlock::READ_DIR)?;
-    for device in DEVICES {
-        ruleset.allow(
-            Path::new(device),
-            rights.file_rw | landlock::READ_DIR | rights.all_fs & landlock::IOCTL_DEV,
-        )?;
     }
     Ok(ruleset)
 }

@@ -175,7 +175,8 @@ fn credential_stores_and_other_sessions_are_unreadable() {
     let script = format!(
         "cat {h}/.ssh/id_ed25519; ls {h}/.ssh; cat {h}/.netrc; cat {s2}/secret; ls {sessions}; \
          cat {h}/notes.txt; cat /etc/hostname >/dev/null && echo etc-readable; \
-         head -c1 /dev/vda >/dev/null 2>&1 || echo no-raw-disk",
+         head -c1 /dev/vda >/dev/null 2>&1 || echo no-raw-disk; \
+         cat /etc/shadow >/dev/null 2>&1 || echo no-shadow",
         h = fx.fake_home.display(),
         s2 = fx.root.join("sessions/s2/work").display(),
         sessions = fx.root.join("sessions").display(),
@@ -189,6 +190,7 @@ fn credential_stores_and_other_sessions_are_unreadable() {
     assert!(ran.stdout.contains("public"), "stderr: {}", ran.stderr);
     assert!(ran.stdout.contains("etc-readable"));
     assert!(ran.stdout.contains("no-raw-disk"));
+    assert!(ran.stdout.contains("no-shadow"));
 }
 
 #[test]
