@@ -126,7 +126,10 @@ impl Worker {
             .take()
         {
             let path = dir.path().to_owned();
-            if let Err(error) = crate::session::remove_tree(&path) {
+            // A janitor thread may still be finishing a removal inside it: try twice.
+            let removed =
+                crate::session::remove_tree(&path).or_else(|_| crate::session::remove_tree(&path));
+            if let Err(error) = removed {
                 tracing::error!(%error, dir = %path.display(), "could not remove the session base dir");
             }
             std::mem::forget(dir);

@@ -54,11 +54,7 @@ fn a_job_runs_in_its_session_with_files_env_cwd_and_stdin() {
         assert!(metrics[key].as_f64().is_some(), "{key} missing: {metrics}");
     }
     assert!(metrics["limits"]["timeout"].as_u64().unwrap() > 0);
-    assert!(
-        worker.leftover_dirs().is_empty(),
-        "{:?}",
-        worker.leftover_dirs()
-    );
+    worker.assert_no_session_dirs();
 }
 
 #[test]
@@ -130,7 +126,7 @@ fn failures_are_told_apart() {
         (Some("failed"), Some("signal"), Some(11)),
         "{job}"
     );
-    assert!(worker.leftover_dirs().is_empty());
+    worker.assert_no_session_dirs();
 }
 
 #[test]
@@ -151,7 +147,7 @@ fn timeout_kills_a_job_that_ignores_sigterm_and_keeps_its_output() {
     eventually("no job process left", || {
         worker.leftover_processes().is_empty()
     });
-    assert!(worker.leftover_dirs().is_empty());
+    worker.assert_no_session_dirs();
 }
 
 #[test]

@@ -39,6 +39,7 @@ pub(crate) struct Shared {
     pub config: Config,
     pub resolved: Resolved,
     pub base_dir: PathBuf,
+    pub sessions: crate::session::SessionStore,
     pub metrics: Metrics,
     pub cpus: CpuPicker,
     pub runners: TaskTracker,
@@ -58,10 +59,12 @@ impl Pool {
     /// `base_dir` must exist and be private to this worker; the pool removes it on shutdown.
     pub fn new(config: Config, base_dir: PathBuf) -> Result<Pool, crate::config::ConfigError> {
         let resolved = config.resolve()?;
+        let spares = resolved.max_concurrent.clamp(2, 16);
         Ok(Pool {
             shared: Arc::new(Shared {
                 config,
                 resolved,
+                sessions: crate::session::SessionStore::new(base_dir.clone(), spares),
                 base_dir,
                 metrics: Metrics::default(),
                 cpus: CpuPicker::from_current_affinity(),
@@ -262,9 +265,11 @@ impl Pool {
             entry.request_stop(StopRequest::Shutdown);
         }
         self.shared.runners.close();
-        tokio::time::timeout(patience, self.shared.runners.wait())
+        let finished = tokio::time::timeout(patience, self.shared.runners.wait())
             .await
-            .is_ok()
+            .is_ok();
+        self.shared.sessions.close();
+        finished
     }
 }
 
@@ -323,12 +328,14 @@ impl Shared {
                 ("total", metrics.total_ms),
             ]
         };
-        entry.end(ended);
+        // Counters and retention are updated before anyone waiting is woken, so a reply that
+        // shows the job ended never precedes its accounting.
         shared.metrics.ended(status, reason, &phases);
         let next = {
             let mut state = lock(&shared.state);
             state.running -= 1;
             shared.retain(&mut state, entry);
+            entry.end(ended);
             match state.queue.pop_front() {
                 Some(next) if state.accepting => {
                     state.running += 1;
@@ -352,14 +359,14 @@ impl Shared {
         let reason = outcome.reason();
         let queue_ms = runner::ms(entry.created.elapsed());
         entry.record().metrics.queue_ms = queue_ms;
+        self.metrics.ended(status, reason, &[("queue", queue_ms)]);
+        let mut state = lock(&self.state);
+        self.retain(&mut state, entry);
         entry.end(Ended {
             started_at: None,
             ended_at: SystemTime::now(),
             outcome,
         });
-        self.metrics.ended(status, reason, &[("queue", queue_ms)]);
-        let mut state = lock(&self.state);
-        self.retain(&mut state, entry);
     }
 
     fn retain(&self, state: &mut PoolState, entry: &Arc<JobEntry>) {

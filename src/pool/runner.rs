@@ -33,11 +33,11 @@ pub(super) async fn run(shared: &Arc<Shared>, entry: &Arc<JobEntry>) -> Ended {
         .started_at()
         .unwrap_or_else(SystemTime::now);
     entry.record().metrics.queue_ms = ms(entry.created.elapsed());
-    let dirs = SessionDirs::plan(&shared.base_dir, &entry.session_id);
+    let planned = SessionDirs::plan(&shared.base_dir, &entry.session_id);
     let span = tracing::info_span!("job", job_id = entry.id(), session_id = %entry.session_id);
     let _enter = span.enter();
 
-    let outcome = AssertUnwindSafe(phases(shared, entry, &dirs))
+    let outcome = AssertUnwindSafe(phases(shared, entry))
         .catch_unwind()
         .await
         .unwrap_or_else(|panic| {
@@ -52,12 +52,14 @@ pub(super) async fn run(shared: &Arc<Shared>, entry: &Arc<JobEntry>) -> Ended {
 
     entry.set_phase(ActivePhase::Destroy);
     let destroy_start = Instant::now();
-    let root = dirs.root.clone();
-    let removed = tokio::task::spawn_blocking(move || remove_tree(&root))
-        .await
-        .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())));
-    if let Err(error) = removed {
-        tracing::error!(%error, dir = %dirs.root.display(), "session dir could not be removed");
+    if !shared.sessions.destroy(&planned) {
+        let root = planned.root.clone();
+        let removed = tokio::task::spawn_blocking(move || remove_tree(&root))
+            .await
+            .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())));
+        if let Err(error) = removed {
+            tracing::error!(%error, dir = %planned.root.display(), "session dir could not be removed");
+        }
     }
     {
         let mut record = entry.record();
@@ -76,12 +78,18 @@ pub(super) async fn run(shared: &Arc<Shared>, entry: &Arc<JobEntry>) -> Ended {
     }
 }
 
-async fn phases(shared: &Arc<Shared>, entry: &Arc<JobEntry>, dirs: &SessionDirs) -> Outcome {
+async fn phases(shared: &Arc<Shared>, entry: &Arc<JobEntry>) -> Outcome {
     let plan = &entry.plan;
     let prepare_start = Instant::now();
-    if let Err(error) = dirs.create() {
-        return Outcome::PrepareFailed(format!("could not create the session directory: {error}"));
-    }
+    let dirs = match shared.sessions.create(&entry.session_id) {
+        Ok(dirs) => dirs,
+        Err(error) => {
+            return Outcome::PrepareFailed(format!(
+                "could not create the session directory: {error}"
+            ));
+        }
+    };
+    let dirs = &dirs;
     entry.set_phase(ActivePhase::Prepare);
     if let Err(error) = prepare(plan, dirs).await {
         return Outcome::PrepareFailed(format!("could not write the job's files: {error}"));

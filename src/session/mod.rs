@@ -4,7 +4,9 @@
 mod artifacts;
 mod dirs;
 mod files;
+mod store;
 
 pub use artifacts::{ArtifactCaps, collect_artifacts};
 pub use dirs::{SessionDirs, remove_tree};
 pub use files::{InjectedFile, write_files};
+pub use store::SessionStore;

@@ -218,7 +218,8 @@ impl Worker {
         }
     }
 
-    /// Session dirs still present under this worker's private dir.
+    /// Session dirs (live or destroyed but not yet deleted) under this worker's private dir;
+    /// the empty spares it keeps ready hold nothing of any job and are left out.
     pub fn leftover_dirs(&self) -> Vec<PathBuf> {
         let mut workers = Vec::new();
         collect_dirs(self.base.path(), &mut workers);
@@ -226,7 +227,19 @@ impl Worker {
         for dir in workers {
             collect_dirs(&dir, &mut sessions);
         }
+        sessions.retain(|path| {
+            !path
+                .file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with(".spare-"))
+        });
         sessions
+    }
+
+    /// Waits until no session dir is left (deletion finishes on a janitor thread).
+    pub fn assert_no_session_dirs(&self) {
+        eventually("every session dir deleted", || {
+            self.leftover_dirs().is_empty()
+        });
     }
 
     /// Anything at all under the configured base: after exit, nothing may remain.
