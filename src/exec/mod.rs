@@ -5,9 +5,11 @@ mod env;
 mod output;
 mod process;
 mod rlimits;
+mod sandboxed;
 
 pub use affinity::CpuPicker;
 pub use env::{SessionPaths, job_environment};
 pub use output::{StreamBuffer, pump};
 pub use process::{ExitInfo, JobProcess, LaunchSpec, Program, ResourceUse};
 pub use rlimits::RlimitPlan;
+pub use sandboxed::{apply_usage, isolation_report, sandbox_request};

@@ -5,12 +5,14 @@
 //! reaper only waits for pids it spawned, so the two never steal each other's children.
 
 use super::RlimitPlan;
+use crate::sandbox::JobSandbox;
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 
@@ -51,12 +53,23 @@ pub struct JobProcess {
     pub stdout: Option<tokio::process::ChildStdout>,
     pub stderr: Option<tokio::process::ChildStderr>,
     reaped: bool,
+    /// The job's kernel sandbox; its tree kill also reaches processes that left the group.
+    sandbox: Option<Arc<JobSandbox>>,
 }
 
 impl JobProcess {
     /// Must run on a thread that outlives the job (a runtime worker, never a blocking-pool
     /// thread): the kernel sends the parent-death signal when the forking *thread* exits.
     pub fn spawn(spec: LaunchSpec) -> io::Result<JobProcess> {
+        JobProcess::spawn_sandboxed(spec, None)
+    }
+
+    /// `spawn`, with the job entering `sandbox` (prepared before fork) as the last step
+    /// before exec.
+    pub fn spawn_sandboxed(
+        spec: LaunchSpec,
+        sandbox: Option<Arc<JobSandbox>>,
+    ) -> io::Result<JobProcess> {
         let mut command = match &spec.program {
             Program::Shell(line) => {
                 let mut command = Command::new("/bin/sh");
@@ -84,6 +97,7 @@ impl JobProcess {
         let parent = std::process::id() as libc::pid_t;
         let rlimits = spec.rlimits;
         let cpu_set = spec.cpu_set;
+        let child_sandbox = sandbox.clone();
         // SAFETY: the closure only makes async-signal-safe system calls on values computed
         // before fork; it allocates nothing and takes no locks.
         unsafe {
@@ -103,6 +117,11 @@ impl JobProcess {
                     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), set)
                         .map_err(io::Error::from)?;
                 }
+                // Last: it seals the filesystem and the syscall filter, and with a PID
+                // namespace this process stays behind as a relay for the job.
+                if let Some(sandbox) = &child_sandbox {
+                    sandbox.enter_in_child()?;
+                }
                 Ok(())
             });
         }
@@ -111,12 +130,19 @@ impl JobProcess {
         let pid = child.id() as libc::pid_t;
         // SAFETY: the OwnedFd stays open and unchanged for the AsyncFd's whole life.
         let watched = pidfd_open(pid)
-            .and_then(|fd| unsafe { AsyncFd::register(fd) }.map_err(io::Error::from));
+            .and_then(|fd| unsafe { AsyncFd::register(fd) }.map_err(io::Error::from))
+            .and_then(|fd| match &sandbox {
+                Some(sandbox) => sandbox.attach(pid as u32).map(|()| fd),
+                None => Ok(fd),
+            });
         let pidfd = match watched {
             Ok(fd) => fd,
             Err(error) => {
                 // SAFETY: plain kill of our own, not yet reaped child.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
+                if let Some(sandbox) = &sandbox {
+                    sandbox.kill_all();
+                }
                 let _ = child.wait();
                 return Err(error);
             }
@@ -129,6 +155,7 @@ impl JobProcess {
             stdout: None,
             stderr: None,
             reaped: false,
+            sandbox,
         };
         process.stdin = child
             .stdin
@@ -151,6 +178,10 @@ impl JobProcess {
 
     pub fn pid(&self) -> u32 {
         self.pid as u32
+    }
+
+    pub fn sandbox(&self) -> Option<&Arc<JobSandbox>> {
+        self.sandbox.as_ref()
     }
 
     /// Resolves when the leader has exited (it stays a zombie until `reap`, which keeps its
@@ -181,6 +212,13 @@ impl JobProcess {
 
     /// Signals the leader and every process still in its process group.
     pub fn signal_tree(&self, signal: libc::c_int) {
+        // The sandbox's kill reaches setsid/double-forked escapees too, and never a recycled
+        // pid, so it is safe even after the leader was reaped.
+        if signal == libc::SIGKILL {
+            if let Some(sandbox) = &self.sandbox {
+                sandbox.kill_all();
+            }
+        }
         if self.reaped {
             return;
         }

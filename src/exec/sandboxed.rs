@@ -1,0 +1,74 @@
+//! Glue between the job runner and the kernel sandbox (`crate::sandbox`): the request a job's
+//! sandbox is prepared from, the worker's isolation report in the protocol's shape, and where
+//! the sandbox's measurements land in a job's metrics.
+
+use crate::plan::JobPlan;
+use crate::protocol::{self, JobMetrics, NetworkMode};
+use crate::sandbox::{self, Host, JobRequest, Profile, Usage};
+use crate::session::SessionDirs;
+
+/// What `JobSandbox::prepare` needs from a planned job. A limit of 0 means none.
+pub fn sandbox_request<'a>(
+    dirs: &'a SessionDirs,
+    plan: &JobPlan,
+    profile: Profile,
+) -> JobRequest<'a> {
+    let limits = &plan.limits;
+    JobRequest {
+        session_dir: &dirs.root,
+        work_dir: &dirs.work,
+        output_dir: &dirs.output,
+        tmp_dir: &dirs.tmp,
+        network_open: plan.network == NetworkMode::Open,
+        memory_bytes: Some(limits.memory).filter(|m| *m > 0),
+        pids: Some(limits.pids).filter(|p| *p > 0),
+        cpu_cores: Some(limits.cpu).filter(|c| *c > 0.0),
+        profile,
+    }
+}
+
+/// Entries of the core's own report that the sandbox's layers supersede.
+const SUPERSEDED: &[&str] = &["filesystem", "network", "seccomp", "process_group"];
+
+fn convert(layer: sandbox::LayerReport) -> protocol::LayerReport {
+    protocol::LayerReport {
+        name: layer.name,
+        state: match layer.state {
+            sandbox::LayerState::Active => protocol::LayerState::Active,
+            sandbox::LayerState::Degraded => protocol::LayerState::Degraded,
+            sandbox::LayerState::Unavailable => protocol::LayerState::Unavailable,
+        },
+        detail: layer.detail,
+    }
+}
+
+/// The worker's isolation report: the core's entries (session dir, environment, timers,
+/// rlimits), with the sandbox's replacing those it enforces better.
+pub fn isolation_report(core: protocol::IsolationReport, host: &Host) -> protocol::IsolationReport {
+    let sandbox = host.report();
+    let merge = |own: Vec<protocol::LayerReport>, theirs: Vec<sandbox::LayerReport>| {
+        let names: Vec<String> = theirs.iter().map(|l| l.name.clone()).collect();
+        own.into_iter()
+            .filter(|l| !names.contains(&l.name) && !SUPERSEDED.contains(&l.name.as_str()))
+            .chain(theirs.into_iter().map(convert))
+            .collect()
+    };
+    protocol::IsolationReport {
+        profile: sandbox.profile,
+        layers: merge(core.layers, sandbox.layers),
+        limits: merge(core.limits, sandbox.limits),
+    }
+}
+
+/// Tree-wide figures from the job's cgroup replace the leader's rusage when measured.
+pub fn apply_usage(metrics: &mut JobMetrics, usage: Usage) {
+    if let Some(peak) = usage.peak_memory_bytes {
+        metrics.max_rss_bytes = Some(peak);
+    }
+    if let Some(user) = usage.cpu_user_ms {
+        metrics.cpu_user_ms = Some(user);
+    }
+    if let Some(system) = usage.cpu_system_ms {
+        metrics.cpu_system_ms = Some(system);
+    }
+}

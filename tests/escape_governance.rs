@@ -1,0 +1,136 @@
+//! Escape attempts the worker contains with its own governance, kernel sandbox or not: output
+//! floods, secrets in the worker's environment, `files` path traversal, jobs that ignore
+//! SIGTERM, files beyond the size limit, symlinks out of `output/`. Each is driven through the
+//! real binary's stdio protocol, and the worker must stay healthy afterwards.
+
+mod common;
+use common::*;
+use serde_json::{Value, json};
+
+/// The worker still answers and runs jobs.
+fn assert_healthy(worker: &mut Worker) {
+    let job = worker.dispatch(json!({"command": "echo alive", "wait_ms": 20000}));
+    assert_eq!(job["status"], "finished", "{job}");
+    assert_eq!(job["stdout"], "alive\n");
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_one_gib_output_flood_is_cut_and_the_worker_stays_small() {
+    let mut worker = Worker::start();
+    let job = worker.dispatch(json!({
+        "command": "head -c 1073741824 /dev/zero",
+        "limits": {"output": 1048576},
+        "wait_ms": 60000,
+    }));
+    assert_eq!(job["status"], "killed", "{}", job["status"]);
+    assert_eq!(job["reason"], "output_limit");
+    let hwm = vm_hwm_kib(worker.child.id());
+    assert!(
+        hwm < 200 * 1024,
+        "worker peak RSS {hwm} KiB after a 1 GiB flood"
+    );
+    assert_healthy(&mut worker);
+}
+
+#[test]
+fn the_workers_secrets_never_reach_a_job() {
+    let mut worker = Worker::start_full(
+        &[],
+        &[
+            ("GITHUB_TOKEN", "ghp_leaked_token"),
+            ("AWS_SECRET_ACCESS_KEY", "aws_leaked_key"),
+            ("OPENAI_API_KEY", "sk-leaked"),
+            ("SSH_AUTH_SOCK", "/tmp/ssh-leak/agent.1"),
+        ],
+    );
+    let job = worker.dispatch(json!({"command": "env; cat /proc/self/environ", "wait_ms": 20000}));
+    let out = job["stdout"].as_str().unwrap_or_default();
+    for secret in [
+        "ghp_leaked",
+        "aws_leaked",
+        "sk-leaked",
+        "ssh-leak",
+        "SSH_AUTH_SOCK",
+    ] {
+        assert!(!out.contains(secret), "{secret} leaked: {out}");
+    }
+    assert_healthy(&mut worker);
+}
+
+#[test]
+fn files_cannot_traverse_out_of_the_work_dir() {
+    let mut worker = Worker::start();
+    for name in [
+        "../escape.txt",
+        "a/../../escape.txt",
+        "/etc/escape.txt",
+        "../../../../tmp/x",
+    ] {
+        let mut spec = json!({"command": "true", "files": {name: "x"}});
+        worker.mark(&mut spec);
+        let error = worker.call_err("worker_dispatch_job", spec);
+        assert_eq!(error["code"], -32006, "{name}: {error}");
+    }
+    assert!(!worker.base.path().join("escape.txt").exists());
+    assert!(!std::path::Path::new("/etc/escape.txt").exists());
+    assert_healthy(&mut worker);
+}
+
+#[test]
+fn a_job_that_ignores_sigterm_is_killed_at_its_timeout() {
+    let mut worker = Worker::start_with(&["session.kill_grace_ms=300"]);
+    let job = worker.dispatch(json!({
+        "command": "trap '' TERM; while :; do sleep 1; done",
+        "limits": {"timeout": 500},
+        "wait_ms": 20000,
+    }));
+    assert_eq!(job["status"], "timeout", "{job}");
+    assert_eq!(job["reason"], "timeout");
+    eventually("no process of the job left", || {
+        worker.leftover_processes().is_empty()
+    });
+    assert_healthy(&mut worker);
+}
+
+#[test]
+fn a_sparse_file_beyond_the_file_size_limit_fails() {
+    let mut worker = Worker::start();
+    let job = worker.dispatch(json!({
+        "command": "truncate -s 4G big && echo made",
+        "wait_ms": 20000,
+    }));
+    assert_ne!(job["status"], "finished", "{job}");
+    assert!(!job["stdout"].as_str().unwrap_or_default().contains("made"));
+    assert_healthy(&mut worker);
+}
+
+#[test]
+fn a_symlink_to_etc_shadow_in_output_does_not_leak_it() {
+    let mut worker = Worker::start();
+    let job = worker.dispatch(json!({
+        "command": "ln -s /etc/shadow \"$OUTPUT_DIR/shadow\"; ln -s /etc/passwd \"$OUTPUT_DIR/passwd\"; echo ok > \"$OUTPUT_DIR/real.txt\"",
+        "wait_ms": 20000,
+    }));
+    let artifacts = job["artifacts"].as_array().cloned().unwrap_or_default();
+    for artifact in &artifacts {
+        let content = artifact["content"].as_str().unwrap_or_default();
+        assert!(!content.contains("root:"), "leaked through {artifact}");
+    }
+    let collected = worker.call(
+        "worker_collect_output",
+        json!({"job_id": job["job_id"], "include_artifacts": true}),
+    );
+    let text: Value = collected["artifacts"].clone();
+    assert!(!text.to_string().contains("root:"), "{text}");
+    assert_healthy(&mut worker);
+}
