@@ -82,8 +82,11 @@ fn writes_outside_the_session_fail() {
     ];
     for target in &targets {
         let job = run(&mut worker, &format!("echo pwned > {}", target.display()));
-        assert_eq!(job["status"], "failed", "{}: {job}", target.display());
-        assert_eq!(job["reason"], "exit_code");
+        // Under /tmp the write lands in the job's private tmpfs; elsewhere it is refused.
+        if !target.starts_with("/tmp") {
+            assert_eq!(job["status"], "failed", "{}: {job}", target.display());
+            assert_eq!(job["reason"], "exit_code");
+        }
     }
     for target in &targets {
         if target.ends_with("project.txt") {
@@ -136,7 +139,12 @@ fn ssh_keys_and_other_sessions_cannot_be_read() {
         .as_str()
         .unwrap()
         .to_owned();
-    let secret = find_file(worker.base.path(), "mine", 4).expect("the holder wrote its secret");
+    let mut secret = None;
+    eventually("the holder wrote its secret", || {
+        secret = find_file(worker.base.path(), "mine", 4);
+        secret.is_some()
+    });
+    let secret = secret.unwrap();
     assert!(secret.to_string_lossy().contains(&session));
     let job = run(
         &mut worker,
@@ -264,12 +272,12 @@ EOF"#
     );
     let job = run(&mut worker, &script);
     assert!(stdout(&job).contains("attach -1"), "{job}");
+    assert!(stdout(&job).contains("mem blocked"), "{job}");
     let job = run(&mut worker, &format!("cat /proc/{pid}/environ"));
     assert!(
         !stdout(&job).contains("HOME="),
         "the worker's environment leaked: {job}"
     );
-    assert!(stdout(&job).contains("mem blocked"), "{job}");
     assert!(
         worker.child.try_wait().unwrap().is_none(),
         "the worker died"
@@ -303,7 +311,7 @@ fn a_memory_bomb_hits_the_memory_limit() {
         return;
     };
     let job = worker.dispatch(json!({
-        "command": "/usr/bin/python3 -c \"x = [bytes(1 << 20) for _ in range(4096)]; print('survived')\"",
+        "command": "/usr/bin/python3 -c \"x = [b'x' * (1 << 20) for _ in range(4096)]; print('survived')\"",
         "limits": {"memory": "128MiB"},
         "wait_ms": 30000,
     }));

@@ -9,7 +9,6 @@ use super::report::{AppliedLayer, Breach, Usage};
 use super::seccomp::Filter;
 use super::sys;
 use super::{Profile, SandboxError};
-use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -50,7 +49,8 @@ struct ChildPlan {
     unshare: libc::c_int,
     mounts: Vec<MountStep>,
     keeps: Vec<ns::Keep>,
-    cwd: Option<CString>,
+    /// Re-enter the cwd by path after the mounts: it may sit under a mask, re-bound.
+    rechdir: bool,
     pid_namespace: bool,
     proc_mount: bool,
     nproc: Option<u64>,
@@ -218,7 +218,7 @@ impl JobSandbox {
                 .map_err(io_err("planning the job's mounts"))?;
             child.mounts = steps;
             child.keeps = keeps;
-            child.cwd = Some(ns::cstring(req.work_dir).map_err(io_err("work dir path"))?);
+            child.rechdir = true;
             layers.push(layer(
                 "mounts",
                 "mount namespace: private /tmp and /dev/shm",
@@ -291,13 +291,19 @@ impl JobSandbox {
         if c.unshare & libc::CLONE_NEWNET != 0 {
             ns::loopback_up()?;
         }
+        let mut cwd = [0u8; libc::PATH_MAX as usize];
+        if c.rechdir {
+            // SAFETY: getcwd writes at most len bytes into our stack buffer; no allocation.
+            if unsafe { libc::getcwd(cwd.as_mut_ptr().cast(), cwd.len()) }.is_null() {
+                return Err(io::Error::last_os_error());
+            }
+        }
         for step in &c.mounts {
             step.run(&c.keeps)?;
         }
-        if let Some(cwd) = &c.cwd {
-            // The old cwd may now sit under a mask: go through the re-bound path.
-            // SAFETY: NUL-terminated path.
-            sys::check_int(unsafe { libc::chdir(cwd.as_ptr()) })?;
+        if c.rechdir {
+            // SAFETY: getcwd NUL-terminated the buffer.
+            sys::check_int(unsafe { libc::chdir(cwd.as_ptr().cast()) })?;
         }
         if c.pid_namespace {
             ns::fork_into_pid_namespace()?;

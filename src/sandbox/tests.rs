@@ -86,11 +86,20 @@ pub(super) struct Ran {
 }
 
 pub(super) fn spawn(sandbox: &Arc<JobSandbox>, fx: &Fixture, script: &str) -> std::process::Child {
+    spawn_in(sandbox, fx, script, &fx.work)
+}
+
+fn spawn_in(
+    sandbox: &Arc<JobSandbox>,
+    fx: &Fixture,
+    script: &str,
+    cwd: &Path,
+) -> std::process::Child {
     let mut command = Command::new("/bin/sh");
     command
         .arg("-c")
         .arg(script)
-        .current_dir(&fx.work)
+        .current_dir(cwd)
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("HOME", &fx.home)
@@ -161,6 +170,24 @@ fn writes_outside_the_session_are_denied() {
     assert!(fx.work.join("ok").exists() && fx.tmp.join("ok").exists());
     // The job's /tmp was private.
     assert!(!Path::new("/tmp/private-ok").exists());
+}
+
+#[test]
+fn the_cwd_survives_the_mounts() {
+    // Sessions under /tmp: the private /tmp re-binds the session over the mask.
+    let fx = Fixture::new();
+    let host = Host::probe(&fx.config());
+    let sandbox = prepared(&host, &fx.request(false));
+    let sub = fx.work.join("sub/dir");
+    std::fs::create_dir_all(&sub).unwrap();
+    let out = spawn_in(&sandbox, &fx, "pwd; echo x > here", &sub)
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        sub.to_str().unwrap()
+    );
+    assert!(sub.join("here").exists());
 }
 
 #[test]
