@@ -248,9 +248,16 @@ export async function executeTool(
   // A waited-on job must be cancellable on abort, so we must know its id before the reply.
   if (isDispatch && params.wait_ms !== undefined && params.job_id === undefined) params.job_id = newJobId();
   const jobId = typeof params.job_id === "string" ? params.job_id : undefined;
+  // OpenCode 1.18.33 hands plugins a ctx.metadata() that returns an Effect nobody runs, so live
+  // titles never show (anomalyco/opencode#50313). A fixed host returns nothing or a promise.
+  let liveTitles = true;
   const setTitle = (title: string, extra: Record<string, unknown> = {}) => {
     try {
-      ctx?.metadata?.({ title, metadata: { job_id: jobId, ...extra } });
+      const ret: any = ctx?.metadata?.({ title, metadata: { job_id: jobId, ...extra } });
+      if (ret && typeof ret === "object") {
+        if (typeof ret.then === "function") ret.then(undefined, () => undefined);
+        else liveTitles = false;
+      }
     } catch {
       /* UI only */
     }
@@ -268,7 +275,7 @@ export async function executeTool(
   let stopped = false;
   if (isDispatch && jobId && waitMs !== undefined && opts.pollMs > 0 && waitMs > opts.pollMs) {
     const tick = async () => {
-      if (stopped) return;
+      if (stopped || !liveTitles) return; // nobody would see the title: no status polling
       try {
         const st: any = await client.call("worker_get_status", { job_id: jobId }, { timeoutMs: 30_000 });
         if (!stopped) {

@@ -239,6 +239,20 @@ describe("abort", () => {
     assert.ok(c.metadata.some((m) => /cancelling job/.test(m.title)), "the UI showed the cancel");
   });
 
+  test("the phase is shown while waiting; not polled when the host ignores ctx.metadata", async () => {
+    const plugin = await startPlugin({ pollMs: 100 });
+    const c = fakeCtx();
+    await run(plugin.hooks, "worker_dispatch_job", { job_id: "phase-1", command: "sleep 1", wait_ms: 60_000 }, c);
+    assert.ok(c.metadata.some((m) => /^job phase-1: running \(execute\), \d+ s$/.test(m.title)), JSON.stringify(c.metadata));
+    assert.equal(c.metadata.at(-1).title, "job phase-1, status: finished, exit code: 0");
+    // OpenCode 1.18.33: ctx.metadata returns an Effect that is never run
+    const d = fakeCtx();
+    const titles = [];
+    d.ctx.metadata = (m) => (titles.push(m.title), { _tag: "an Effect nobody runs" });
+    await run(plugin.hooks, "worker_dispatch_job", { job_id: "phase-2", command: "sleep 1", wait_ms: 60_000 }, d);
+    assert.ok(!titles.some((t) => /running \(/.test(t)), JSON.stringify(titles));
+  });
+
   test("a call aborted before it starts is not sent", async () => {
     const plugin = await startPlugin();
     const c = fakeCtx();

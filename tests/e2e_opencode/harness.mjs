@@ -4,6 +4,7 @@
 import { spawn } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { createRequire } from "node:module";
@@ -261,4 +262,88 @@ export function finalText(events) {
     .filter((e) => e.type === "text")
     .map((e) => e.part?.text ?? "")
     .join("\n");
+}
+
+/** A free loopback port (bound and released; the tiny race is acceptable in tests). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * `opencode serve` in the world, on loopback. Resolves once it says it is listening, with a tiny
+ * JSON client for its HTTP API and stop() (SIGTERM, then SIGKILL of the group if it lingers).
+ */
+export async function startServe(world, { timeoutMs = 120_000 } = {}) {
+  const port = await freePort();
+  const child = spawn(opencodeBinary(), ["serve", "--port", String(port), "--hostname", "127.0.0.1"], {
+    cwd: world.project,
+    env: world.env,
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  let output = "";
+  child.stdout.setEncoding("utf8").on("data", (d) => (output += d));
+  child.stderr.setEncoding("utf8").on("data", (d) => (output += d));
+  const closed = new Promise((resolve) => child.on("close", (code, signal) => resolve({ code, signal })));
+  const killGroup = () => {
+    try {
+      process.kill(-child.pid, "SIGKILL");
+    } catch {
+      /* gone */
+    }
+  };
+  try {
+    await waitFor(() => /listening/i.test(output) || child.exitCode !== null, { timeoutMs, what: "opencode serve to listen" });
+  } catch (err) {
+    killGroup();
+    throw err;
+  }
+  if (child.exitCode !== null) throw new Error(`opencode serve exited: ${output}`);
+  const base = `http://127.0.0.1:${port}`;
+  const dirQuery = `directory=${encodeURIComponent(world.project)}`;
+  async function api(method, route, body) {
+    const url = `${base}${route}${route.includes("?") ? "&" : "?"}${dirQuery}`;
+    const res = await fetch(url, {
+      method,
+      headers: { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    let json;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      json = text;
+    }
+    if (!res.ok) throw new Error(`${method} ${route}: HTTP ${res.status} ${text.slice(0, 500)}`);
+    return json;
+  }
+  return {
+    child,
+    port,
+    api,
+    output: () => output,
+    /** SIGTERM, as a user or a service manager would; SIGKILL of the group after `graceMs`. */
+    async stop(graceMs = 15_000) {
+      if (child.exitCode === null && child.signalCode === null) {
+        try {
+          process.kill(child.pid, "SIGTERM");
+        } catch {
+          /* gone */
+        }
+      }
+      const timer = setTimeout(killGroup, graceMs);
+      const res = await closed;
+      clearTimeout(timer);
+      return res;
+    },
+    kill: killGroup,
+  };
 }
