@@ -577,7 +577,14 @@ fn unprivileged_suite_passes() {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     let (uid, gid) = (id("-u"), id("-g"));
-    let exe = std::env::current_exe().unwrap();
+    // The build tree may sit under a directory the user cannot enter (/root): run a copy.
+    let copy_dir = tempfile::tempdir().unwrap();
+    let exe = copy_dir.path().join("sandbox-tests");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    for path in [copy_dir.path(), exe.as_path()] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let out = Command::new("setpriv")
         .args(["--reuid", &uid, "--regid", &gid, "--clear-groups", "--"])
         .arg(&exe)
