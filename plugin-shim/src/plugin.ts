@@ -318,6 +318,8 @@ export async function executeTool(
   try {
     result = await Promise.race([call, aborted]);
   } catch (err) {
+    // a dispatch whose sidecar died under it: later questions about the job must say it is lost
+    if (err instanceof SidecarGoneError && isDispatch && jobId) client.noteJob(jobId);
     const lostGeneration = jobId ? client.jobLostWith(jobId) : undefined;
     const text = errorText(name, err, { jobId: isDispatch || err instanceof SidecarGoneError ? jobId : undefined, lostGeneration });
     setTitle(`${name} failed`);

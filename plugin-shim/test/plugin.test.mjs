@@ -31,6 +31,15 @@ async function run(hooks, name, args, c = fakeCtx()) {
   return hooks.tool[name].execute(args, c.ctx);
 }
 
+/** Whether worker_get_status shows `re` (false while the job is not known yet). */
+async function statusMatches(hooks, jobId, re) {
+  try {
+    return re.test((await run(hooks, "worker_get_status", { job_id: jobId })).output);
+  } catch {
+    return false;
+  }
+}
+
 /** initialize, straight from the binary, to compare the plugin's registrations with. */
 async function initializeDirect() {
   const p = new SidecarProcess({ binary: BIN, args: [], env: process.env });
@@ -99,9 +108,13 @@ describe("registration from the sidecar's schemas", () => {
     assert.deepEqual(collect.required, ["job_id"]);
   });
 
-  test("the sidecar's start is logged into OpenCode's log", () => {
+  test("the sidecar's start and its own stderr are logged into OpenCode's log", async () => {
     assert.equal(sidecarPids(plugin.logs).length, 1);
     assert.ok(plugin.logs.some((l) => l.service === "opencode-worker" && /offers \d+ tools/.test(l.message)));
+    // the sidecar's tracing lines (JSON on a pipe) arrive as entries with their level and fields
+    await waitFor(() => plugin.logs.some((l) => typeof l.extra?.target === "string" && l.extra.target.startsWith("opencode_worker")), {
+      what: "a sidecar stderr line in the log",
+    });
   });
 });
 
@@ -155,7 +168,7 @@ describe("jobs through the plugin", () => {
       assert.match(res.output, /NOT finished/);
       assert.match(res.output, /worker_get_status/);
     }
-    await waitFor(async () => /status: finished/.test((await run(plugin.hooks, "worker_get_status", { job_id: "bg-1" })).output), {
+    await waitFor(() => statusMatches(plugin.hooks, "bg-1", /status: finished/), {
       what: "bg-1 to finish",
     });
   });
@@ -222,7 +235,7 @@ describe("abort", () => {
     const pending = run(plugin.hooks, "worker_dispatch_job", { command: "echo started; sleep 60", wait_ms: 120_000 }, c);
     pending.catch(() => undefined);
     const jobId = await waitFor(() => c.metadata.find((m) => m.metadata?.job_id)?.metadata.job_id, { what: "a job id in ctx.metadata" });
-    await waitFor(async () => /status: running/.test((await run(plugin.hooks, "worker_get_status", { job_id: jobId })).output), {
+    await waitFor(() => statusMatches(plugin.hooks, jobId, /status: running/), {
       what: "the job to run",
     });
     c.controller.abort();
@@ -269,7 +282,7 @@ describe("sidecar crash and restart", () => {
     assert.ok(pidAlive(pid1));
     const pending = run(plugin.hooks, "worker_dispatch_job", { job_id: "doomed", command: "sleep 60", wait_ms: 120_000 });
     pending.catch(() => undefined);
-    await waitFor(async () => /status: running/.test((await run(plugin.hooks, "worker_get_status", { job_id: "doomed" })).output), {
+    await waitFor(() => statusMatches(plugin.hooks, "doomed", /status: running/), {
       what: "the job to run",
     });
     process.kill(pid1, "SIGKILL");
@@ -287,6 +300,19 @@ describe("sidecar crash and restart", () => {
     assert.notEqual(pids[1], pid1);
     assert.ok(plugin.logs.some((l) => /restarted opencode-worker pid/.test(l.message)));
     await assert.rejects(run(plugin.hooks, "worker_get_status", { job_id: "doomed" }), /belonged to an opencode-worker process that died/);
+  });
+
+  test("a waited dispatch whose sidecar dies before any other call about it is reported lost too", async () => {
+    const plugin = await startPlugin({ pollMs: 0 });
+    const [pid] = sidecarPids(plugin.logs);
+    const c = fakeCtx();
+    const pending = run(plugin.hooks, "worker_dispatch_job", { command: "sleep 60", wait_ms: 120_000 }, c);
+    pending.catch(() => undefined);
+    const jobId = await waitFor(() => c.metadata.find((m) => m.metadata?.job_id)?.metadata.job_id, { what: "the generated job id" });
+    await new Promise((r) => setTimeout(r, 300)); // let the request reach the sidecar
+    process.kill(pid, "SIGKILL");
+    await assert.rejects(pending, new RegExp(`job "${jobId}" is unknown: it was NOT reported finished`));
+    await assert.rejects(run(plugin.hooks, "worker_get_status", { job_id: jobId }), /belonged to an opencode-worker process that died/);
   });
 
   test("restarts are bounded", async () => {

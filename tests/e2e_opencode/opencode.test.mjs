@@ -131,6 +131,9 @@ describe(`OpenCode ${opencodeVersion()} with the opencode-worker plugin`, () => 
     assert.ok(fake.requests.some((r) => toolResults(r).some((m) => m.includes(expected))), "the model received the artifact");
     assert.match(finalText(result.events), new RegExp(`The artifact says: ${expected}`), why);
 
+    // the sidecar's own stderr (tracing) was drained into OpenCode's log
+    assert.match(opencodeLog(world), /level=INFO .*target=opencode_worker::/);
+
     // OpenCode is gone and so is the sidecar
     const pids = await assertNothingLeft(world, result);
     assert.equal(pids.length, 1, `one sidecar for the run${why}`);
