@@ -8,6 +8,7 @@ pub mod isolation;
 pub mod logging;
 pub mod metrics;
 pub mod plan;
+pub mod policy;
 pub mod pool;
 pub mod protocol;
 pub mod rpc;
