@@ -1,5 +1,6 @@
 //! Per-job cost of each layer, measured end to end (prepare + spawn `/bin/true` + wait +
-//! release), against the floor and bubblewrap. Run with
+//! release), against the floor and bubblewrap. The variants run interleaved, one job each in
+//! turn, so load from other processes on the machine falls on all of them alike. Run with
 //! `cargo test --release --lib sandbox::bench -- --ignored --nocapture`.
 
 use super::cgroup::{Cgroups, Layout};
@@ -11,7 +12,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
-const RUNS: usize = 400;
+const ROUNDS: usize = 300;
+const WARM_UP: usize = 20;
 
 fn variant(fx: &Fixture, change: impl FnOnce(&mut Inner)) -> Host {
     let mut host = Host::probe(&fx.config());
@@ -37,29 +39,43 @@ fn bare(inner: &mut Inner) {
     inner.cgroups = Cgroups::new(Layout::default());
 }
 
+/// Every layer off, then `enable` turns some back on (it sees the probed values first).
+fn only(fx: &Fixture, enable: impl FnOnce(&mut Inner, Saved)) -> Host {
+    variant(fx, |i| {
+        let saved = Saved {
+            cgroups: std::mem::replace(&mut i.cgroups, Cgroups::new(Layout::default())),
+            landlock: i.landlock.clone(),
+        };
+        bare(i);
+        enable(i, saved);
+    })
+}
+
+struct Saved {
+    cgroups: Cgroups,
+    landlock: Result<u32, String>,
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn measure(name: &str, mut one: impl FnMut()) -> f64 {
-    for _ in 0..20 {
-        one();
+fn plain(pre_exec: bool) {
+    let mut command = Command::new("/bin/true");
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if pre_exec {
+        // SAFETY: async-signal-safe hook.
+        unsafe {
+            command.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
     }
-    let mut times: Vec<f64> = (0..RUNS)
-        .map(|_| {
-            let started = Instant::now();
-            one();
-            started.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    let p50 = percentile(&times, 0.5);
-    println!(
-        "{name:<44} p50 {p50:6.2} ms  p99 {:6.2} ms  {:5.0} jobs/s",
-        percentile(&times, 0.99),
-        1000.0 / (times.iter().sum::<f64>() / times.len() as f64)
-    );
-    p50
+    assert!(command.status().expect("spawn").success());
 }
 
 fn job(host: &Host, req: &JobRequest) {
@@ -84,146 +100,121 @@ fn job(host: &Host, req: &JobRequest) {
     sandbox.kill_all();
 }
 
+fn bwrap() {
+    let status = Command::new("/usr/bin/bwrap")
+        .args([
+            "--unshare-all",
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "/bin/true",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("bwrap");
+    assert!(status.success());
+}
+
 #[test]
 #[ignore = "benchmark: run explicitly with --release --ignored --nocapture"]
 fn layer_costs() {
     let fx = Fixture::new_in(std::path::Path::new("/var/tmp"));
     let open = fx.request(true);
     let none = fx.request(false);
-    let floor = measure("floor: Command /bin/true", || {
-        let status = Command::new("/bin/true")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("spawn");
-        assert!(status.success());
-    });
-    measure("pre_exec(setsid) only", || {
-        let mut command = Command::new("/bin/true");
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // SAFETY: async-signal-safe hook.
-        unsafe {
-            command.pre_exec(|| {
-                libc::setsid();
-                Ok(())
-            });
-        }
-        assert!(command.status().expect("spawn").success());
-    });
-    let host = variant(&fx, bare);
-    measure("sandbox with every layer off", || job(&host, &open));
-    let host = variant(&fx, |i| {
-        let cgroups = std::mem::replace(&mut i.cgroups, Cgroups::new(Layout::default()));
-        bare(i);
-        i.cgroups = cgroups;
-    });
-    measure("cgroups only (pooled leaves, limits written)", || {
-        let mut req = open.clone();
-        req.memory_bytes = Some(1 << 30);
-        req.pids = Some(256);
-        req.cpu_cores = Some(1.0);
-        job(&host, &req)
-    });
-    for keep in ["v2", "memory", "pids", "cpu"] {
-        let host = variant(&fx, |i| {
-            let mut cgroups = std::mem::replace(&mut i.cgroups, Cgroups::new(Layout::default()));
-            bare(i);
-            let l = &mut cgroups.layout;
-            let (v2, memory, pids, cpu) = (
-                l.v2.take(),
-                l.memory_v1.take(),
-                l.pids_v1.take(),
-                l.cpu_v1.take(),
-            );
-            match keep {
-                "v2" => l.v2 = v2,
-                "memory" => l.memory_v1 = memory,
-                "pids" => l.pids_v1 = pids,
-                _ => l.cpu_v1 = cpu,
-            }
-            i.cgroups = cgroups;
-        });
-        let mut req = open.clone();
-        req.memory_bytes = Some(1 << 30);
-        req.pids = Some(256);
-        req.cpu_cores = Some(1.0);
-        measure(&format!("cgroup {keep} leaf only"), || job(&host, &req));
-    }
-    let host = variant(&fx, |i| {
-        let landlock = i.landlock.clone();
-        bare(i);
-        i.landlock = landlock;
-    });
-    measure("Landlock only", || job(&host, &open));
-    let host = variant(&fx, |i| {
-        bare(i);
-        i.seccomp = Ok(());
-    });
-    measure("seccomp only", || job(&host, &open));
-    let host = variant(&fx, |i| {
-        bare(i);
-        i.ns.user = Ok(());
-    });
-    measure("user namespace only", || job(&host, &open));
-    let host = variant(&fx, |i| {
-        bare(i);
-        i.ns.user = Ok(());
-        i.ns.net = Ok(());
-    });
-    measure("user + network namespace", || job(&host, &none));
-    let host = variant(&fx, |i| {
-        bare(i);
-        i.ns.user = Ok(());
-        i.ns.mount = Ok(());
-    });
-    measure("user + mount namespace (tmpfs /tmp, /run)", || {
-        job(&host, &none)
-    });
-    let host = variant(&fx, |i| {
-        bare(i);
-        i.ns.user = Ok(());
-        i.ns.pid = Ok(());
-    });
-    measure("user + PID namespace (relay fork)", || job(&host, &none));
-    let host = Host::probe(&fx.config());
     let mut limited = none.clone();
     limited.memory_bytes = Some(1 << 30);
     limited.pids = Some(256);
     limited.cpu_cores = Some(1.0);
-    let full = measure("full standard, network none, limits", || {
-        job(&host, &limited)
-    });
     let mut limited_open = limited.clone();
     limited_open.network_open = true;
-    measure("full standard, network open, limits", || {
-        job(&host, &limited_open)
-    });
     let mut strict = limited.clone();
     strict.profile = Profile::Strict;
-    measure("full strict (adds PID namespace)", || job(&host, &strict));
-    if std::path::Path::new("/usr/bin/bwrap").exists() {
-        measure("bwrap --unshare-all --ro-bind / / true", || {
-            let status = Command::new("/usr/bin/bwrap")
-                .args([
-                    "--unshare-all",
-                    "--ro-bind",
-                    "/",
-                    "/",
-                    "--dev",
-                    "/dev",
-                    "/bin/true",
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .expect("bwrap");
-            assert!(status.success());
-        });
+
+    let off = variant(&fx, bare);
+    let cgroups = only(&fx, |i, saved| i.cgroups = saved.cgroups);
+    let landlock = only(&fx, |i, saved| i.landlock = saved.landlock);
+    let seccomp = only(&fx, |i, _| i.seccomp = Ok(()));
+    let user = only(&fx, |i, _| i.ns.user = Ok(()));
+    let user_net = only(&fx, |i, _| {
+        i.ns.user = Ok(());
+        i.ns.net = Ok(());
+    });
+    let user_mount = only(&fx, |i, _| {
+        i.ns.user = Ok(());
+        i.ns.mount = Ok(());
+    });
+    let user_pid = only(&fx, |i, _| {
+        i.ns.user = Ok(());
+        i.ns.pid = Ok(());
+    });
+    let full = Host::probe(&fx.config());
+    let has_bwrap = std::path::Path::new("/usr/bin/bwrap").exists();
+
+    type Run<'a> = Box<dyn Fn() + 'a>;
+    let mut variants: Vec<(&str, Run)> = vec![
+        ("floor: Command /bin/true", Box::new(|| plain(false))),
+        ("pre_exec(setsid) only", Box::new(|| plain(true))),
+        (
+            "sandbox with every layer off",
+            Box::new(|| job(&off, &open)),
+        ),
+        (
+            "cgroups only (4 pooled leaves, limits)",
+            Box::new(|| job(&cgroups, &limited_open)),
+        ),
+        ("Landlock only", Box::new(|| job(&landlock, &open))),
+        ("seccomp only", Box::new(|| job(&seccomp, &open))),
+        ("user namespace only", Box::new(|| job(&user, &open))),
+        (
+            "user + network namespace (per job)",
+            Box::new(|| job(&user_net, &none)),
+        ),
+        (
+            "user + mount namespace",
+            Box::new(|| job(&user_mount, &none)),
+        ),
+        ("user + PID namespace", Box::new(|| job(&user_pid, &none))),
+        (
+            "FULL standard, network none, limits",
+            Box::new(|| job(&full, &limited)),
+        ),
+        (
+            "FULL standard, network open, limits",
+            Box::new(|| job(&full, &limited_open)),
+        ),
+        (
+            "FULL strict (adds PID namespace)",
+            Box::new(|| job(&full, &strict)),
+        ),
+    ];
+    if has_bwrap {
+        variants.push(("bwrap --unshare-all --ro-bind / /", Box::new(bwrap)));
     }
-    println!("full standard p50 / floor p50 = {:.2}x", full / floor);
+    let mut times = vec![Vec::with_capacity(ROUNDS); variants.len()];
+    for round in 0..WARM_UP + ROUNDS {
+        for (i, (_, run)) in variants.iter().enumerate() {
+            let started = Instant::now();
+            run();
+            if round >= WARM_UP {
+                times[i].push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    let mut floor = 0.0;
+    for ((name, _), times) in variants.iter().zip(times.iter_mut()) {
+        times.sort_by(f64::total_cmp);
+        let p50 = percentile(times, 0.5);
+        if floor == 0.0 {
+            floor = p50;
+        }
+        println!(
+            "{name:<40} p50 {p50:6.2} ms  p90 {:6.2} ms  {:4.1}x floor",
+            percentile(times, 0.9),
+            p50 / floor
+        );
+    }
 }

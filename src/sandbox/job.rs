@@ -60,6 +60,12 @@ struct ChildPlan {
     seccomp: Option<Filter>,
 }
 
+impl ChildPlan {
+    fn own_netns(&self) -> bool {
+        self.unshare & libc::CLONE_NEWNET != 0
+    }
+}
+
 fn layer(name: &str, mechanism: impl Into<String>) -> AppliedLayer {
     AppliedLayer {
         name: name.into(),
@@ -232,7 +238,7 @@ impl JobSandbox {
             if let Some(abi) = h.landlock_abi() {
                 let rights = Rights::for_abi(abi);
                 let extras = Extras {
-                    deny_tcp: !req.network_open && child.unshare & libc::CLONE_NEWNET == 0,
+                    deny_tcp: !req.network_open && !child.own_netns(),
                     scope: true,
                 };
                 let ruleset = build_ruleset(h, req, rights, extras)
@@ -244,7 +250,7 @@ impl JobSandbox {
                 }
             }
             if h.seccomp.is_ok() {
-                let allow_inet = req.network_open || child.unshare & libc::CLONE_NEWNET != 0;
+                let allow_inet = req.network_open || child.own_netns();
                 child.seccomp = Some(Filter::build(allow_inet));
                 layers.push(layer("syscall_filter", "seccomp deny list + no_new_privs"));
                 if !allow_inet {
