@@ -15,16 +15,24 @@ const BIN = workerBinary();
 const OPENCODE_LIMIT_BYTES = 50 * 1024;
 const OPENCODE_LIMIT_LINES = 2000;
 
-/** Starts the plugin; every started instance is disposed after the file's tests. */
+/**
+ * Starts the plugin; every started instance is disposed after the file's tests. Each sidecar gets
+ * its own TMPDIR (through the `env` option), removed afterwards: a sidecar killed with SIGKILL by
+ * a test cannot remove its session base dir itself.
+ */
 const started = [];
+const tmpDirs = [];
 async function startPlugin(options = {}) {
   const f = fakeInput(os.tmpdir());
-  const hooks = await OpencodeWorkerPlugin(f.input, { binary: BIN, ...options });
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "ocw-plugin-test-"));
+  tmpDirs.push(tmp);
+  const hooks = await OpencodeWorkerPlugin(f.input, { binary: BIN, ...options, env: { TMPDIR: tmp, ...(options.env ?? {}) } });
   started.push(hooks);
-  return { hooks, logs: f.logs, toasts: f.toasts };
+  return { hooks, logs: f.logs, toasts: f.toasts, tmp };
 }
 after(async () => {
   for (const h of started) await h.dispose?.();
+  for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
 async function run(hooks, name, args, c = fakeCtx()) {
@@ -332,13 +340,18 @@ describe("sidecar crash and restart", () => {
 });
 
 describe("dispose and configuration", () => {
-  test("dispose() ends the sidecar", async () => {
+  test("dispose() ends the sidecar gracefully: its jobs and session dirs go with it", async () => {
     const f = fakeInput(os.tmpdir());
-    const hooks = await OpencodeWorkerPlugin(f.input, { binary: BIN });
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "ocw-plugin-test-"));
+    tmpDirs.push(tmp);
+    const hooks = await OpencodeWorkerPlugin(f.input, { binary: BIN, env: { TMPDIR: tmp } });
     const [pid] = sidecarPids(f.logs);
     assert.ok(pidAlive(pid));
+    await run(hooks, "worker_dispatch_job", { job_id: "left-running", command: "sleep 60" });
+    assert.ok(fs.readdirSync(tmp).length > 0, "the sidecar made its session base dir in TMPDIR");
     await hooks.dispose();
-    await waitFor(() => !pidAlive(pid), { what: "the sidecar to exit" });
+    assert.ok(!pidAlive(pid), "dispose() returns once the sidecar is gone");
+    assert.deepEqual(fs.readdirSync(tmp), [], "stdin EOF let the sidecar remove everything it made");
     await assert.rejects(run(hooks, "worker_list_sessions", {}), /disposed/);
   });
 

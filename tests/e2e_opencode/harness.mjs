@@ -91,6 +91,7 @@ export function makeWorld({ pluginOptions, baseURL, marker = crypto.randomBytes(
   );
   const project = path.join(root, "project");
   fs.mkdirSync(project, { recursive: true });
+  fs.mkdirSync(path.join(root, "tmp"));
   const config = {
     $schema: "https://opencode.ai/config.json",
     plugin: [[pathToFileURL(PLUGIN_ENTRY).href, pluginOptions]],
@@ -118,6 +119,8 @@ export function makeWorld({ pluginOptions, baseURL, marker = crypto.randomBytes(
     OPENCODE_DISABLE_MODELS_FETCH: "1",
     // OpenCode takes its directory from PWD when set: point it at the project
     PWD: project,
+    // temp files of OpenCode and of the sidecar (its session base dir) stay inside the world
+    TMPDIR: path.join(root, "tmp"),
     OCW_E2E_MARKER: marker,
   };
   // the plugin's own binary settings come from the options only
