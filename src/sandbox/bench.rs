@@ -152,6 +152,8 @@ fn layer_costs() {
         i.ns.pid = Ok(());
     });
     let full = Host::probe(&fx.config());
+    let no_ipc = variant(&fx, |i| i.ns.ipc = no("off"));
+    let no_mount = variant(&fx, |i| i.ns.mount = no("off"));
     let has_bwrap = std::path::Path::new("/usr/bin/bwrap").exists();
 
     type Run<'a> = Box<dyn Fn() + 'a>;
@@ -183,6 +185,14 @@ fn layer_costs() {
             Box::new(|| job(&full, &limited)),
         ),
         (
+            "  same without the IPC namespace",
+            Box::new(|| job(&no_ipc, &limited)),
+        ),
+        (
+            "  same without the mount namespace",
+            Box::new(|| job(&no_mount, &limited)),
+        ),
+        (
             "FULL standard, network open, limits",
             Box::new(|| job(&full, &limited_open)),
         ),
@@ -193,6 +203,10 @@ fn layer_costs() {
     ];
     if has_bwrap {
         variants.push(("bwrap --unshare-all --ro-bind / /", Box::new(bwrap)));
+    }
+    // OCW_BENCH_ONLY=seccomp,floor keeps the variants whose name contains one of the words.
+    if let Ok(only) = std::env::var("OCW_BENCH_ONLY") {
+        variants.retain(|(name, _)| only.split(',').any(|w| name.contains(w)));
     }
     let mut times = vec![Vec::with_capacity(ROUNDS); variants.len()];
     for round in 0..WARM_UP + ROUNDS {
