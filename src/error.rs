@@ -44,8 +44,9 @@ pub enum WorkerError {
     #[error("`{field}` is {requested}, above this worker's maximum of {maximum}")]
     LimitOverMaximum {
         field: String,
-        requested: String,
-        maximum: String,
+        /// JSON numbers for numeric limits, strings otherwise.
+        requested: Value,
+        maximum: Value,
     },
 
     #[error(

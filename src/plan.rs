@@ -106,7 +106,7 @@ pub fn plan(spec: JobSpec, config: &Config, resolved: &Resolved) -> Result<JobPl
         return Err(WorkerError::LimitOverMaximum {
             field: "network".into(),
             requested: "open".into(),
-            maximum: "none (governance.allow_network is false)".into(),
+            maximum: "none".into(),
         });
     }
     if let Some(wait) = spec.wait_ms
@@ -278,10 +278,12 @@ fn check_limits(
 ) -> Result<EffectiveLimits, WorkerError> {
     let defaults = &resolved.defaults;
     let maximums = &resolved.maximums;
-    let over = |name: &str, requested: String, maximum: String| WorkerError::LimitOverMaximum {
-        field: format!("limits.{name}"),
-        requested,
-        maximum,
+    let over = |name: &str, requested: serde_json::Value, maximum: serde_json::Value| {
+        WorkerError::LimitOverMaximum {
+            field: format!("limits.{name}"),
+            requested,
+            maximum,
+        }
     };
     let cpu = request.cpu.unwrap_or(defaults.cpu);
     if !(cpu.is_finite() && cpu > 0.0) {
@@ -291,7 +293,7 @@ fn check_limits(
         ));
     }
     if cpu > maximums.cpu {
-        return Err(over("cpu", cpu.to_string(), maximums.cpu.to_string()));
+        return Err(over("cpu", cpu.into(), maximums.cpu.into()));
     }
     let memory = request.memory.map_or(defaults.memory, |m| m.bytes());
     if memory == 0 {
@@ -301,11 +303,7 @@ fn check_limits(
         ));
     }
     if memory > maximums.memory {
-        return Err(over(
-            "memory",
-            memory.to_string(),
-            maximums.memory.to_string(),
-        ));
+        return Err(over("memory", memory.into(), maximums.memory.into()));
     }
     let timeout = request.timeout.unwrap_or(defaults.timeout);
     if timeout == 0 {
@@ -315,19 +313,11 @@ fn check_limits(
         ));
     }
     if timeout > maximums.timeout {
-        return Err(over(
-            "timeout",
-            timeout.to_string(),
-            maximums.timeout.to_string(),
-        ));
+        return Err(over("timeout", timeout.into(), maximums.timeout.into()));
     }
     let output = request.output.map_or(defaults.output, |o| o.bytes());
     if output > maximums.output {
-        return Err(over(
-            "output",
-            output.to_string(),
-            maximums.output.to_string(),
-        ));
+        return Err(over("output", output.into(), maximums.output.into()));
     }
     let pids = request.pids.unwrap_or(defaults.pids);
     if pids == 0 {
@@ -337,7 +327,7 @@ fn check_limits(
         ));
     }
     if pids > maximums.pids {
-        return Err(over("pids", pids.to_string(), maximums.pids.to_string()));
+        return Err(over("pids", pids.into(), maximums.pids.into()));
     }
     Ok(EffectiveLimits {
         cpu,

@@ -21,6 +21,9 @@ pub struct Worker {
     host: Mutex<Option<sysinfo::System>>,
     /// Holds the private base dir when the worker made it; removed after the pool shuts down.
     private_base: Mutex<Option<tempfile::TempDir>>,
+    /// An exclusive flock on `<base>/.lock` for the worker's whole life: a worker that starts
+    /// later can tell this base dir from one a killed worker left behind.
+    _liveness: std::fs::File,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +40,7 @@ pub enum StartError {
 impl Worker {
     pub fn start(config: Config) -> Result<Worker, StartError> {
         let worker_id = uuid::Uuid::now_v7().simple().to_string();
-        let (base, private_base) = session_base(&config, &worker_id)?;
+        let (base, private_base, liveness) = session_base(&config, &worker_id)?;
         let isolation = crate::isolation::baseline_report();
         let pool = Pool::new(config, base)?;
         Ok(Worker {
@@ -49,6 +52,7 @@ impl Worker {
             tools: std::sync::OnceLock::new(),
             host: Mutex::new(sysinfo::System::new().ok()),
             private_base: Mutex::new(private_base),
+            _liveness: liveness,
         })
     }
 
@@ -139,11 +143,12 @@ impl Worker {
 }
 
 /// The configured base gets a per-worker subdir, so two workers never share session dirs and
-/// one removal at shutdown sweeps everything.
+/// one removal at shutdown sweeps everything. Dirs of workers that died without cleaning up
+/// (SIGKILL, power loss) are swept here.
 fn session_base(
     config: &Config,
     worker_id: &str,
-) -> Result<(PathBuf, Option<tempfile::TempDir>), StartError> {
+) -> Result<(PathBuf, Option<tempfile::TempDir>, std::fs::File), StartError> {
     let parent = config
         .session
         .base_dir
@@ -155,15 +160,71 @@ fn session_base(
             source,
         });
     }
+    sweep_abandoned(&parent);
+    let failed = |source| StartError::BaseDir {
+        path: parent.clone(),
+        source,
+    };
     let dir = tempfile::Builder::new()
         .prefix(&format!(
-            "opencode-worker-{}-",
+            "{BASE_PREFIX}{}-",
             &worker_id[worker_id.len() - 8..]
         ))
         .tempdir_in(&parent)
-        .map_err(|source| StartError::BaseDir {
-            path: parent.clone(),
-            source,
-        })?;
-    Ok((dir.path().to_owned(), Some(dir)))
+        .map_err(failed)?;
+    let lock = std::fs::File::create(dir.path().join(LOCK_FILE)).map_err(failed)?;
+    if !try_lock(&lock) {
+        return Err(failed(std::io::Error::other(
+            "could not lock the new base dir",
+        )));
+    }
+    Ok((dir.path().to_owned(), Some(dir), lock))
+}
+
+const BASE_PREFIX: &str = "opencode-worker-";
+pub const LOCK_FILE: &str = ".lock";
+/// A base dir this young without a lock file may belong to a worker still starting up.
+const UNLOCKED_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn try_lock(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor we own.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+fn sweep_abandoned(parent: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with(BASE_PREFIX) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.is_dir() {
+            continue;
+        }
+        let abandoned = match std::fs::File::open(path.join(LOCK_FILE)) {
+            Ok(lock) => try_lock(&lock),
+            Err(_) => meta
+                .modified()
+                .ok()
+                .and_then(|at| at.elapsed().ok())
+                .is_some_and(|age| age > UNLOCKED_GRACE),
+        };
+        if abandoned {
+            match crate::session::remove_tree(&path) {
+                Ok(()) => {
+                    tracing::info!(dir = %path.display(), "removed a session base dir a dead worker left")
+                }
+                Err(error) => {
+                    tracing::warn!(%error, dir = %path.display(), "could not remove an abandoned session base dir")
+                }
+            }
+        }
+    }
 }

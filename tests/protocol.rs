@@ -135,6 +135,17 @@ fn invalid_params_name_the_field_and_the_reason() {
         );
         assert!(!error["data"]["reason"].as_str().unwrap().is_empty());
     }
+    for max_bytes in [0u64, 16 * 1024 * 1024 + 1] {
+        let error = worker.call_err(
+            "worker_collect_output",
+            json!({"job_id": "x", "max_bytes": max_bytes}),
+        );
+        assert_eq!(
+            (error["code"].as_i64(), error["data"]["field"].as_str()),
+            (Some(-32602), Some("max_bytes")),
+            "{error}"
+        );
+    }
     let error = worker.call_err("worker_get_status", json!({"id": "x"}));
     assert_eq!(error["code"], -32602);
     let error = worker.call_err("worker_get_status", json!(["x"]));
@@ -161,7 +172,8 @@ fn application_error_codes() {
     );
     assert_eq!(error["code"], -32004);
     assert_eq!(error["data"]["field"], "limits.timeout");
-    assert_eq!(error["data"]["maximum"], "60000");
+    assert_eq!(error["data"]["maximum"], 60000);
+    assert_eq!(error["data"]["requested"], 60001);
 
     worker.dispatch(json!({"job_id": "same", "command": "true", "wait_ms": 10000}));
     let error = worker.call_err(

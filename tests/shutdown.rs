@@ -135,3 +135,39 @@ time.sleep(600)
     let left: Vec<_> = std::fs::read_dir(base.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn a_worker_killed_with_sigkill_takes_its_jobs_along_and_its_dir_is_swept_later() {
+    let mut first = Worker::start();
+    first.dispatch(json!({"job_id": "orphan-to-be", "argv": ["sleep", "60"]}));
+    first.wait_status("orphan-to-be", "running");
+    eventually("the job runs", || !first.leftover_processes().is_empty());
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    eventually("the job died with its worker", || {
+        first.leftover_processes().is_empty()
+    });
+    assert!(
+        !first.leftover_anything().is_empty(),
+        "a SIGKILLed worker cannot clean up"
+    );
+
+    // The next worker on the same base finds the dir unlocked and removes it.
+    let second = std::process::Command::new(BIN)
+        .args([
+            "serve",
+            "--set",
+            &format!("session.base_dir={}", first.base.path().display()),
+        ])
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let own_prefix = |path: &std::path::PathBuf| path.join(".lock").exists();
+    eventually("the abandoned dir is swept", || {
+        let left = first.leftover_anything();
+        left.len() == 1 && own_prefix(&left[0])
+    });
+    drop(second);
+}

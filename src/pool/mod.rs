@@ -28,6 +28,8 @@ const CANCEL_REPLY_SLACK: Duration = Duration::from_millis(1000);
 /// Grace between SIGTERM and SIGKILL when the worker itself is stopping.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
 const DEFAULT_PAGE_BYTES: u64 = 64 * 1024;
+/// Matches the schema's `maximum` on `max_bytes`.
+const MAX_PAGE_BYTES: u64 = 16 * 1024 * 1024;
 /// Bytes of output and inline artifacts all retained jobs may hold together.
 const RETAIN_BYTES: u64 = 1 << 30;
 
@@ -144,8 +146,14 @@ impl Pool {
     }
 
     pub async fn collect(&self, params: CollectParams) -> Result<CollectResult, WorkerError> {
+        let max = params.max_bytes.unwrap_or(DEFAULT_PAGE_BYTES);
+        if !(1..=MAX_PAGE_BYTES).contains(&max) {
+            return Err(WorkerError::invalid_params(
+                "max_bytes",
+                format!("must be between 1 and {MAX_PAGE_BYTES}"),
+            ));
+        }
         let entry = self.find(&params.job_id)?;
-        let max = params.max_bytes.unwrap_or(DEFAULT_PAGE_BYTES).max(1);
         let include_artifacts = params.include_artifacts.unwrap_or(true);
         let ended = entry.is_ended();
         let stdout = page(&lock(&entry.stdout), params.stream_offset, max, ended);

@@ -228,9 +228,10 @@ impl Worker {
             collect_dirs(&dir, &mut sessions);
         }
         sessions.retain(|path| {
-            !path
-                .file_name()
-                .is_some_and(|name| name.to_string_lossy().starts_with(".spare-"))
+            !path.file_name().is_some_and(|name| {
+                let name = name.to_string_lossy();
+                name.starts_with(".spare-") || name == ".lock"
+            })
         });
         sessions
     }
