@@ -38,6 +38,23 @@ pub enum Command {
     Schema(SchemaArgs),
     /// Run one job in a session, print its output, and exit with its exit code.
     Run(RunArgs),
+    /// Report what isolation this host supports, with the fix for each gap; exits 1 when the
+    /// `strict` profile cannot run here. Needs no root.
+    Doctor,
+    /// Command-policy tools.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print the decision and the matching rule for a command; exit 0 allowed, 1 refused,
+    /// 2 on a usage or configuration error.
+    Check {
+        /// The command line, after `--` (several words are joined with spaces).
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +100,10 @@ pub struct RunArgs {
     /// Print the whole job result as JSON on stdout instead of the job's output.
     #[arg(long)]
     pub json: bool,
+    /// Print the job's output as it is written (with a progress line on stderr when it is a
+    /// terminal) instead of when the job ends.
+    #[arg(long, conflicts_with = "json")]
+    pub follow: bool,
     /// The program and its arguments, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub argv: Vec<String>,

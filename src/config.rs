@@ -19,7 +19,11 @@ pub struct Config {
     pub worker: WorkerSection,
     pub session: SessionSection,
     pub governance: GovernanceSection,
-    pub security: SecuritySection,
+    /// The command policy (`security` is accepted as the seed's name for this section).
+    #[serde(alias = "security")]
+    pub policy: crate::policy::PolicyConfig,
+    /// Kernel sandbox: profile floor, extra and hidden paths.
+    pub isolation: crate::sandbox::SandboxConfig,
     pub logging: LoggingSection,
 }
 
@@ -38,6 +42,8 @@ pub struct WorkerSection {
     pub max_line_bytes: ByteSize,
     /// Longest `wait_ms` accepted.
     pub max_wait_ms: u64,
+    /// Bytes of event history (state changes, output chunks) kept per job for subscribers.
+    pub event_history_bytes: ByteSize,
 }
 
 impl Default for WorkerSection {
@@ -49,6 +55,7 @@ impl Default for WorkerSection {
             retain_jobs: 1000,
             max_line_bytes: ByteSize::mib(16),
             max_wait_ms: 3_600_000,
+            event_history_bytes: ByteSize::mib(1),
         }
     }
 }
@@ -70,6 +77,9 @@ pub struct SessionSection {
     pub artifact_total_bytes: ByteSize,
     /// Time between SIGTERM and SIGKILL when a job is cancelled or times out.
     pub kill_grace_ms: u64,
+    /// Most bytes of each output stream kept in memory for the result and
+    /// `worker_collect_output`; absent: the job's output limit. The stream sees everything.
+    pub output_keep_bytes: Option<ByteSize>,
 }
 
 impl Default for SessionSection {
@@ -82,6 +92,7 @@ impl Default for SessionSection {
             artifact_inline_bytes: ByteSize::mib(1),
             artifact_total_bytes: ByteSize::mib(16),
             kill_grace_ms: 2000,
+            output_keep_bytes: None,
         }
     }
 }
@@ -147,10 +158,6 @@ impl LimitsConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SecuritySection {}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoggingSection {
@@ -195,6 +202,15 @@ pub struct Resolved {
 }
 
 impl Config {
+    /// The sandbox settings as the sandbox reads them: `governance.allow_network` is the one
+    /// switch for network access.
+    pub fn sandbox(&self) -> crate::sandbox::SandboxConfig {
+        crate::sandbox::SandboxConfig {
+            allow_network: self.governance.allow_network,
+            ..self.isolation.clone()
+        }
+    }
+
     /// Layers defaults, the file (explicit path, `$OPENCODE_WORKER_CONFIG`, or
     /// `./opencode-worker.json` when it exists), the environment, then `overrides` (dotted
     /// keys with JSON values, from the command line).

@@ -16,6 +16,7 @@ pub mod code {
     pub const LIMIT_OVER_MAXIMUM: i32 = -32004;
     pub const DUPLICATE_JOB: i32 = -32005;
     pub const INVALID_FILES: i32 = -32006;
+    pub const ISOLATION_UNAVAILABLE: i32 = -32007;
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -61,6 +62,9 @@ pub enum WorkerError {
         reason: String,
     },
 
+    #[error("{reason}")]
+    IsolationUnavailable { layer: String, reason: String },
+
     #[error("internal error: {reason}")]
     Internal { reason: String },
 }
@@ -88,6 +92,7 @@ impl WorkerError {
             WorkerError::LimitOverMaximum { .. } => code::LIMIT_OVER_MAXIMUM,
             WorkerError::DuplicateJob { .. } => code::DUPLICATE_JOB,
             WorkerError::InvalidFiles { .. } => code::INVALID_FILES,
+            WorkerError::IsolationUnavailable { .. } => code::ISOLATION_UNAVAILABLE,
             WorkerError::Internal { .. } => code::INTERNAL,
         }
     }
@@ -122,6 +127,9 @@ impl WorkerError {
                 path,
                 reason,
             } => json!({"field": field, "path": path, "reason": reason}),
+            WorkerError::IsolationUnavailable { layer, reason } => {
+                json!({"field": "isolation", "layer": layer, "reason": reason})
+            }
             WorkerError::Internal { reason } => json!({"reason": reason}),
         }
     }

@@ -30,6 +30,10 @@ fn main() {
         Command::Serve => opencode_worker::serve::serve(config),
         Command::Run(args) => opencode_worker::run_cmd::run(config, args),
         Command::Schema(args) => schema(args),
+        Command::Doctor => doctor(&config),
+        Command::Policy(opencode_worker::cli::PolicyCommand::Check { command }) => {
+            opencode_worker::policy::run_check_cli(&config.policy, &command.join(" "))
+        }
     };
     std::process::exit(code);
 }
@@ -62,4 +66,10 @@ fn schema(args: opencode_worker::cli::SchemaArgs) -> i32 {
         );
         1
     }
+}
+
+fn doctor(config: &Config) -> i32 {
+    let host = opencode_worker::sandbox::Host::probe(&config.sandbox());
+    print!("{}", opencode_worker::sandbox::doctor_report(&host));
+    if host.strict_gaps().is_empty() { 0 } else { 1 }
 }

@@ -23,6 +23,23 @@ struct Inner {
     ended: BTreeMap<&'static str, u64>,
     reasons: BTreeMap<&'static str, u64>,
     windows: BTreeMap<&'static str, VecDeque<f64>>,
+    /// Every sample since start, per window: (count, sum), for summaries' `_count` and `_sum`.
+    totals: BTreeMap<&'static str, (u64, f64)>,
+}
+
+/// Window names of per-job resource use.
+pub const JOB_CPU_MS: &str = "job_cpu_ms";
+pub const JOB_MAX_RSS: &str = "job_max_rss_bytes";
+
+fn record(inner: &mut Inner, name: &'static str, value: f64) {
+    let window = inner.windows.entry(name).or_default();
+    if window.len() == WINDOW {
+        window.pop_front();
+    }
+    window.push_back(value);
+    let total = inner.totals.entry(name).or_default();
+    total.0 += 1;
+    total.1 += value;
 }
 
 impl Metrics {
@@ -52,12 +69,27 @@ impl Metrics {
             *inner.reasons.entry(reason.as_str()).or_default() += 1;
         }
         for &(phase, ms) in phases_ms {
-            let window = inner.windows.entry(phase).or_default();
-            if window.len() == WINDOW {
-                window.pop_front();
-            }
-            window.push_back(ms);
+            record(&mut inner, phase, ms);
         }
+    }
+
+    /// CPU time and peak memory of a job that ran.
+    pub fn job_usage(&self, cpu_ms: f64, max_rss_bytes: u64) {
+        let mut inner = self.lock();
+        record(&mut inner, JOB_CPU_MS, cpu_ms);
+        record(&mut inner, JOB_MAX_RSS, max_rss_bytes as f64);
+    }
+
+    /// Percentiles over the recent window plus all-time (count, sum) of one series.
+    pub fn series(&self, name: &str) -> (Percentiles, u64, f64) {
+        let inner = self.lock();
+        let samples = inner
+            .windows
+            .get(name)
+            .map(|w| w.iter().copied().collect())
+            .unwrap_or_default();
+        let (count, sum) = inner.totals.get(name).copied().unwrap_or_default();
+        (percentiles(samples), count, sum)
     }
 
     /// `queued` and `running` come from the pool, the ended statuses from the counters.
@@ -104,6 +136,37 @@ impl Metrics {
             })
             .collect()
     }
+}
+
+impl Metrics {
+    pub fn job_resources(&self) -> crate::protocol::JobResources {
+        crate::protocol::JobResources {
+            max_rss_bytes: self.series(JOB_MAX_RSS).0,
+            cpu_ms: self.series(JOB_CPU_MS).0,
+        }
+    }
+}
+
+/// The worker process's own memory, descriptors and threads, from /proc/self.
+pub fn process_metrics() -> Option<crate::protocol::ProcessMetrics> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let open_fds = std::fs::read_dir("/proc/self/fd")
+        .map(|dir| dir.count() as u64)
+        .unwrap_or(0);
+    Some(crate::protocol::ProcessMetrics {
+        rss_bytes: field("VmRSS:") * 1024,
+        peak_rss_bytes: field("VmHWM:") * 1024,
+        // The read_dir handle itself is one of them.
+        open_fds: open_fds.saturating_sub(1),
+        threads: field("Threads:"),
+    })
 }
 
 pub fn percentiles(mut samples: Vec<f64>) -> Percentiles {

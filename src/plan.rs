@@ -22,7 +22,10 @@ pub struct JobPlan {
     pub stdin: Option<Vec<u8>>,
     pub limits: EffectiveLimits,
     pub network: NetworkMode,
+    pub profile: crate::sandbox::Profile,
     pub wait_ms: Option<u64>,
+    /// In policy `audit` mode: what would have refused this job.
+    pub policy_audit: Option<crate::policy::Refusal>,
 }
 
 impl JobPlan {
@@ -126,7 +129,12 @@ pub fn plan(spec: JobSpec, config: &Config, resolved: &Resolved) -> Result<JobPl
         stdin: spec.stdin.map(String::into_bytes),
         limits,
         network,
+        profile: spec
+            .isolation
+            .unwrap_or_default()
+            .at_least(config.isolation.profile),
         wait_ms: spec.wait_ms,
+        policy_audit: None,
     })
 }
 

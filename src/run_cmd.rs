@@ -47,6 +47,11 @@ pub fn run(config: Config, args: RunArgs) -> i32 {
         let result = tokio::select! {
             result = async {
                 let job = worker.dispatch(spec).await?;
+                if args.follow
+                    && let Ok(log) = worker.pool.events(&job.job_id)
+                {
+                    crate::follow::follow(log).await;
+                }
                 worker.pool.wait(&job.job_id).await
             } => Some(result),
             _ = worker.shutdown.cancelled() => None,
@@ -65,7 +70,7 @@ pub fn run(config: Config, args: RunArgs) -> i32 {
                 }
                 EXIT_WORKER_ERROR
             }
-            Some(Ok(job)) => report(&job, args.json),
+            Some(Ok(job)) => report(&job, args.json, args.follow),
         }
     })
 }
@@ -118,14 +123,16 @@ fn spec_from_args(args: &RunArgs) -> Result<JobSpec, String> {
     })
 }
 
-fn report(job: &Job, json: bool) -> i32 {
+fn report(job: &Job, json: bool, followed: bool) -> i32 {
     if json {
         let mut stdout = std::io::stdout().lock();
         let _ = serde_json::to_writer_pretty(&mut stdout, job);
         let _ = writeln!(stdout);
     } else {
-        let _ = std::io::stdout().write_all(job.stdout.as_deref().unwrap_or("").as_bytes());
-        let _ = std::io::stderr().write_all(job.stderr.as_deref().unwrap_or("").as_bytes());
+        if !followed {
+            let _ = std::io::stdout().write_all(job.stdout.as_deref().unwrap_or("").as_bytes());
+            let _ = std::io::stderr().write_all(job.stderr.as_deref().unwrap_or("").as_bytes());
+        }
         let mut summary = format!(
             "opencode-worker: job {} {}",
             job.job_id,

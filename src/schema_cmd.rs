@@ -15,6 +15,11 @@ fn rendered() -> Vec<(String, String)> {
             files.push((format!("{}.{kind}.json", tool.name), text));
         }
     }
+    for (name, schema) in crate::protocol::tools::stream_schemas() {
+        let mut text = serde_json::to_string_pretty(&schema).expect("schemas serialize");
+        text.push('\n');
+        files.push((format!("{name}.json"), text));
+    }
     files
 }
 

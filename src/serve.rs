@@ -1,11 +1,13 @@
 //! `opencode-worker serve`: the stdio protocol loop and its orderly end.
 //!
-//! Every reply goes through one channel to one writer task, so lines never interleave. On
+//! Every reply and notification goes through one byte-bounded channel (the outbox) to one
+//! writer task, so lines never interleave and a client that stops reading holds back the
+//! senders rather than the worker's memory. On
 //! stdin EOF, `shutdown`, SIGTERM, SIGINT or SIGHUP: every job is stopped, every session dir
 //! removed, pending replies flushed, and the process exits 0.
 
 use crate::config::Config;
-use crate::rpc::{Dispatcher, LineReader, build_module};
+use crate::rpc::{Dispatcher, Line, LineReader, OUTBOX_BYTES, build_module, outbox};
 use crate::worker::Worker;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,8 +49,8 @@ async fn serve_async(config: Config) -> i32 {
     };
     tracing::info!(worker_id = %worker.worker_id, base_dir = %worker.pool.base_dir().display(), "serving JSON-RPC on stdio");
     let dispatcher = Arc::new(Dispatcher::new(build_module(worker.clone())));
-    let (replies, outbox) = mpsc::channel::<String>(1024);
-    let writer = tokio::spawn(write_replies(outbox, worker.shutdown.clone()));
+    let (replies, lines) = outbox(OUTBOX_BYTES);
+    let writer = tokio::spawn(write_replies(lines, worker.shutdown.clone()));
     tokio::spawn(stop_on_signals(worker.shutdown.clone()));
 
     let requests = TaskTracker::new();
@@ -65,11 +67,7 @@ async fn serve_async(config: Config) -> i32 {
             Ok(Some(frame)) => {
                 let dispatcher = dispatcher.clone();
                 let replies = replies.clone();
-                requests.spawn(async move {
-                    if let Some(line) = dispatcher.handle(frame).await {
-                        let _ = replies.send(line).await;
-                    }
-                });
+                requests.spawn(async move { dispatcher.serve(frame, &replies).await });
             }
             Ok(None) => {
                 tracing::info!("stdin closed; shutting down");
@@ -94,13 +92,13 @@ async fn serve_async(config: Config) -> i32 {
     0
 }
 
-async fn write_replies(mut outbox: mpsc::Receiver<String>, shutdown: CancellationToken) {
+async fn write_replies(mut outbox: mpsc::UnboundedReceiver<Line>, shutdown: CancellationToken) {
     let mut stdout = tokio::io::BufWriter::with_capacity(64 * 1024, tokio::io::stdout());
     while let Some(line) = outbox.recv().await {
         let mut batch = Some(line);
         let mut failed = false;
         while let Some(line) = batch.take() {
-            failed |= stdout.write_all(line.as_bytes()).await.is_err();
+            failed |= stdout.write_all(line.text.as_bytes()).await.is_err();
             failed |= stdout.write_all(b"\n").await.is_err();
             batch = outbox.try_recv().ok();
         }

@@ -12,6 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 pub struct Worker {
     pub pool: Pool,
+    /// Compiled once at start-up; a rule that does not compile stops the start.
+    pub policy: crate::policy::Policy,
     pub worker_id: String,
     pub started: Instant,
     pub isolation: IsolationReport,
@@ -30,6 +32,8 @@ pub struct Worker {
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("policy: {0}")]
+    Policy(#[from] crate::policy::PolicyConfigError),
     #[error("session base dir {path}: {source}")]
     BaseDir {
         path: PathBuf,
@@ -40,11 +44,14 @@ pub enum StartError {
 impl Worker {
     pub fn start(config: Config) -> Result<Worker, StartError> {
         let worker_id = uuid::Uuid::now_v7().simple().to_string();
+        let policy = crate::policy::Policy::from_config(&config.policy)?;
         let (base, private_base, liveness) = session_base(&config, &worker_id)?;
-        let isolation = crate::isolation::baseline_report();
         let pool = Pool::new(config, base)?;
+        let isolation =
+            crate::exec::isolation_report(crate::isolation::baseline_report(), pool.host());
         Ok(Worker {
             pool,
+            policy,
             worker_id,
             started: Instant::now(),
             isolation,
@@ -78,7 +85,10 @@ impl Worker {
 
     pub async fn dispatch(&self, spec: JobSpec) -> Result<Job, WorkerError> {
         let planned = crate::plan::plan(spec, self.pool.config(), self.pool.resolved());
-        let plan = match planned {
+        let checked = planned
+            .and_then(|plan| self.check_policy(plan))
+            .and_then(|plan| self.check_isolation(plan));
+        let plan = match checked {
             Ok(plan) => plan,
             Err(error) => {
                 self.pool.metrics().rejected();
@@ -86,6 +96,54 @@ impl Worker {
             }
         };
         self.pool.dispatch(plan).await
+    }
+
+    /// The command policy, before anything is created: refused in `enforce`, logged and
+    /// reported on the job in `audit`.
+    fn check_policy(
+        &self,
+        mut plan: crate::plan::JobPlan,
+    ) -> Result<crate::plan::JobPlan, WorkerError> {
+        use crate::policy::{Decision, PolicyMode};
+        if self.policy.mode() == PolicyMode::Off {
+            return Ok(plan);
+        }
+        let decision = match &plan.program {
+            crate::exec::Program::Shell(command) => self.policy.check_command(command),
+            crate::exec::Program::Argv(argv) => self.policy.check_argv(argv),
+        };
+        let Decision::Refused(refusal) = decision else {
+            return Ok(plan);
+        };
+        if self.policy.mode() == PolicyMode::Audit {
+            tracing::warn!(job_id = %plan.job_id, rule = %refusal.rule, program = %refusal.program, "policy audit: would refuse");
+            plan.policy_audit = Some(refusal);
+            return Ok(plan);
+        }
+        Err(WorkerError::PolicyDenied {
+            message: refusal.message(),
+            data: serde_json::to_value(&refusal).unwrap_or_default(),
+        })
+    }
+
+    /// `strict` fails closed: refused here, before anything runs, naming the missing layer.
+    fn check_isolation(
+        &self,
+        plan: crate::plan::JobPlan,
+    ) -> Result<crate::plan::JobPlan, WorkerError> {
+        if plan.profile != crate::sandbox::Profile::Strict {
+            return Ok(plan);
+        }
+        match self.pool.host().strict_gaps().into_iter().next() {
+            None => Ok(plan),
+            Some(gap) => Err(WorkerError::IsolationUnavailable {
+                reason: format!(
+                    "isolation `strict` cannot run here: layer `{}` is not available ({}); run `opencode-worker doctor` for the fix, or use isolation `standard`",
+                    gap.name, gap.detail
+                ),
+                layer: gap.name,
+            }),
+        }
     }
 
     pub fn metrics(&self) -> MetricsResult {
@@ -117,6 +175,11 @@ impl Worker {
             max_queued: self.pool.config().worker.max_queued as u64,
             latency_ms: self.pool.metrics().latency(),
             host,
+            process: crate::metrics::process_metrics(),
+            job_resources: Some(self.pool.metrics().job_resources()),
+            subscriptions: Some(crate::pool::events::followers()),
+            format: None,
+            text: None,
         }
     }
 

@@ -182,10 +182,11 @@ fn find_file(dir: &Path, name: &str, depth: usize) -> Option<PathBuf> {
         if path.file_name().is_some_and(|n| n == name) {
             return Some(path);
         }
-        if depth > 0 && path.is_dir() {
-            if let Some(found) = find_file(&path, name, depth - 1) {
-                return Some(found);
-            }
+        if depth > 0
+            && path.is_dir()
+            && let Some(found) = find_file(&path, name, depth - 1)
+        {
+            return Some(found);
         }
     }
     None

@@ -106,13 +106,13 @@ fn argv_jobs_follow_the_same_rules() {
         if got != *want {
             failures.push(format!("{args:?}: got {got:?}, want {want:?}"));
         }
-        if let Some(r) = d.refusal() {
-            if r.command.get(r.span.0..r.span.1).is_none() {
-                failures.push(format!(
-                    "{args:?}: span {:?} out of {:?}",
-                    r.span, r.command
-                ));
-            }
+        if let Some(r) = d.refusal()
+            && r.command.get(r.span.0..r.span.1).is_none()
+        {
+            failures.push(format!(
+                "{args:?}: span {:?} out of {:?}",
+                r.span, r.command
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

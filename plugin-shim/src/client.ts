@@ -34,7 +34,7 @@ export interface RestartPolicy {
 export const DEFAULT_RESTART: RestartPolicy = { maxRestarts: 5, windowMs: 10 * 60_000, backoffMs: 250, maxBackoffMs: 8_000 };
 
 export interface ClientOptions {
-  spawn: Omit<SpawnSpec, "onStderrLine" | "onStrayLine">;
+  spawn: Omit<SpawnSpec, "onStderrLine" | "onStrayLine" | "onNotification">;
   clientInfo: { name: string; version: string };
   initTimeoutMs: number;
   restart: RestartPolicy;
@@ -43,6 +43,24 @@ export interface ClientOptions {
 }
 
 export const PROTOCOL_VERSION = 1;
+
+/** One `worker_job_event` (see docs/protocol.md): a state change, an output chunk, lagged, or the end. */
+export interface JobEvent {
+  job_id: string;
+  seq: number;
+  kind: "state" | "stdout" | "stderr" | "end" | "lagged";
+  status?: string;
+  phase?: string;
+  elapsed_ms?: number;
+  data?: string;
+  encoding?: "utf8" | "base64";
+  offset?: number;
+  bytes?: number;
+  job?: Record<string, unknown>;
+  first_missed_seq?: number;
+  missed_events?: number;
+  missed_bytes?: number;
+}
 
 export class WorkerClient {
   private current: SidecarProcess | undefined;
@@ -55,6 +73,10 @@ export class WorkerClient {
   private readonly jobGeneration = new Map<string, number>();
   initializeResult: InitializeResult | undefined;
   private readonly opts: ClientOptions;
+  /** event handlers by subscription id (JSON text) */
+  private readonly subscriptions = new Map<string, (event: JobEvent) => void>();
+  /** events that arrived before their subscribe reply was handled (bounded) */
+  private readonly early = new Map<string, JobEvent[]>();
 
   constructor(opts: ClientOptions) {
     this.opts = opts;
@@ -86,6 +108,51 @@ export class WorkerClient {
   async call(method: string, params: unknown, opts: { timeoutMs?: number } = {}): Promise<unknown> {
     const proc = await this.ensure();
     return proc.request(method, params, opts);
+  }
+
+  /**
+   * Follows a job's event stream (`worker_subscribe_job`): `onEvent` gets every
+   * `worker_job_event` of it in order, ending with `end`. Resolves to a function that
+   * unsubscribes.
+   */
+  async subscribe(jobId: string, onEvent: (event: JobEvent) => void, opts: { afterSeq?: number } = {}): Promise<() => Promise<void>> {
+    const proc = await this.ensure();
+    const params: Record<string, unknown> = { job_id: jobId };
+    if (opts.afterSeq !== undefined) params.after_seq = opts.afterSeq;
+    const id = await proc.request("worker_subscribe_job", params, { timeoutMs: 30_000 });
+    const key = JSON.stringify(id);
+    const handler = (event: JobEvent) => {
+      if (event?.kind === "end") this.subscriptions.delete(key);
+      try {
+        onEvent(event);
+      } catch {
+        /* a display callback must not break the stream */
+      }
+    };
+    this.subscriptions.set(key, handler);
+    const early = this.early.get(key) ?? [];
+    this.early.delete(key);
+    for (const event of early) handler(event);
+    return async () => {
+      if (!this.subscriptions.delete(key) || !proc.alive) return;
+      await proc.request("worker_unsubscribe_job", [id], { timeoutMs: 30_000 }).catch(() => undefined);
+    };
+  }
+
+  private onNotification(message: any): void {
+    if (message?.method !== "worker_job_event") return;
+    const key = JSON.stringify(message.params?.subscription);
+    const event = message.params?.result as JobEvent;
+    const handler = this.subscriptions.get(key);
+    if (handler) return handler(event);
+    // the subscribe reply is still on its way to its caller: keep a few events for it
+    if (!this.early.has(key) && this.early.size >= 64) {
+      const oldest = this.early.keys().next().value;
+      if (oldest !== undefined) this.early.delete(oldest);
+    }
+    const list = this.early.get(key) ?? [];
+    if (list.length < 1024) list.push(event);
+    this.early.set(key, list);
   }
 
   /** Remembers that `jobId` lives in the current sidecar (for clearer errors after a restart). */
@@ -153,6 +220,7 @@ export class WorkerClient {
       ...this.opts.spawn,
       onStderrLine: this.opts.onStderrLine,
       onStrayLine: (line) => this.opts.log("debug", `opencode-worker stdout (not a pending reply): ${line.slice(0, 500)}`),
+      onNotification: (message) => this.onNotification(message),
     });
     this.current = proc;
     this.generation = generation;

@@ -4,7 +4,7 @@
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import type { Hooks, Plugin, PluginInput, ToolContext } from "@opencode-ai/plugin";
-import { DEFAULT_RESTART, WorkerClient, type InitializeResult, type ToolInfo } from "./client.js";
+import { DEFAULT_RESTART, WorkerClient, type InitializeResult, type JobEvent, type ToolInfo } from "./client.js";
 import { BinaryNotFoundError, installHint, locateBinary } from "./locate.js";
 import { errorText, isTerminal, renderGeneric, renderJob, renderOutput, statusLine } from "./render.js";
 import { SidecarGoneError } from "./rpc.js";
@@ -30,7 +30,8 @@ export interface WorkerPluginOptions {
   initTimeoutMs?: number;
   /** most restarts after crashes within 10 minutes (default 5) */
   maxRestarts?: number;
-  /** how often the phase of a waited-on job is refreshed in the UI (ms, default 2000; 0: never) */
+  /** how often the status, elapsed time and last output line of a waited-on job are refreshed
+   * in the UI (ms, default 2000; 0: never). They come from the job's event stream. */
   pollMs?: number;
 }
 
@@ -273,20 +274,60 @@ export async function executeTool(
 
   let poll: NodeJS.Timeout | undefined;
   let stopped = false;
-  if (isDispatch && jobId && waitMs !== undefined && opts.pollMs > 0 && waitMs > opts.pollMs) {
-    const tick = async () => {
-      if (stopped || !liveTitles) return; // nobody would see the title: no status polling
-      try {
-        const st: any = await client.call("worker_get_status", { job_id: jobId }, { timeoutMs: 30_000 });
-        if (!stopped) {
-          const secs = Math.round((Date.now() - started) / 1000);
-          setTitle(`job ${jobId}: ${st?.status ?? "?"} (${st?.phase ?? "?"}), ${secs} s`, { status: st?.status, phase: st?.phase });
+  let unsubscribe: (() => Promise<void>) | undefined;
+  if (isDispatch && jobId && waitMs !== undefined && opts.pollMs > 0 && waitMs > opts.pollMs && liveTitles) {
+    // What the job is doing, from its event stream: status, phase, output, last line.
+    const live = { status: "queued", phase: "init", line: "", partial: "" };
+    const show = () => {
+      if (stopped || !liveTitles) return;
+      const secs = Math.round((Date.now() - started) / 1000);
+      const last = live.line ? ` — ${live.line}` : "";
+      setTitle(`job ${jobId}: ${live.status} (${live.phase}), ${secs} s${last}`, { status: live.status, phase: live.phase, last_line: live.line || undefined });
+    };
+    const onEvent = (event: JobEvent) => {
+      if (event.kind === "state") {
+        live.status = event.status ?? live.status;
+        live.phase = event.phase ?? live.phase;
+      } else if ((event.kind === "stdout" || event.kind === "stderr") && event.encoding === "utf8" && event.data) {
+        const text = (live.partial + event.data).slice(-4096);
+        const lines = text.split("\n");
+        live.partial = lines.pop() ?? "";
+        const done = lines.filter((l) => l.trim()).at(-1);
+        if (done !== undefined) live.line = done.trim().slice(0, 120);
+      }
+    };
+    // The sidecar answers requests concurrently: the dispatch may not be admitted yet.
+    let attempts = 0;
+    const follow = async () => {
+      while (!stopped && attempts++ < 20) {
+        try {
+          unsubscribe = await client.subscribe(jobId, onEvent);
+          if (stopped) await unsubscribe();
+          return true;
+        } catch {
+          await new Promise((r) => sleepTimer(50, () => r(undefined)));
         }
-      } catch {
-        /* not registered yet, or the sidecar is gone: the call itself reports that */
+      }
+      return false;
+    };
+    const tick = async () => {
+      if (stopped || !liveTitles) return; // nobody would see the title
+      if (unsubscribe) {
+        show();
+      } else {
+        // no stream (an older sidecar): ask for the status instead
+        try {
+          const st: any = await client.call("worker_get_status", { job_id: jobId }, { timeoutMs: 30_000 });
+          live.status = st?.status ?? "?";
+          live.phase = st?.phase ?? "?";
+          show();
+        } catch {
+          /* not registered yet, or the sidecar is gone: the call itself reports that */
+        }
       }
       if (!stopped) poll = sleepTimer(opts.pollMs, tick);
     };
+    follow().catch(() => false);
     poll = sleepTimer(opts.pollMs, tick);
   }
 
@@ -327,6 +368,7 @@ export async function executeTool(
   } finally {
     stopped = true;
     if (poll) clearTimeout(poll);
+    if (unsubscribe) unsubscribe().catch(() => undefined);
     if (onAbort) ctx?.abort?.removeEventListener?.("abort", onAbort);
   }
 

@@ -54,6 +54,8 @@ export interface SpawnSpec {
   onStderrLine?: (line: string) => void;
   /** protocol noise: a stdout line that is not a reply we are waiting for */
   onStrayLine?: (line: string) => void;
+  /** a JSON-RPC notification from the sidecar (`worker_job_event`) */
+  onNotification?: (message: any) => void;
 }
 
 interface Pending {
@@ -221,6 +223,10 @@ export class SidecarProcess {
       const id = m?.id;
       const entry = typeof id === "number" ? this.pending.get(id) : undefined;
       if (!entry) {
+        if (id === undefined && typeof m?.method === "string" && this.spec.onNotification) {
+          this.spec.onNotification(m);
+          continue;
+        }
         // a notification, or a reply to a call that already timed out
         this.spec.onStrayLine?.(JSON.stringify(m));
         continue;

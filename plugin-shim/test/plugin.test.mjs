@@ -274,6 +274,17 @@ describe("abort", () => {
     assert.ok(!titles.some((t) => /running \(/.test(t)), JSON.stringify(titles));
   });
 
+  test("the last output line is shown while waiting, from the job's event stream", async () => {
+    const plugin = await startPlugin({ pollMs: 100 });
+    const c = fakeCtx();
+    const res = await run(plugin.hooks, "worker_dispatch_job", { job_id: "live-1", command: "echo first; echo 'second line'; sleep 1", wait_ms: 60_000 }, c);
+    assert.equal(res.metadata.status, "finished");
+    const live = c.metadata.filter((m) => /^job live-1: running \(execute\), \d+ s — second line$/.test(m.title));
+    assert.ok(live.length >= 1, JSON.stringify(c.metadata));
+    assert.equal(live[0].metadata.last_line, "second line");
+    assert.equal(c.metadata.at(-1).title, "job live-1, status: finished, exit code: 0");
+  });
+
   test("a call aborted before it starts is not sent", async () => {
     const plugin = await startPlugin();
     const c = fakeCtx();

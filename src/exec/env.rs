@@ -16,6 +16,18 @@ const PASSED_THROUGH: &[&str] = &[
     "USER",
     "LOGNAME",
 ];
+/// Where toolchains live; HOME points into the session, so shims such as rustup's `cargo`
+/// would otherwise look for their installation there. Paths, never credentials.
+const TOOLCHAIN_HOMES: &[&str] = &[
+    "RUSTUP_HOME",
+    "CARGO_HOME",
+    "PYENV_ROOT",
+    "GOROOT",
+    "JAVA_HOME",
+    "NVM_DIR",
+];
+/// Toolchain homes under the worker's HOME that imply the variable when it is unset.
+const IMPLIED_HOMES: &[(&str, &str)] = &[("RUSTUP_HOME", ".rustup"), ("CARGO_HOME", ".cargo")];
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 pub struct SessionPaths<'a> {
@@ -37,6 +49,19 @@ pub fn job_environment(
     for name in PASSED_THROUGH {
         if let Some(value) = std::env::var_os(name) {
             env.push(((*name).into(), value));
+        }
+    }
+    for name in TOOLCHAIN_HOMES {
+        if let Some(value) = std::env::var_os(name) {
+            env.push(((*name).into(), value));
+        }
+    }
+    if let Some(home) = std::env::var_os("HOME").map(std::path::PathBuf::from) {
+        for (name, dir) in IMPLIED_HOMES {
+            let implied = home.join(dir);
+            if std::env::var_os(name).is_none() && implied.is_dir() {
+                env.push(((*name).into(), implied.into_os_string()));
+            }
         }
     }
     if std::env::var_os("LANG").is_none() {

@@ -9,7 +9,7 @@ mod sandboxed;
 
 pub use affinity::CpuPicker;
 pub use env::{SessionPaths, job_environment};
-pub use output::{StreamBuffer, pump};
+pub use output::{StreamBuffer, Tap, pump};
 pub use process::{ExitInfo, JobProcess, LaunchSpec, Program, ResourceUse};
 pub use rlimits::RlimitPlan;
 pub use sandboxed::{apply_usage, isolation_report, sandbox_request};

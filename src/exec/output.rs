@@ -4,11 +4,28 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::Notify;
 
-#[derive(Debug, Default)]
+/// Sees every chunk as it arrives (the job's event log).
+pub type Tap = Box<dyn Fn(&[u8]) + Send>;
+
+#[derive(Default)]
 pub struct StreamBuffer {
     kept: Vec<u8>,
     total: u64,
     cap: u64,
+    /// Bytes kept in memory: the cap, or less when the worker keeps less than the limit.
+    keep: u64,
+    tap: Option<Tap>,
+}
+
+impl std::fmt::Debug for StreamBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamBuffer")
+            .field("kept", &self.kept.len())
+            .field("total", &self.total)
+            .field("cap", &self.cap)
+            .field("keep", &self.keep)
+            .finish()
+    }
 }
 
 impl StreamBuffer {
@@ -17,13 +34,26 @@ impl StreamBuffer {
             kept: Vec::new(),
             total: 0,
             cap,
+            keep: cap,
+            tap: None,
         }
+    }
+
+    /// Keeps at most `keep` bytes in memory (the limit still decides when the job is killed)
+    /// and shows every chunk to `tap`.
+    pub fn with(mut self, keep: Option<u64>, tap: Option<Tap>) -> Self {
+        self.keep = keep.map_or(self.cap, |keep| keep.min(self.cap));
+        self.tap = tap;
+        self
     }
 
     /// Appends what fits and counts the rest; true once the stream has gone past its cap.
     pub fn append(&mut self, chunk: &[u8]) -> bool {
+        if let Some(tap) = &self.tap {
+            tap(chunk);
+        }
         self.total += chunk.len() as u64;
-        let room = self.cap.saturating_sub(self.kept.len() as u64) as usize;
+        let room = self.keep.saturating_sub(self.kept.len() as u64) as usize;
         self.kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
         self.total > self.cap
     }

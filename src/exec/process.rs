@@ -214,10 +214,10 @@ impl JobProcess {
     pub fn signal_tree(&self, signal: libc::c_int) {
         // The sandbox's kill reaches setsid/double-forked escapees too, and never a recycled
         // pid, so it is safe even after the leader was reaped.
-        if signal == libc::SIGKILL {
-            if let Some(sandbox) = &self.sandbox {
-                sandbox.kill_all();
-            }
+        if signal == libc::SIGKILL
+            && let Some(sandbox) = &self.sandbox
+        {
+            sandbox.kill_all();
         }
         if self.reaped {
             return;

@@ -173,14 +173,14 @@ fn config(args: &[Word], out: &mut Vec<Finding>) {
         _ if read_only || operands.len() < 2 => return,
         _ => {}
     }
-    if let Some(key) = operands.first() {
-        if is_exec_key(&key.literal_head()) || key.is_dynamic() {
-            out.push(Finding::refuse(
-                "git-config-exec",
-                REASON,
-                SUGGESTION,
-                key.span,
-            ));
-        }
+    if let Some(key) = operands.first()
+        && (is_exec_key(&key.literal_head()) || key.is_dynamic())
+    {
+        out.push(Finding::refuse(
+            "git-config-exec",
+            REASON,
+            SUGGESTION,
+            key.span,
+        ));
     }
 }

@@ -45,10 +45,9 @@ pub(crate) fn inspect(name: &str, args: &[Word], out: &mut Vec<Finding>) {
                     .literal_head()
                     .split_once('=')
                     .map(|(n, _)| format!("{n}="))
+                    && let Some(v) = w.strip_literal_prefix(&value)
                 {
-                    if let Some(v) = w.strip_literal_prefix(&value) {
-                        out.push(Finding::Script(v));
-                    }
+                    out.push(Finding::Script(v));
                 }
             }
         }
@@ -123,10 +122,11 @@ fn sed_cmd(args: &[Word], out: &mut Vec<Finding>) {
     let mut scripts: Vec<&Word> = s.values(&["-e", "--expression"]).collect();
     let mut files = s.operands.iter().map(|&i| &args[i]);
     let has_script_file = s.has(&["-f", "--file"]);
-    if scripts.is_empty() && !has_script_file {
-        if let Some(first) = files.next() {
-            scripts.push(first);
-        }
+    if scripts.is_empty()
+        && !has_script_file
+        && let Some(first) = files.next()
+    {
+        scripts.push(first);
     }
     for script in scripts {
         let Some(text) = script.literal() else {
@@ -308,10 +308,8 @@ fn writers(name: &str, args: &[Word], out: &mut Vec<Finding>) {
                 | ("unzip", "-d")
                 | ("patch", "-o" | "--output")
         );
-        if writes {
-            if let Some(v) = &opt.value {
-                out.push(Finding::Write(v.clone()));
-            }
+        if writes && let Some(v) = &opt.value {
+            out.push(Finding::Write(v.clone()));
         }
     }
     let ops: Vec<&Word> = s.operands.iter().map(|&i| &args[i]).collect();

@@ -22,7 +22,7 @@ impl Decision {
 }
 
 /// The `data` of a -32002 error.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Refusal {
     /// The text that was checked (for an argv job: the argv, shell-quoted and joined).
     pub command: String,

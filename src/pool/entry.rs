@@ -1,6 +1,7 @@
 //! One job as the pool holds it: its plan, its state, its output, and the channels its runner
 //! listens and answers on.
 
+use super::events::{EventLog, Stream};
 use super::state::{ActivePhase, Ended, JobState, StopRequest};
 use crate::exec::StreamBuffer;
 use crate::plan::JobPlan;
@@ -16,6 +17,8 @@ pub struct JobEntry {
     pub created: Instant,
     pub stdout: Arc<Mutex<StreamBuffer>>,
     pub stderr: Arc<Mutex<StreamBuffer>>,
+    /// State changes and output chunks for subscribers, bounded in bytes.
+    pub events: Arc<EventLog>,
     record: Mutex<Record>,
     ended: watch::Sender<bool>,
     stop: watch::Sender<Option<StopRequest>>,
@@ -25,6 +28,8 @@ pub struct Record {
     pub state: JobState,
     pub artifacts: Option<Vec<Artifact>>,
     pub metrics: JobMetrics,
+    /// The isolation layers the job actually ran under.
+    pub layers: Option<Vec<crate::sandbox::AppliedLayer>>,
 }
 
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -38,22 +43,41 @@ pub fn rfc3339(time: SystemTime) -> String {
 }
 
 impl JobEntry {
-    pub fn new(plan: JobPlan) -> Self {
+    pub fn new(plan: JobPlan, config: &crate::config::Config) -> Self {
         let output_cap = plan.limits.output;
         let metrics = JobMetrics {
             limits: plan.limits.clone(),
             ..JobMetrics::default()
         };
+        let created = Instant::now();
+        let events = Arc::new(EventLog::new(
+            config.worker.event_history_bytes.bytes(),
+            created,
+        ));
+        events.state(
+            crate::protocol::JobStatus::Queued,
+            crate::protocol::Phase::Init,
+        );
+        let keep = config.session.output_keep_bytes.map(|b| b.bytes());
+        let buffer = |stream: Stream| {
+            let events = events.clone();
+            let tap: crate::exec::Tap = Box::new(move |chunk| events.output(stream, chunk));
+            Arc::new(Mutex::new(
+                StreamBuffer::new(output_cap).with(keep, Some(tap)),
+            ))
+        };
         JobEntry {
             session_id: uuid::Uuid::now_v7().simple().to_string(),
             created_at: SystemTime::now(),
-            created: Instant::now(),
-            stdout: Arc::new(Mutex::new(StreamBuffer::new(output_cap))),
-            stderr: Arc::new(Mutex::new(StreamBuffer::new(output_cap))),
+            created,
+            stdout: buffer(Stream::Stdout),
+            stderr: buffer(Stream::Stderr),
+            events,
             record: Mutex::new(Record {
                 state: JobState::Queued,
                 artifacts: None,
                 metrics,
+                layers: None,
             }),
             ended: watch::channel(false).0,
             stop: watch::channel(None).0,
@@ -74,12 +98,22 @@ impl JobEntry {
             phase: ActivePhase::Init,
             started_at: SystemTime::now(),
         };
+        self.log_state();
     }
 
     pub fn set_phase(&self, next: ActivePhase) {
         if let JobState::Active { phase, .. } = &mut self.record().state {
             *phase = next;
         }
+        self.log_state();
+    }
+
+    fn log_state(&self) {
+        let (status, phase) = {
+            let record = self.record();
+            (record.state.status(), record.state.phase())
+        };
+        self.events.state(status, phase);
     }
 
     /// Records the end and wakes everyone waiting for it. Ending twice keeps the first end.
@@ -91,6 +125,7 @@ impl JobEntry {
             }
             record.state = JobState::Ended(ended);
         }
+        self.events.end(self.view(false));
         self.ended.send_replace(true);
     }
 
@@ -130,7 +165,7 @@ impl JobEntry {
             .flatten()
             .filter_map(|a| a.content.as_ref().map(String::len))
             .sum();
-        (output + artifacts) as u64
+        (output + artifacts) as u64 + self.events.held_bytes()
     }
 
     pub fn summary(&self) -> JobSummary {
@@ -181,6 +216,8 @@ impl JobEntry {
                 None
             },
             metrics: ended.map(|_| record.metrics.clone()),
+            isolation: record.layers.clone(),
+            policy_audit: self.plan.policy_audit.clone(),
         }
     }
 }

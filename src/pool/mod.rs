@@ -2,6 +2,7 @@
 //! FIFO order up to a bound, retains ended jobs for a while, and stops everything on shutdown.
 
 mod entry;
+pub mod events;
 mod runner;
 pub mod state;
 
@@ -42,6 +43,8 @@ pub(crate) struct Shared {
     pub resolved: Resolved,
     pub base_dir: PathBuf,
     pub sessions: crate::session::SessionStore,
+    /// What the kernel offers, probed once at start-up.
+    pub host: crate::sandbox::Host,
     pub metrics: Metrics,
     pub cpus: CpuPicker,
     pub runners: TaskTracker,
@@ -62,11 +65,14 @@ impl Pool {
     pub fn new(config: Config, base_dir: PathBuf) -> Result<Pool, crate::config::ConfigError> {
         let resolved = config.resolve()?;
         let spares = resolved.max_concurrent.clamp(2, 16);
+        let host = crate::sandbox::Host::probe(&config.sandbox());
+        tracing::info!(probe_ms = host.probe_ms(), "sandbox probed");
         Ok(Pool {
             shared: Arc::new(Shared {
                 config,
                 resolved,
                 sessions: crate::session::SessionStore::new(base_dir.clone(), spares),
+                host,
                 base_dir,
                 metrics: Metrics::default(),
                 cpus: CpuPicker::from_current_affinity(),
@@ -99,10 +105,14 @@ impl Pool {
         &self.shared.base_dir
     }
 
+    pub fn host(&self) -> &crate::sandbox::Host {
+        &self.shared.host
+    }
+
     /// Admits a checked plan: starts it when a slot is free, queues it otherwise.
     pub async fn dispatch(&self, plan: JobPlan) -> Result<Job, WorkerError> {
         let wait = plan.wait_ms.map(Duration::from_millis);
-        let entry = Arc::new(JobEntry::new(plan));
+        let entry = Arc::new(JobEntry::new(plan, &self.shared.config));
         let start_now = {
             let mut state = lock(&self.shared.state);
             let admitted = self.shared.admit(&mut state, &entry);
@@ -139,6 +149,11 @@ impl Pool {
         let entry = self.find(job_id)?;
         entry.wait_ended().await;
         Ok(entry.view(true))
+    }
+
+    /// The job's event log, for a subscriber.
+    pub fn events(&self, job_id: &str) -> Result<Arc<events::EventLog>, WorkerError> {
+        Ok(self.find(job_id)?.events.clone())
     }
 
     pub fn status(&self, job_id: &str) -> Result<Job, WorkerError> {
@@ -312,12 +327,17 @@ impl Shared {
 
     /// Runs on the caller's runtime worker thread: the job's parent-death signal is tied to it.
     fn start(shared: &Arc<Shared>, entry: Arc<JobEntry>) {
+        use tracing::Instrument;
         let shared_for_task = shared.clone();
-        shared.runners.spawn(async move {
-            let outcome_entry = entry.clone();
-            let ended = runner::run(&shared_for_task, &entry).await;
-            Shared::finish(&shared_for_task, &outcome_entry, ended);
-        });
+        let span = tracing::info_span!("job", job_id = entry.id(), session_id = %entry.session_id);
+        shared.runners.spawn(
+            async move {
+                let outcome_entry = entry.clone();
+                let ended = runner::run(&shared_for_task, &entry).await;
+                Shared::finish(&shared_for_task, &outcome_entry, ended);
+            }
+            .instrument(span),
+        );
     }
 
     /// A runner is done: record the end, free the slot, and start the next queued job.
@@ -339,6 +359,14 @@ impl Shared {
         // Counters and retention are updated before anyone waiting is woken, so a reply that
         // shows the job ended never precedes its accounting.
         shared.metrics.ended(status, reason, &phases);
+        {
+            let metrics = &entry.record().metrics;
+            if let (Some(user), Some(system)) = (metrics.cpu_user_ms, metrics.cpu_system_ms) {
+                shared
+                    .metrics
+                    .job_usage(user + system, metrics.max_rss_bytes.unwrap_or(0));
+            }
+        }
         let next = {
             let mut state = lock(&shared.state);
             state.running -= 1;

@@ -34,8 +34,7 @@ pub(super) async fn run(shared: &Arc<Shared>, entry: &Arc<JobEntry>) -> Ended {
         .unwrap_or_else(SystemTime::now);
     entry.record().metrics.queue_ms = ms(entry.created.elapsed());
     let planned = SessionDirs::plan(&shared.base_dir, &entry.session_id);
-    let span = tracing::info_span!("job", job_id = entry.id(), session_id = %entry.session_id);
-    let _enter = span.enter();
+    // The job's span (job_id, session_id) wraps this future: see `Shared::start`.
 
     let outcome = AssertUnwindSafe(phases(shared, entry))
         .catch_unwind()
@@ -66,11 +65,7 @@ pub(super) async fn run(shared: &Arc<Shared>, entry: &Arc<JobEntry>) -> Ended {
         record.metrics.destroy_ms = ms(destroy_start.elapsed());
         record.metrics.total_ms = ms(entry.created.elapsed());
     }
-    tracing::info!(
-        status = outcome.status().as_str(),
-        reason = outcome.reason().map(|r| r.as_str()),
-        "job ended"
-    );
+    super::events::log_job_end(entry, &outcome);
     Ended {
         started_at: Some(started_at),
         ended_at: SystemTime::now(),
@@ -134,6 +129,8 @@ enum Interrupt {
     Timeout,
     Stop(StopRequest),
     OutputLimit,
+    /// The kernel enforced a limit (an OOM kill, a failed fork at the pids limit).
+    Breach(crate::sandbox::Breach),
 }
 
 async fn execute(shared: &Arc<Shared>, entry: &Arc<JobEntry>, dirs: &SessionDirs) -> Outcome {
@@ -167,7 +164,13 @@ async fn execute(shared: &Arc<Shared>, entry: &Arc<JobEntry>, dirs: &SessionDirs
     };
 
     let spawn_start = Instant::now();
-    let mut process = match JobProcess::spawn(spec) {
+    let request = crate::exec::sandbox_request(dirs, plan, plan.profile);
+    let sandbox = match crate::sandbox::JobSandbox::prepare(&shared.host, &request) {
+        Ok(sandbox) => Arc::new(sandbox),
+        Err(error) => return Outcome::PrepareFailed(error.to_string()),
+    };
+    entry.record().layers = Some(sandbox.layers());
+    let mut process = match JobProcess::spawn_sandboxed(spec, Some(sandbox.clone())) {
         Ok(process) => process,
         Err(error) => {
             let program = match &plan.program {
@@ -214,6 +217,7 @@ async fn execute(shared: &Arc<Shared>, entry: &Arc<JobEntry>, dirs: &SessionDirs
             None
         }
         _ = over_limit.notified() => Some(Interrupt::OutputLimit),
+        breach = sandbox.breached() => Some(Interrupt::Breach(breach)),
         request = stops.wait_for(Option::is_some) => {
             Some(Interrupt::Stop(request.ok().and_then(|r| r.clone()).unwrap_or(StopRequest::Shutdown)))
         }
@@ -222,7 +226,7 @@ async fn execute(shared: &Arc<Shared>, entry: &Arc<JobEntry>, dirs: &SessionDirs
 
     if let Some(interrupt) = &interrupt {
         let grace = match interrupt {
-            Interrupt::OutputLimit => Duration::ZERO,
+            Interrupt::OutputLimit | Interrupt::Breach(_) => Duration::ZERO,
             Interrupt::Stop(StopRequest::Shutdown) => SHUTDOWN_GRACE,
             _ => Duration::from_millis(shared.config.session.kill_grace_ms),
         };
@@ -241,6 +245,9 @@ async fn execute(shared: &Arc<Shared>, entry: &Arc<JobEntry>, dirs: &SessionDirs
         }
     };
     record_usage(entry, usage);
+    crate::exec::apply_usage(&mut entry.record().metrics, sandbox.usage());
+    // An OOM kill can end the leader before the breach poll sees it: ask once more.
+    let interrupt = interrupt.or_else(|| sandbox.breach().map(Interrupt::Breach));
     classify(interrupt, exit, usage, &rlimits)
 }
 
@@ -302,6 +309,13 @@ fn classify(
         Some(Interrupt::Timeout) => Outcome::TimedOut { exit: exit_seen },
         Some(Interrupt::OutputLimit) => Outcome::Killed {
             reason: KillReason::OutputLimit,
+            exit: exit_seen,
+        },
+        Some(Interrupt::Breach(breach)) => Outcome::Killed {
+            reason: match breach {
+                crate::sandbox::Breach::MemoryLimit => KillReason::MemoryLimit,
+                crate::sandbox::Breach::PidsLimit => KillReason::PidsLimit,
+            },
             exit: exit_seen,
         },
         Some(Interrupt::Stop(StopRequest::Cancel(message))) => Outcome::Cancelled {

@@ -168,6 +168,12 @@ pub struct Job {
     pub artifacts: Option<Vec<Artifact>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<JobMetrics>,
+    /// The isolation layers the job ran under, each with its mechanism.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Vec<crate::sandbox::AppliedLayer>>,
+    /// Policy `audit` mode: the refusal this job would have got under `enforce`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_audit: Option<crate::policy::Refusal>,
 }
 
 /// One line per job in `worker_list_sessions`.

@@ -175,7 +175,20 @@ pub struct ListResult {
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct MetricsParams {}
+pub struct MetricsParams {
+    /// `json` (default): the fields below. `prometheus`: the same, plus `text` in the
+    /// Prometheus text exposition format (version 0.0.4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<MetricsFormat>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsFormat {
+    #[default]
+    Json,
+    Prometheus,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct MetricsResult {
@@ -193,6 +206,40 @@ pub struct MetricsResult {
     /// Milliseconds per lifecycle phase and end to end, over the most recent jobs.
     pub latency_ms: BTreeMap<String, Percentiles>,
     pub host: HostMetrics,
+    /// The worker process itself, from /proc/self.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessMetrics>,
+    /// Per-job resource use over the most recent ended jobs that ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_resources: Option<JobResources>,
+    /// Event-stream subscriptions open now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriptions: Option<u64>,
+    /// The format asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<MetricsFormat>,
+    /// With `format: "prometheus"`: every metric in the Prometheus text exposition format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct ProcessMetrics {
+    /// Resident memory now (VmRSS).
+    pub rss_bytes: u64,
+    /// Peak resident memory since start (VmHWM).
+    pub peak_rss_bytes: u64,
+    /// Open file descriptors.
+    pub open_fds: u64,
+    pub threads: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct JobResources {
+    /// Peak resident memory of a job's largest process, in bytes.
+    pub max_rss_bytes: Percentiles,
+    /// User plus system CPU time of a job, in milliseconds.
+    pub cpu_ms: Percentiles,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

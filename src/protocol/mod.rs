@@ -4,12 +4,14 @@
 //! `initialize` returns, so a field added here shows up in OpenCode without hand-written shapes.
 
 pub mod bytesize;
+pub mod events;
 pub mod job;
 pub mod methods;
 pub mod spec;
 pub mod tools;
 
 pub use bytesize::ByteSize;
+pub use events::*;
 pub use job::{Artifact, EndReason, Job, JobMetrics, JobStatus, JobSummary, Phase};
 pub use methods::*;
 pub use spec::{FileEncoding, FileEntry, JobSpec, LimitsRequest, NetworkMode, SeedConfig};

@@ -53,6 +53,11 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkMode>,
 
+    /// Isolation profile: `standard` (every layer the host has) or `strict` (every layer, or
+    /// the job is refused naming the missing one). Never looser than the worker's own profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<crate::sandbox::Profile>,
+
     /// Wait up to this many milliseconds for the job to end. If it ends in time, the reply
     /// carries its full result (output, artifacts, metrics); otherwise the reply shows it running.
     #[schemars(range(max = 3_600_000))]

@@ -87,6 +87,28 @@ pub fn tool_descriptors() -> Vec<ToolDescriptor> {
         .collect()
 }
 
+/// Schemas of the event stream, which is not a tool: the subscribe params, the unsubscribe
+/// params (named form) and one `worker_job_event` notification's params.
+pub fn stream_schemas() -> Vec<(&'static str, serde_json::Value)> {
+    let mut generator = SchemaSettings::draft2020_12()
+        .with(|settings| settings.inline_subschemas = true)
+        .into_generator();
+    vec![
+        (
+            "worker_subscribe_job.input",
+            root::<SubscribeParams>(&mut generator).to_value(),
+        ),
+        (
+            "worker_unsubscribe_job.input",
+            root::<UnsubscribeParams>(&mut generator).to_value(),
+        ),
+        (
+            "worker_job_event.notification",
+            root::<JobEventNotification>(&mut generator).to_value(),
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

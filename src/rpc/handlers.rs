@@ -68,8 +68,15 @@ pub fn build_module(worker: Arc<Worker>) -> RpcModule<Worker> {
             .register_method(
                 "worker_get_metrics",
                 |params, worker, _| -> Reply<MetricsResult> {
-                    let _: MetricsParams = reply(decode(&params))?;
-                    Ok(worker.metrics())
+                    let request: MetricsParams = reply(decode(&params))?;
+                    let mut result = worker.metrics();
+                    let format = request.format.unwrap_or_default();
+                    if format == MetricsFormat::Prometheus {
+                        result.text =
+                            Some(crate::prometheus::render(&result, worker.pool.metrics()));
+                    }
+                    result.format = Some(format);
+                    Ok(result)
                 },
             )
             .map(|_| ()),
@@ -81,7 +88,17 @@ pub fn build_module(worker: Arc<Worker>) -> RpcModule<Worker> {
             })
             .map(|_| ()),
     ];
-    for result in registered {
+    let subscription = module
+        .register_subscription(
+            SUBSCRIBE_METHOD,
+            EVENT_METHOD,
+            UNSUBSCRIBE_METHOD,
+            |params, pending, worker, _| async move {
+                super::subscribe::run(params, pending, worker).await
+            },
+        )
+        .map(|_| ());
+    for result in registered.into_iter().chain([subscription]) {
         result.expect("method names are unique");
     }
     module

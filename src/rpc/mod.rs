@@ -4,8 +4,11 @@
 mod dispatch;
 mod framing;
 mod handlers;
+mod outbox;
 mod params;
+mod subscribe;
 
-pub use dispatch::Dispatcher;
+pub use dispatch::{Dispatcher, Handled};
 pub use framing::{Frame, LineReader};
 pub use handlers::build_module;
+pub use outbox::{Line, OUTBOX_BYTES, Outbox, outbox};

@@ -265,10 +265,10 @@ const SELF_LEAF: &str = "opencode-worker.self";
 /// now-empty cgroup as the parent of job cgroups. Returns the directory to put bases under.
 fn delegated_parent(own_dir: &Path) -> PathBuf {
     // Already moved (an earlier probe in this process).
-    if own_dir.file_name().is_some_and(|n| n == SELF_LEAF) {
-        if let Some(parent) = own_dir.parent() {
-            return parent.to_path_buf();
-        }
+    if own_dir.file_name().is_some_and(|n| n == SELF_LEAF)
+        && let Some(parent) = own_dir.parent()
+    {
+        return parent.to_path_buf();
     }
     let read = |file: &str| fs::read_to_string(own_dir.join(file)).unwrap_or_default();
     let offered = read("cgroup.controllers");
@@ -418,12 +418,12 @@ impl Cgroups {
     }
 
     fn reuse(&self) -> Option<Slot> {
-        if let Ok(mut draining) = self.draining.lock() {
-            if let Some(i) = draining.iter().position(Slot::is_empty) {
-                let slot = draining.swap_remove(i);
-                reset(&slot);
-                return Some(slot);
-            }
+        if let Ok(mut draining) = self.draining.lock()
+            && let Some(i) = draining.iter().position(Slot::is_empty)
+        {
+            let slot = draining.swap_remove(i);
+            reset(&slot);
+            return Some(slot);
         }
         self.pool.lock().ok()?.pop()
     }
@@ -543,11 +543,11 @@ impl Cgroups {
         }
         if slot.is_empty() {
             reset(&slot);
-            if let Ok(mut pool) = self.pool.lock() {
-                if pool.len() < POOL_MAX {
-                    pool.push(slot);
-                    return;
-                }
+            if let Ok(mut pool) = self.pool.lock()
+                && pool.len() < POOL_MAX
+            {
+                pool.push(slot);
+                return;
             }
             remove(&slot);
         } else {
@@ -598,10 +598,10 @@ fn remove(slot: &Slot) {
 
 /// Kills every process of the job, however it detached from its parent or session.
 pub fn kill_slot(slot: &Slot) {
-    if let Some(dir) = &slot.v2 {
-        if fs::write(dir.join("cgroup.kill"), "1").is_ok() {
-            return;
-        }
+    if let Some(dir) = &slot.v2
+        && fs::write(dir.join("cgroup.kill"), "1").is_ok()
+    {
+        return;
     }
     for dir in slot.dirs() {
         kill_members(dir);

@@ -223,10 +223,11 @@ impl Inner {
             .view
             .lock()
             .map_err(|_| std::io::Error::other("view cache poisoned"))?;
-        if let Some(view) = cache.as_ref() {
-            if view.excluded() == excluded.as_slice() && view.is_fresh() {
-                return Ok(view.clone());
-            }
+        if let Some(view) = cache.as_ref()
+            && view.excluded() == excluded.as_slice()
+            && view.is_fresh()
+        {
+            return Ok(view.clone());
         }
         let rights = landlock::Rights::for_abi(self.landlock_abi().unwrap_or(1));
         let device = rights.file_rw | rights.all_fs & landlock::IOCTL_DEV;

@@ -87,13 +87,13 @@ impl JobSandbox {
         if req.network_open && !h.config.allow_network {
             return Err(SandboxError::NetworkNotAllowed);
         }
-        if profile == Profile::Strict {
-            if let Some(gap) = host.strict_gaps().into_iter().next() {
-                return Err(SandboxError::Refused {
-                    layer: gap.name,
-                    why: gap.detail,
-                });
-            }
+        if profile == Profile::Strict
+            && let Some(gap) = host.strict_gaps().into_iter().next()
+        {
+            return Err(SandboxError::Refused {
+                layer: gap.name,
+                why: gap.detail,
+            });
         }
         let sandboxed = profile != Profile::None;
         let mut layers = Vec::new();
@@ -313,10 +313,11 @@ impl JobSandbox {
         }
         if c.pid_namespace {
             ns::fork_into_pid_namespace()?;
-            if c.proc_mount && ns::mount_proc().is_ok() {
-                if let Some(ruleset) = &c.landlock {
-                    landlock::add_rule_at(ruleset.raw_fd(), c"/proc", ruleset.rights().read)?;
-                }
+            if c.proc_mount
+                && ns::mount_proc().is_ok()
+                && let Some(ruleset) = &c.landlock
+            {
+                landlock::add_rule_at(ruleset.raw_fd(), c"/proc", ruleset.rights().read)?;
             }
         }
         if let Some(n) = c.nproc {

@@ -87,17 +87,16 @@ impl Walker {
                 ) {
                     self.walk(child, path, depth + 1)?;
                 }
-            } else if kind == libc::S_IFREG {
-                if let Ok(fd) = nix::fcntl::openat(
+            } else if kind == libc::S_IFREG
+                && let Ok(fd) = nix::fcntl::openat(
                     parent,
                     name.as_str(),
                     OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
                     Mode::empty(),
-                ) {
-                    if let Ok(artifact) = self.read_regular(fd, path) {
-                        self.found.push(artifact);
-                    }
-                }
+                )
+                && let Ok(artifact) = self.read_regular(fd, path)
+            {
+                self.found.push(artifact);
             }
             // Symlinks, fifos, sockets and devices are not artifacts.
         }

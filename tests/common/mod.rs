@@ -282,13 +282,12 @@ pub fn processes_with_marker(marker: &str) -> Vec<u32> {
             continue;
         };
         // Zombies have an empty environ; a zombie is already dead.
-        if let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) {
-            if environ
+        if let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ"))
+            && environ
                 .split(|&b| b == 0)
                 .any(|var| var == needle.as_bytes())
-            {
-                pids.push(pid);
-            }
+        {
+            pids.push(pid);
         }
     }
     pids

@@ -61,11 +61,11 @@ impl Eval<'_> {
         let mut c = root.walk();
         for n in root.named_children(&mut c) {
             self.tick(f, n, 0)?;
-            if n.kind() == "function_definition" {
-                if let Some(name) = n.child_by_field_name("name") {
-                    self.functions
-                        .push((text(f, name).to_string(), n.end_byte()));
-                }
+            if n.kind() == "function_definition"
+                && let Some(name) = n.child_by_field_name("name")
+            {
+                self.functions
+                    .push((text(f, name).to_string(), n.end_byte()));
             }
         }
         if self.functions.is_empty() {
@@ -180,12 +180,12 @@ impl Eval<'_> {
         let mut script = String::with_capacity(inner.len());
         let mut chars = inner.chars().peekable();
         while let Some(c) = chars.next() {
-            if c == '\\' {
-                if let Some(&n @ ('`' | '\\' | '$')) = chars.peek() {
-                    script.push(n);
-                    chars.next();
-                    continue;
-                }
+            if c == '\\'
+                && let Some(&n @ ('`' | '\\' | '$')) = chars.peek()
+            {
+                script.push(n);
+                chars.next();
+                continue;
             }
             script.push(c);
         }

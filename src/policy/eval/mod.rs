@@ -225,7 +225,7 @@ impl<'p> Eval<'p> {
 
     fn tick(&mut self, f: &Frame, node: Node, nest: usize) -> Check {
         self.visits += 1;
-        let late = self.visits % 64 == 0 && Instant::now() > self.deadline;
+        let late = self.visits.is_multiple_of(64) && Instant::now() > self.deadline;
         if nest > MAX_NEST || self.visits > MAX_VISITS || late {
             return self.too_complex(f, span(node));
         }

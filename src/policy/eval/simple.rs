@@ -195,21 +195,19 @@ impl Eval<'_> {
                 None => Ok(()),
             };
         }
-        if !from_stdin {
-            if let Some(w) = args.get(i).filter(|w| !reads_stdin_path(w)) {
-                if w.has_dyn(DynKind::Process) {
-                    return self.refuse(
-                        f,
-                        w.span,
-                        name,
-                        "dynamic-script",
-                        "the script is produced at run time by a process substitution",
-                        "save the script to a file, inspect it, then run that file",
-                    );
-                }
-                // A script file: as opaque as any program's input, like `python script.py`.
-                return Ok(());
+        if !from_stdin && let Some(w) = args.get(i).filter(|w| !reads_stdin_path(w)) {
+            if w.has_dyn(DynKind::Process) {
+                return self.refuse(
+                    f,
+                    w.span,
+                    name,
+                    "dynamic-script",
+                    "the script is produced at run time by a process substitution",
+                    "save the script to a file, inspect it, then run that file",
+                );
             }
+            // A script file: as opaque as any program's input, like `python script.py`.
+            return Ok(());
         }
         match stdin {
             Stdin::File => Ok(()),

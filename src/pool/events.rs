@@ -1,0 +1,586 @@
+//! A job's event log: its state changes, output chunks and end, numbered 1, 2, 3, ... without
+//! gaps, kept in a ring bounded in bytes. Subscribers (the JSON-RPC subscription, `run
+//! --follow`) read it at their own pace with a [`Follower`]: the job never waits for them, and a
+//! follower that falls behind the ring gets one `lagged` item naming what it missed.
+
+use crate::protocol::{FileEncoding, Job, JobEvent, JobEventBody, JobStatus, OutputChunk, Phase};
+use base64::Engine;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+use tokio::sync::watch;
+
+/// Bookkeeping bytes charged per event on top of its payload.
+const EVENT_OVERHEAD: usize = 96;
+/// Events handed to a follower per read.
+const BATCH: usize = 32;
+
+/// Subscriptions open now, across all jobs (a gauge for the metrics).
+pub static FOLLOWERS: AtomicU64 = AtomicU64::new(0);
+
+pub fn followers() -> u64 {
+    FOLLOWERS.load(Ordering::Relaxed)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    fn index(self) -> usize {
+        match self {
+            Stream::Stdout => 0,
+            Stream::Stderr => 1,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Payload {
+    State {
+        status: JobStatus,
+        phase: Phase,
+        elapsed_ms: f64,
+    },
+    Output {
+        stream: Stream,
+        offset: u64,
+        data: Vec<u8>,
+        utf8: bool,
+    },
+    End(Box<Job>),
+}
+
+impl Payload {
+    fn output_bytes(&self) -> u64 {
+        match self {
+            Payload::Output { data, .. } => data.len() as u64,
+            _ => 0,
+        }
+    }
+
+    fn cost(&self) -> usize {
+        EVENT_OVERHEAD
+            + match self {
+                Payload::Output { data, .. } => data.len(),
+                Payload::End(_) => 1024,
+                Payload::State { .. } => 0,
+            }
+    }
+}
+
+struct Stored {
+    seq: u64,
+    /// Output bytes in all events up to and including this one.
+    output_through: u64,
+    payload: Arc<Payload>,
+}
+
+struct Inner {
+    ring: VecDeque<Stored>,
+    bytes: usize,
+    next_seq: u64,
+    output_total: u64,
+    end_seq: Option<u64>,
+    /// The start of a UTF-8 character cut off at the end of the last chunk, per stream.
+    pending: [Vec<u8>; 2],
+    offsets: [u64; 2],
+    phase_since: Instant,
+    last_phase: Option<Phase>,
+}
+
+pub struct EventLog {
+    budget: usize,
+    created: Instant,
+    inner: Mutex<Inner>,
+    latest: watch::Sender<u64>,
+}
+
+/// What a follower reads next.
+#[derive(Debug)]
+pub enum Item {
+    Event(u64, Arc<Payload>),
+    Lagged {
+        seq: u64,
+        first_missed_seq: u64,
+        missed_bytes: Option<u64>,
+    },
+}
+
+/// Why a subscription cannot start where asked.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BeyondEnd {
+    pub last_seq: u64,
+}
+
+impl EventLog {
+    /// `budget`: bytes of history kept (the newest event is always kept, whatever its size).
+    pub fn new(budget: u64, created: Instant) -> Self {
+        EventLog {
+            budget: budget as usize,
+            created,
+            inner: Mutex::new(Inner {
+                ring: VecDeque::new(),
+                bytes: 0,
+                next_seq: 1,
+                output_total: 0,
+                end_seq: None,
+                pending: [Vec::new(), Vec::new()],
+                offsets: [0, 0],
+                phase_since: created,
+                last_phase: None,
+            }),
+            latest: watch::channel(0).0,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bytes of history held now.
+    pub fn held_bytes(&self) -> u64 {
+        self.lock().bytes as u64
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.lock().next_seq - 1
+    }
+
+    fn push(&self, inner: &mut Inner, payload: Payload) {
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        inner.output_total += payload.output_bytes();
+        inner.bytes += payload.cost();
+        if matches!(payload, Payload::End(_)) {
+            inner.end_seq = Some(seq);
+        }
+        inner.ring.push_back(Stored {
+            seq,
+            output_through: inner.output_total,
+            payload: Arc::new(payload),
+        });
+        while inner.bytes > self.budget && inner.ring.len() > 1 {
+            if let Some(old) = inner.ring.pop_front() {
+                inner.bytes -= old.payload.cost();
+            }
+        }
+        self.latest.send_replace(seq);
+    }
+
+    /// A status or phase change. Output cut in the middle of a character is flushed first, so
+    /// every chunk precedes the state change that followed it.
+    pub fn state(&self, status: JobStatus, phase: Phase) {
+        let mut inner = self.lock();
+        if inner.end_seq.is_some() {
+            return;
+        }
+        self.flush_pending(&mut inner);
+        let now = Instant::now();
+        if let Some(previous) = inner.last_phase
+            && previous != phase
+        {
+            tracing::debug!(
+                phase = ?previous,
+                next = ?phase,
+                ms = (now - inner.phase_since).as_secs_f64() * 1e3,
+                "phase done"
+            );
+        }
+        inner.phase_since = now;
+        inner.last_phase = Some(phase);
+        let elapsed_ms = ((now - self.created).as_secs_f64() * 1e6).round() / 1e3;
+        self.push(
+            &mut inner,
+            Payload::State {
+                status,
+                phase,
+                elapsed_ms,
+            },
+        );
+    }
+
+    /// Output as the job wrote it. A chunk that ends inside a UTF-8 character keeps that
+    /// character's first bytes back for the next chunk, so text chunks are valid text.
+    pub fn output(&self, stream: Stream, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut inner = self.lock();
+        if inner.end_seq.is_some() {
+            return;
+        }
+        let index = stream.index();
+        let mut data = std::mem::take(&mut inner.pending[index]);
+        data.extend_from_slice(bytes);
+        let utf8 = match std::str::from_utf8(&data) {
+            Ok(_) => true,
+            Err(error) if error.error_len().is_none() => {
+                inner.pending[index] = data.split_off(error.valid_up_to());
+                true
+            }
+            Err(_) => false,
+        };
+        if data.is_empty() {
+            return;
+        }
+        self.push_output(&mut inner, stream, data, utf8);
+    }
+
+    fn push_output(&self, inner: &mut Inner, stream: Stream, data: Vec<u8>, utf8: bool) {
+        let index = stream.index();
+        let offset = inner.offsets[index];
+        inner.offsets[index] += data.len() as u64;
+        self.push(
+            inner,
+            Payload::Output {
+                stream,
+                offset,
+                data,
+                utf8,
+            },
+        );
+    }
+
+    fn flush_pending(&self, inner: &mut Inner) {
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let tail = std::mem::take(&mut inner.pending[stream.index()]);
+            if !tail.is_empty() {
+                self.push_output(inner, stream, tail, false);
+            }
+        }
+    }
+
+    /// The last event. Later calls change nothing.
+    pub fn end(&self, job: Job) {
+        let mut inner = self.lock();
+        if inner.end_seq.is_some() {
+            return;
+        }
+        self.flush_pending(&mut inner);
+        self.push(&mut inner, Payload::End(Box::new(job)));
+    }
+
+    /// A follower that starts after `after_seq`.
+    pub fn follow(self: &Arc<Self>, after_seq: u64) -> Result<Follower, BeyondEnd> {
+        let inner = self.lock();
+        let last_seq = inner.next_seq - 1;
+        let next = match inner.end_seq {
+            Some(end) if after_seq >= end => end,
+            _ if after_seq > last_seq => return Err(BeyondEnd { last_seq }),
+            _ => after_seq + 1,
+        };
+        let seen_output = if after_seq == 0 { Some(0) } else { None };
+        drop(inner);
+        FOLLOWERS.fetch_add(1, Ordering::Relaxed);
+        Ok(Follower {
+            log: self.clone(),
+            next,
+            seen_output,
+            latest: self.latest.subscribe(),
+            done: false,
+        })
+    }
+
+    fn read(&self, next: u64, seen_output: Option<u64>) -> Read {
+        let inner = self.lock();
+        let Some(first) = inner.ring.front() else {
+            return Read::Wait;
+        };
+        if next < first.seq {
+            let missed_through = first.output_through - first.payload.output_bytes();
+            return Read::Items(vec![Item::Lagged {
+                seq: first.seq - 1,
+                first_missed_seq: next,
+                missed_bytes: seen_output.map(|seen| missed_through.saturating_sub(seen)),
+            }]);
+        }
+        let start = (next - first.seq) as usize;
+        if start >= inner.ring.len() {
+            return Read::Wait;
+        }
+        Read::Items(
+            inner
+                .ring
+                .range(start..)
+                .take(BATCH)
+                .map(|stored| Item::Event(stored.seq, stored.payload.clone()))
+                .collect(),
+        )
+    }
+}
+
+enum Read {
+    Items(Vec<Item>),
+    Wait,
+}
+
+/// Reads one job's events in order, at its own pace.
+pub struct Follower {
+    log: Arc<EventLog>,
+    next: u64,
+    seen_output: Option<u64>,
+    latest: watch::Receiver<u64>,
+    done: bool,
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        FOLLOWERS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Follower {
+    /// The next items, waiting for them; None after the `end` event was handed out.
+    pub async fn next_batch(&mut self) -> Option<Vec<Item>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            self.latest.borrow_and_update();
+            if let Read::Items(items) = self.log.read(self.next, self.seen_output) {
+                for item in &items {
+                    match item {
+                        Item::Event(seq, payload) => {
+                            self.next = seq + 1;
+                            if let Some(seen) = &mut self.seen_output {
+                                *seen += payload.output_bytes();
+                            }
+                            if matches!(**payload, Payload::End(_)) {
+                                self.done = true;
+                            }
+                        }
+                        Item::Lagged {
+                            seq, missed_bytes, ..
+                        } => {
+                            self.next = seq + 1;
+                            self.seen_output = match (self.seen_output, missed_bytes) {
+                                (Some(seen), Some(missed)) => Some(seen + missed),
+                                _ => None,
+                            };
+                        }
+                    }
+                }
+                return Some(items);
+            }
+            if self.latest.changed().await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
+impl Item {
+    pub fn is_end(&self) -> bool {
+        matches!(self, Item::Event(_, payload) if matches!(**payload, Payload::End(_)))
+    }
+
+    /// The wire form.
+    pub fn to_wire(&self, job_id: &str) -> JobEvent {
+        let (seq, body) = match self {
+            Item::Lagged {
+                seq,
+                first_missed_seq,
+                missed_bytes,
+            } => (
+                *seq,
+                JobEventBody::Lagged {
+                    first_missed_seq: *first_missed_seq,
+                    missed_events: seq + 1 - first_missed_seq,
+                    missed_bytes: *missed_bytes,
+                },
+            ),
+            Item::Event(seq, payload) => (
+                *seq,
+                match &**payload {
+                    Payload::State {
+                        status,
+                        phase,
+                        elapsed_ms,
+                    } => JobEventBody::State {
+                        status: *status,
+                        phase: *phase,
+                        elapsed_ms: *elapsed_ms,
+                    },
+                    Payload::Output {
+                        stream,
+                        offset,
+                        data,
+                        utf8,
+                    } => {
+                        let (text, encoding) = if *utf8 {
+                            (
+                                String::from_utf8_lossy(data).into_owned(),
+                                FileEncoding::Utf8,
+                            )
+                        } else {
+                            (
+                                base64::engine::general_purpose::STANDARD.encode(data),
+                                FileEncoding::Base64,
+                            )
+                        };
+                        let chunk = OutputChunk {
+                            data: text,
+                            encoding,
+                            offset: *offset,
+                            bytes: data.len() as u64,
+                        };
+                        match stream {
+                            Stream::Stdout => JobEventBody::Stdout(chunk),
+                            Stream::Stderr => JobEventBody::Stderr(chunk),
+                        }
+                    }
+                    Payload::End(job) => JobEventBody::End { job: job.clone() },
+                },
+            ),
+        };
+        JobEvent {
+            job_id: job_id.to_owned(),
+            seq,
+            body,
+        }
+    }
+}
+
+/// The one line that tells a job's story: how it ended, each phase's duration, the limits
+/// applied, the isolation layers used and what it consumed.
+pub(super) fn log_job_end(entry: &super::JobEntry, outcome: &super::state::Outcome) {
+    let record = entry.record();
+    let m = &record.metrics;
+    let exit = outcome.exit();
+    let layers = record.layers.as_ref().map(|layers| {
+        serde_json::to_value(layers)
+            .map(|value| value.to_string())
+            .unwrap_or_default()
+    });
+    tracing::info!(
+        status = outcome.status().as_str(),
+        reason = outcome.reason().map(|r| r.as_str()),
+        exit_code = exit.and_then(|x| x.code),
+        signal = exit.and_then(|x| x.signal),
+        message = outcome.message(),
+        queue_ms = m.queue_ms,
+        prepare_ms = m.prepare_ms,
+        spawn_ms = m.spawn_ms,
+        execute_ms = m.execute_ms,
+        collect_ms = m.collect_ms,
+        destroy_ms = m.destroy_ms,
+        total_ms = m.total_ms,
+        cpu_ms = m.cpu_user_ms.zip(m.cpu_system_ms).map(|(u, s)| u + s),
+        max_rss_bytes = m.max_rss_bytes,
+        limit_cpu = m.limits.cpu,
+        limit_memory = m.limits.memory,
+        limit_timeout_ms = m.limits.timeout,
+        limit_output = m.limits.output,
+        limit_pids = m.limits.pids,
+        isolation = layers,
+        "job ended"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> Job {
+        serde_json::from_value(serde_json::json!({
+            "job_id": "j", "session_id": "s", "status": "finished", "phase": "done",
+            "created_at": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap()
+    }
+
+    fn drain(follower: &mut Follower) -> Vec<Item> {
+        let mut all = Vec::new();
+        while let Some(batch) = futures::executor::block_on(follower.next_batch()) {
+            all.extend(batch);
+        }
+        all
+    }
+
+    #[test]
+    fn utf8_is_never_cut_and_binary_is_flagged() {
+        let log = Arc::new(EventLog::new(1 << 20, Instant::now()));
+        let euro = "€".as_bytes();
+        log.output(Stream::Stdout, &[b'a', euro[0]]);
+        log.output(Stream::Stdout, &euro[1..]);
+        log.output(Stream::Stderr, &[0xff, 0x00]);
+        log.output(Stream::Stdout, &[euro[0]]);
+        log.end(job());
+        let items = drain(&mut log.follow(0).unwrap());
+        let wire: Vec<_> = items.iter().map(|i| i.to_wire("j")).collect();
+        let seqs: Vec<u64> = wire.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+        match (&wire[0].body, &wire[1].body, &wire[2].body, &wire[3].body) {
+            (
+                JobEventBody::Stdout(a),
+                JobEventBody::Stdout(b),
+                JobEventBody::Stderr(c),
+                JobEventBody::Stdout(d),
+            ) => {
+                assert_eq!((a.data.as_str(), a.offset), ("a", 0));
+                assert_eq!((b.data.as_str(), b.offset), ("€", 1));
+                assert_eq!(c.encoding, FileEncoding::Base64);
+                assert_eq!(
+                    (d.encoding, d.offset, d.bytes),
+                    (FileEncoding::Base64, 4, 1)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(items[4].is_end());
+    }
+
+    #[test]
+    fn a_slow_follower_gets_lagged_then_the_rest() {
+        let log = Arc::new(EventLog::new(
+            4 * (EVENT_OVERHEAD + 10) as u64,
+            Instant::now(),
+        ));
+        let mut follower = log.follow(0).unwrap();
+        for _ in 0..10 {
+            log.output(Stream::Stdout, b"0123456789");
+        }
+        log.end(job());
+        assert!(log.held_bytes() <= 4 * (EVENT_OVERHEAD + 10) as u64 + 2048);
+        let items = drain(&mut follower);
+        match &items[0] {
+            Item::Lagged {
+                seq,
+                first_missed_seq,
+                missed_bytes,
+            } => {
+                assert_eq!(*first_missed_seq, 1);
+                assert_eq!(*missed_bytes, Some((*seq) * 10));
+                assert_eq!(
+                    items[1..]
+                        .iter()
+                        .map(|i| i.to_wire("j").seq)
+                        .collect::<Vec<_>>(),
+                    ((*seq + 1)..=11).collect::<Vec<_>>()
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(items.last().unwrap().is_end());
+    }
+
+    #[test]
+    fn resume_and_bounds() {
+        let log = Arc::new(EventLog::new(1 << 20, Instant::now()));
+        log.state(JobStatus::Queued, Phase::Init);
+        log.state(JobStatus::Running, Phase::Init);
+        assert_eq!(log.follow(3).err(), Some(BeyondEnd { last_seq: 2 }));
+        log.end(job());
+        let items = drain(&mut log.follow(1).unwrap());
+        assert_eq!(items.len(), 2);
+        // At or past the end: the end again, so every subscription finishes with one.
+        let items = drain(&mut log.follow(3).unwrap());
+        assert_eq!(items.len(), 1);
+        assert!(items[0].is_end());
+        assert!(log.follow(99).is_ok());
+    }
+}
