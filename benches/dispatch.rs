@@ -114,6 +114,46 @@ fn floor(jobs: usize) -> (Summary, f64) {
     )
 }
 
+/// bubblewrap with every namespace, as its users run it; None when it is not installed.
+fn bwrap(jobs: usize) -> Option<(Summary, f64)> {
+    let path = ["/usr/bin/bwrap", "/usr/local/bin/bwrap"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())?;
+    let run = || {
+        Command::new(path)
+            .args([
+                "--unshare-all",
+                "--die-with-parent",
+                "--ro-bind",
+                "/",
+                "/",
+                "--dev",
+                "/dev",
+                "--proc",
+                "/proc",
+                "/bin/true",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .ok()
+            .filter(|status| status.success())
+    };
+    run()?;
+    let mut samples = Vec::with_capacity(jobs);
+    let start = Instant::now();
+    for _ in 0..jobs {
+        let t = Instant::now();
+        run()?;
+        samples.push(t.elapsed());
+    }
+    Some((
+        summarize(samples),
+        jobs as f64 / start.elapsed().as_secs_f64(),
+    ))
+}
+
 fn sequential(client: &mut Client, jobs: usize, spec: &Value) -> (Summary, f64) {
     let mut samples = Vec::with_capacity(jobs);
     let start = Instant::now();
@@ -167,7 +207,7 @@ fn status_round_trip(client: &mut Client, rounds: usize) -> Summary {
 
 fn row(name: &str, summary: &Summary, rate: f64, floor: &Summary) {
     println!(
-        "| {name:<44} | {:>7.3} | {:>7.3} | {:>7.3} | {:>8.0} | {:>5.2}x |",
+        "| {name:<52} | {:>7.3} | {:>7.3} | {:>7.3} | {:>8.0} | {:>5.2}x |",
         summary.p50,
         summary.p90,
         summary.p99,
@@ -211,49 +251,87 @@ fn main() {
         floor_rate,
         &floor_summary,
     );
+    if let Some((summary, rate)) = bwrap(jobs) {
+        row(
+            "bwrap --unshare-all /bin/true",
+            &summary,
+            rate,
+            &floor_summary,
+        );
+    }
     let mut rates = Vec::new();
-    for (label, base) in &bases {
-        let settings = vec![
+    // (label, base dir, extra settings, spec): the isolation rows use the default base dir.
+    let variants: Vec<(String, String, Vec<&str>, Value)> = {
+        let mut variants = Vec::new();
+        for (label, base) in &bases {
+            variants.push((
+                format!("argv /bin/true, isolation none ({label})"),
+                base.clone(),
+                vec!["isolation.profile=\"none\""],
+                job(&["/bin/true"]),
+            ));
+        }
+        let temp = bases[0].1.clone();
+        variants.push((
+            "argv /bin/true, standard, network none".into(),
+            temp.clone(),
+            vec![],
+            job(&["/bin/true"]),
+        ));
+        variants.push((
+            "argv /bin/true, standard, network open".into(),
+            temp.clone(),
+            vec![],
+            json!({"argv": ["/bin/true"], "network": "open", "wait_ms": 60000}),
+        ));
+        variants.push((
+            "sh -c true, standard, network none".into(),
+            temp.clone(),
+            vec![],
+            json!({"command": "true", "wait_ms": 60000}),
+        ));
+        variants.push((
+            "argv /bin/true, strict, network none".into(),
+            temp,
+            vec![],
+            json!({"argv": ["/bin/true"], "isolation": "strict", "wait_ms": 60000}),
+        ));
+        variants
+    };
+    for (index, (label, base, extra, spec)) in variants.iter().enumerate() {
+        let mut settings = vec![
             format!("session.base_dir={base}"),
             "worker.max_concurrent_sessions=8".to_string(),
         ];
+        settings.extend(extra.iter().map(|s| s.to_string()));
         let mut client = Client::start(&settings);
         client.call("initialize", json!({}));
-        // Warm up the worker's allocator, page cache and thread pool.
-        sequential(&mut client, 50.min(jobs), &job(&["/bin/true"]));
-        let (argv, argv_rate) = sequential(&mut client, jobs, &job(&["/bin/true"]));
-        row(
-            &format!("worker argv /bin/true, c=1 ({label})"),
-            &argv,
-            argv_rate,
-            &floor_summary,
-        );
-        let (shell, shell_rate) = sequential(
-            &mut client,
-            jobs,
-            &json!({"command": "true", "wait_ms": 60000}),
-        );
-        row(
-            &format!("worker sh -c true, c=1 ({label})"),
-            &shell,
-            shell_rate,
-            &floor_summary,
-        );
-        let by_concurrency: Vec<(usize, f64)> = [1, 2, 8]
-            .iter()
-            .map(|&c| (c, throughput(&mut client, jobs, c, &job(&["/bin/true"]))))
-            .collect();
-        rates.push((label.to_string(), by_concurrency));
-        if *label == "system temp dir" {
+        // Warm up the worker's allocator, page cache, cgroup pool and thread pool.
+        sequential(&mut client, 50.min(jobs), spec);
+        let (summary, rate) = sequential(&mut client, jobs, spec);
+        row(&format!("worker {label}"), &summary, rate, &floor_summary);
+        if label.contains("standard, network none") && label.starts_with("argv") {
+            let by_concurrency: Vec<(usize, f64)> = [1, 2, 8]
+                .iter()
+                .map(|&c| (c, throughput(&mut client, jobs, c, spec)))
+                .collect();
+            rates.push((label.clone(), by_concurrency));
+        }
+        if index == 0 {
+            let by_concurrency: Vec<(usize, f64)> = [1, 2, 8]
+                .iter()
+                .map(|&c| (c, throughput(&mut client, jobs, c, spec)))
+                .collect();
+            rates.push((label.clone(), by_concurrency));
             let status = status_round_trip(&mut client, jobs);
             println!(
-                "| {:<44} | {:>7.3} | {:>7.3} | {:>7.3} | {:>8} | {:>9} |",
+                "| {:<52} | {:>7.3} | {:>7.3} | {:>7.3} | {:>8} | {:>9} |",
                 "worker_get_status round trip", status.p50, status.p90, status.p99, "-", "-"
             );
         }
     }
     println!();
-    println!("throughput, argv /bin/true (jobs/s; floor at c=1: {floor_rate:.0}):");
+    println!("throughput (jobs/s; floor at c=1: {floor_rate:.0}):");
     for (label, by_concurrency) in rates {
         let line: Vec<String> = by_concurrency
             .iter()

@@ -129,10 +129,10 @@ pub fn plan(spec: JobSpec, config: &Config, resolved: &Resolved) -> Result<JobPl
         stdin: spec.stdin.map(String::into_bytes),
         limits,
         network,
-        profile: spec
-            .isolation
-            .unwrap_or_default()
-            .at_least(config.isolation.profile),
+        // The worker's profile unless the job asks for a stricter one, never a looser one.
+        profile: spec.isolation.map_or(config.isolation.profile, |asked| {
+            asked.at_least(config.isolation.profile)
+        }),
         wait_ms: spec.wait_ms,
         policy_audit: None,
     })
@@ -388,6 +388,33 @@ mod tests {
                 .unwrap_err()
                 .code(),
             -32602
+        );
+    }
+
+    #[test]
+    fn a_job_gets_the_workers_profile_or_a_stricter_one() {
+        use crate::sandbox::Profile;
+        let mut config = Config::default();
+        config.isolation.profile = Profile::None;
+        let resolved = config.resolve().unwrap();
+        let plan_with = |spec: serde_json::Value| {
+            plan(serde_json::from_value(spec).unwrap(), &config, &resolved).unwrap()
+        };
+        assert_eq!(
+            plan_with(serde_json::json!({"command": "true"})).profile,
+            Profile::None
+        );
+        assert_eq!(
+            plan_with(serde_json::json!({"command": "true", "isolation": "strict"})).profile,
+            Profile::Strict
+        );
+        config.isolation.profile = Profile::Standard;
+        let plan_with = |spec: serde_json::Value| {
+            plan(serde_json::from_value(spec).unwrap(), &config, &resolved).unwrap()
+        };
+        assert_eq!(
+            plan_with(serde_json::json!({"command": "true", "isolation": "none"})).profile,
+            Profile::Standard
         );
     }
 
