@@ -4,7 +4,7 @@
 
 use crate::plan::JobPlan;
 use crate::protocol::{self, JobMetrics, NetworkMode};
-use crate::sandbox::{self, Host, JobRequest, Profile, Usage};
+use crate::sandbox::{Host, JobRequest, Profile, Usage};
 use crate::session::SessionDirs;
 
 /// What `JobSandbox::prepare` needs from a planned job. A limit of 0 means none.
@@ -30,27 +30,15 @@ pub fn sandbox_request<'a>(
 /// Entries of the core's own report that the sandbox's layers supersede.
 const SUPERSEDED: &[&str] = &["filesystem", "network", "seccomp", "process_group"];
 
-fn convert(layer: sandbox::LayerReport) -> protocol::LayerReport {
-    protocol::LayerReport {
-        name: layer.name,
-        state: match layer.state {
-            sandbox::LayerState::Active => protocol::LayerState::Active,
-            sandbox::LayerState::Degraded => protocol::LayerState::Degraded,
-            sandbox::LayerState::Unavailable => protocol::LayerState::Unavailable,
-        },
-        detail: layer.detail,
-    }
-}
-
 /// The worker's isolation report: the core's entries (session dir, environment, timers,
 /// rlimits), with the sandbox's replacing those it enforces better.
 pub fn isolation_report(core: protocol::IsolationReport, host: &Host) -> protocol::IsolationReport {
     let sandbox = host.report();
-    let merge = |own: Vec<protocol::LayerReport>, theirs: Vec<sandbox::LayerReport>| {
+    let merge = |own: Vec<protocol::LayerReport>, theirs: Vec<protocol::LayerReport>| {
         let names: Vec<String> = theirs.iter().map(|l| l.name.clone()).collect();
         own.into_iter()
             .filter(|l| !names.contains(&l.name) && !SUPERSEDED.contains(&l.name.as_str()))
-            .chain(theirs.into_iter().map(convert))
+            .chain(theirs)
             .collect()
     };
     protocol::IsolationReport {

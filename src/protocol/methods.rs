@@ -54,31 +54,8 @@ pub struct EffectiveLimits {
     pub pids: u64,
 }
 
-/// Which protection layers are in force, stated without exaggeration.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-pub struct IsolationReport {
-    /// The isolation profile in force.
-    pub profile: String,
-    pub layers: Vec<LayerReport>,
-    /// How each limit is enforced (or that it is not).
-    pub limits: Vec<LayerReport>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct LayerReport {
-    pub name: String,
-    pub state: LayerState,
-    /// The mechanism when active; why not when degraded or unavailable.
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum LayerState {
-    Active,
-    Degraded,
-    Unavailable,
-}
+/// The sandbox reports layers in the wire shape itself, so one type serves both.
+pub use crate::sandbox::{IsolationReport, LayerReport, LayerState};
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ToolDescriptor {
