@@ -133,14 +133,16 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench targets without --bench: keep that a quick check.
+    let benching = std::env::args().any(|arg| arg == "--bench");
     let mib: u64 = std::env::var("BENCH_STREAM_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
+        .unwrap_or(if benching { 256 } else { 4 });
     let rounds: usize = std::env::var("BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(if benching { 3 } else { 1 });
     let bytes = mib << 20;
     let mut worker = Worker::start();
     let (mut pipe, mut stream) = (Vec::new(), Vec::new());

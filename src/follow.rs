@@ -17,6 +17,8 @@ struct Progress {
     started: Instant,
     status: String,
     bytes: [u64; 2],
+    /// The terminal's cursor is inside a line of output: drawing would erase it.
+    mid_line: bool,
 }
 
 impl Progress {
@@ -28,7 +30,7 @@ impl Progress {
     }
 
     fn draw(&mut self, err: &mut impl Write, force: bool) {
-        if !self.enabled {
+        if !self.enabled || self.mid_line {
             return;
         }
         if !force && self.last.is_some_and(|at| at.elapsed() < REDRAW) {
@@ -70,6 +72,7 @@ pub async fn follow(log: Arc<EventLog>) {
         started: Instant::now(),
         status: "queued".into(),
         bytes: [0, 0],
+        mid_line: false,
     };
     let mut ticker = tokio::time::interval(REDRAW);
     loop {
@@ -88,6 +91,7 @@ pub async fn follow(log: Arc<EventLog>) {
                 Item::Event(_, payload) => match &*payload {
                     Payload::Output { stream, data, .. } => {
                         progress.clear(&mut err);
+                        progress.mid_line = data.last() != Some(&b'\n');
                         match stream {
                             Stream::Stdout => {
                                 progress.bytes[0] += data.len() as u64;
