@@ -186,17 +186,20 @@ impl Worker {
         }
     }
 
+    /// Polls until the job has `wanted` status. Requests are served concurrently, so a poll
+    /// may overtake the dispatch that creates the job: "unknown job" means "not yet".
     pub fn wait_status(&mut self, job_id: &str, wanted: &str) -> Value {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let job = self.call("worker_get_status", json!({"job_id": job_id}));
-            if job["status"] == wanted {
-                return job;
+            let reply = self.call_raw("worker_get_status", json!({"job_id": job_id}));
+            if let Some(job) = reply.get("result") {
+                if job["status"] == wanted {
+                    return job.clone();
+                }
+            } else {
+                assert_eq!(reply["error"]["code"], -32001, "{reply}");
             }
-            assert!(
-                Instant::now() < deadline,
-                "job {job_id} never became {wanted}: {job}"
-            );
+            assert!(Instant::now() < deadline, "job {job_id} never became {wanted}: {reply}");
             std::thread::sleep(Duration::from_millis(10));
         }
     }
