@@ -11,7 +11,7 @@ use crate::rpc::{Dispatcher, Line, LineReader, OUTBOX_BYTES, build_module, outbo
 use crate::worker::Worker;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -50,7 +50,8 @@ async fn serve_async(config: Config) -> i32 {
     tracing::info!(worker_id = %worker.worker_id, base_dir = %worker.pool.base_dir().display(), "serving JSON-RPC on stdio");
     let dispatcher = Arc::new(Dispatcher::new(build_module(worker.clone())));
     let (replies, lines) = outbox(OUTBOX_BYTES);
-    let writer = tokio::spawn(write_replies(lines, worker.shutdown.clone()));
+    let shutdown = worker.shutdown.clone();
+    let writer = tokio::task::spawn_blocking(move || write_replies(lines, shutdown));
     tokio::spawn(stop_on_signals(worker.shutdown.clone()));
 
     let requests = TaskTracker::new();
@@ -92,25 +93,31 @@ async fn serve_async(config: Config) -> i32 {
     0
 }
 
-async fn write_replies(mut outbox: mpsc::UnboundedReceiver<Line>, shutdown: CancellationToken) {
-    let mut stdout = tokio::io::BufWriter::with_capacity(64 * 1024, tokio::io::stdout());
-    while let Some(line) = outbox.recv().await {
+/// The single writer: its own thread with blocking writes to fd 1, so a line costs no hop
+/// through the async runtime, and lines waiting together go out in one write.
+fn write_replies(mut outbox: mpsc::UnboundedReceiver<Line>, shutdown: CancellationToken) {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    // SAFETY: fd 1 stays open for the life of the process; ManuallyDrop never closes it.
+    let fd = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) });
+    let mut stdout = std::io::BufWriter::with_capacity(256 * 1024, &*fd);
+    while let Some(line) = outbox.blocking_recv() {
         let mut batch = Some(line);
         let mut failed = false;
         while let Some(line) = batch.take() {
-            failed |= stdout.write_all(line.text.as_bytes()).await.is_err();
-            failed |= stdout.write_all(b"\n").await.is_err();
+            failed |= stdout.write_all(line.text.as_bytes()).is_err();
+            failed |= stdout.write_all(b"\n").is_err();
             batch = outbox.try_recv().ok();
         }
         // EPIPE only shows on flush: the client is gone, so nobody can be answered anymore.
-        if failed || stdout.flush().await.is_err() {
+        if failed || stdout.flush().is_err() {
             tracing::info!("stdout closed; shutting down");
             shutdown.cancel();
-            while outbox.recv().await.is_some() {}
+            while outbox.blocking_recv().is_some() {}
             return;
         }
     }
-    let _ = stdout.flush().await;
+    let _ = stdout.flush();
 }
 
 async fn stop_on_signals(shutdown: CancellationToken) {

@@ -373,7 +373,58 @@ impl Follower {
     }
 }
 
+/// An output event as it goes on the wire, borrowing the chunk: the same JSON as
+/// [`JobEvent`] with a `stdout`/`stderr` body, without copying the bytes first.
+#[derive(serde::Serialize)]
+struct WireChunk<'a> {
+    job_id: &'a str,
+    seq: u64,
+    kind: &'static str,
+    data: std::borrow::Cow<'a, str>,
+    encoding: FileEncoding,
+    offset: u64,
+    bytes: u64,
+}
+
 impl Item {
+    /// The wire form as JSON, for the subscription: output chunks are serialized straight from
+    /// the history, the rest through [`Item::to_wire`].
+    pub fn to_json(&self, job_id: &str) -> serde_json::Result<Box<serde_json::value::RawValue>> {
+        if let Item::Event(seq, payload) = self
+            && let Payload::Output {
+                stream,
+                offset,
+                data,
+                utf8,
+            } = &**payload
+        {
+            let (data, encoding) = if *utf8 {
+                // SAFETY: `utf8` is set only for bytes that `std::str::from_utf8` accepted
+                // whole (see `EventLog::output`); the bytes are never changed afterwards.
+                let text = unsafe { std::str::from_utf8_unchecked(data) };
+                (std::borrow::Cow::Borrowed(text), FileEncoding::Utf8)
+            } else {
+                (
+                    std::borrow::Cow::Owned(base64::engine::general_purpose::STANDARD.encode(data)),
+                    FileEncoding::Base64,
+                )
+            };
+            return serde_json::value::to_raw_value(&WireChunk {
+                job_id,
+                seq: *seq,
+                kind: match stream {
+                    Stream::Stdout => "stdout",
+                    Stream::Stderr => "stderr",
+                },
+                data,
+                encoding,
+                offset: *offset,
+                bytes: payload.output_bytes(),
+            });
+        }
+        serde_json::value::to_raw_value(&self.to_wire(job_id))
+    }
+
     pub fn is_end(&self) -> bool {
         matches!(self, Item::Event(_, payload) if matches!(**payload, Payload::End(_)))
     }
@@ -532,6 +583,16 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(items[4].is_end());
+        for item in &items {
+            let fast: serde_json::Value =
+                serde_json::from_str(item.to_json("j").unwrap().get()).unwrap();
+            assert_eq!(fast, serde_json::to_value(item.to_wire("j")).unwrap());
+            assert_eq!(
+                item.to_json("j").unwrap().get(),
+                serde_json::to_string(&item.to_wire("j")).unwrap(),
+                "same bytes, same field order"
+            );
+        }
     }
 
     #[test]

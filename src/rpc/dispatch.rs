@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 /// Subscription channel capacity handed to jsonrpsee (it panics on 0). A full channel makes
 /// the subscription wait; the forwarder empties it into the byte-bounded outbox.
-const SUBSCRIPTION_BUFFER: usize = 4;
+const SUBSCRIPTION_BUFFER: usize = 16;
 
 /// Shut when the client unsubscribes, so no notification of that subscription follows the
 /// unsubscribe reply.

@@ -43,8 +43,7 @@ pub async fn run(params: Params<'static>, pending: PendingSubscriptionSink, work
         };
         let Some(batch) = batch else { return };
         for item in batch {
-            let event = item.to_wire(&request.job_id);
-            let Ok(raw) = serde_json::value::to_raw_value(&event) else {
+            let Ok(raw) = item.to_json(&request.job_id) else {
                 continue;
             };
             if sink.send(SubscriptionMessage::from(raw)).await.is_err() {
