@@ -199,7 +199,10 @@ impl Worker {
             } else {
                 assert_eq!(reply["error"]["code"], -32001, "{reply}");
             }
-            assert!(Instant::now() < deadline, "job {job_id} never became {wanted}: {reply}");
+            assert!(
+                Instant::now() < deadline,
+                "job {job_id} never became {wanted}: {reply}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
