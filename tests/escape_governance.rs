@@ -7,22 +7,6 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 
-/// A worker with the command policy off when this build has one: these tests aim at the
-/// kernel and governance walls behind it, not at the policy in front.
-fn start_worker(settings: &[&str], env: &[(&str, &str)]) -> Worker {
-    let mut with_off = vec!["policy.mode=off"];
-    with_off.extend_from_slice(settings);
-    let mut worker = Worker::start_full(&with_off, env);
-    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        worker.call("initialize", serde_json::json!({}))
-    }));
-    match started {
-        Ok(_) => worker,
-        // An older build without a `policy` section refuses the setting and exits.
-        Err(_) => Worker::start_full(settings, env),
-    }
-}
-
 /// The worker still answers and runs jobs.
 fn assert_healthy(worker: &mut Worker) {
     let job = worker.dispatch(json!({"command": "echo alive", "wait_ms": 20000}));
@@ -42,7 +26,7 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 
 #[test]
 fn a_one_gib_output_flood_is_cut_and_the_worker_stays_small() {
-    let mut worker = start_worker(&[], &[]);
+    let mut worker = Worker::start_walls(&[], &[]);
     let job = worker.dispatch(json!({
         "command": "head -c 1073741824 /dev/zero",
         "limits": {"output": 1048576},
@@ -60,7 +44,7 @@ fn a_one_gib_output_flood_is_cut_and_the_worker_stays_small() {
 
 #[test]
 fn the_workers_secrets_never_reach_a_job() {
-    let mut worker = start_worker(
+    let mut worker = Worker::start_walls(
         &[],
         &[
             ("GITHUB_TOKEN", "ghp_leaked_token"),
@@ -85,7 +69,7 @@ fn the_workers_secrets_never_reach_a_job() {
 
 #[test]
 fn files_cannot_traverse_out_of_the_work_dir() {
-    let mut worker = start_worker(&[], &[]);
+    let mut worker = Worker::start_walls(&[], &[]);
     for name in [
         "../escape.txt",
         "a/../../escape.txt",
@@ -104,7 +88,7 @@ fn files_cannot_traverse_out_of_the_work_dir() {
 
 #[test]
 fn a_job_that_ignores_sigterm_is_killed_at_its_timeout() {
-    let mut worker = start_worker(&["session.kill_grace_ms=300"], &[]);
+    let mut worker = Worker::start_walls(&["session.kill_grace_ms=300"], &[]);
     let job = worker.dispatch(json!({
         "command": "trap '' TERM; while :; do sleep 1; done",
         "limits": {"timeout": 500},
@@ -120,7 +104,7 @@ fn a_job_that_ignores_sigterm_is_killed_at_its_timeout() {
 
 #[test]
 fn a_sparse_file_beyond_the_file_size_limit_fails() {
-    let mut worker = start_worker(&[], &[]);
+    let mut worker = Worker::start_walls(&[], &[]);
     let job = worker.dispatch(json!({
         "command": "truncate -s 4G big && echo made",
         "wait_ms": 20000,
@@ -132,7 +116,7 @@ fn a_sparse_file_beyond_the_file_size_limit_fails() {
 
 #[test]
 fn a_symlink_to_etc_shadow_in_output_does_not_leak_it() {
-    let mut worker = start_worker(&[], &[]);
+    let mut worker = Worker::start_walls(&[], &[]);
     let job = worker.dispatch(json!({
         "command": "ln -s /etc/shadow \"$OUTPUT_DIR/shadow\"; ln -s /etc/passwd \"$OUTPUT_DIR/passwd\"; echo ok > \"$OUTPUT_DIR/real.txt\"",
         "wait_ms": 20000,

@@ -12,22 +12,6 @@ use common::*;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
-/// A worker with the command policy off when this build has one: these tests aim at the
-/// kernel and governance walls behind it, not at the policy in front.
-fn start_worker(settings: &[&str], env: &[(&str, &str)]) -> Worker {
-    let mut with_off = vec!["policy.mode=off"];
-    with_off.extend_from_slice(settings);
-    let mut worker = Worker::start_full(&with_off, env);
-    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        worker.call("initialize", serde_json::json!({}))
-    }));
-    match started {
-        Ok(_) => worker,
-        // An older build without a `policy` section refuses the setting and exits.
-        Err(_) => Worker::start_full(settings, env),
-    }
-}
-
 /// A worker whose HOME is a fake home holding an ssh key, or None when jobs are not sandboxed.
 struct Sandboxed {
     worker: Worker,
@@ -45,7 +29,7 @@ fn sandboxed_worker(settings: &[&str]) -> Option<Sandboxed> {
     .unwrap();
     std::fs::write(home.path().join("project.txt"), "project file").unwrap();
     let home_str = home.path().to_str().unwrap().to_owned();
-    let mut worker = start_worker(settings, &[("HOME", home_str.as_str())]);
+    let mut worker = Worker::start_walls(settings, &[("HOME", home_str.as_str())]);
     let init = worker.call("initialize", json!({}));
     let layers = init["isolation"]["layers"]
         .as_array()

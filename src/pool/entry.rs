@@ -169,18 +169,17 @@ impl JobEntry {
     }
 
     pub fn summary(&self) -> JobSummary {
-        let record = self.record();
-        let ended = record.state.ended();
+        let job = self.view(false);
         JobSummary {
-            job_id: self.plan.job_id.clone(),
-            session_id: self.session_id.clone(),
-            status: record.state.status(),
-            phase: record.state.phase(),
-            created_at: rfc3339(self.created_at),
-            started_at: record.state.started_at().map(rfc3339),
-            ended_at: ended.map(|e| rfc3339(e.ended_at)),
-            exit_code: ended.and_then(|e| e.outcome.exit()).and_then(|x| x.code),
-            reason: ended.and_then(|e| e.outcome.reason()),
+            job_id: job.job_id,
+            session_id: job.session_id,
+            status: job.status,
+            phase: job.phase,
+            created_at: job.created_at,
+            started_at: job.started_at,
+            ended_at: job.ended_at,
+            exit_code: job.exit_code,
+            reason: job.reason,
             command: self.plan.command_line(),
         }
     }

@@ -36,6 +36,14 @@ impl Worker {
         Worker::start_full(settings, &[])
     }
 
+    /// A worker with the command policy off: for tests aimed at the kernel and governance
+    /// walls behind the policy, not at the policy in front.
+    pub fn start_walls(settings: &[&str], env: &[(&str, &str)]) -> Worker {
+        let mut with_policy_off = vec!["policy.mode=off"];
+        with_policy_off.extend_from_slice(settings);
+        Worker::start_full(&with_policy_off, env)
+    }
+
     /// Also sets variables in the worker's own environment.
     pub fn start_full(settings: &[&str], env: &[(&str, &str)]) -> Worker {
         let base = tempfile::tempdir().expect("temp dir");
