@@ -27,24 +27,14 @@ pub fn sandbox_request<'a>(
     }
 }
 
-/// Entries of the core's own report that the sandbox's layers supersede.
-const SUPERSEDED: &[&str] = &["filesystem", "network", "seccomp", "process_group"];
-
-/// The worker's isolation report: the core's entries (session dir, environment, timers,
-/// rlimits), with the sandbox's replacing those it enforces better.
+/// The worker's isolation report: the core's own entries (session dir, environment, timers,
+/// rlimits) followed by the sandbox's layers and limits; the two never name the same thing.
 pub fn isolation_report(core: protocol::IsolationReport, host: &Host) -> protocol::IsolationReport {
     let sandbox = host.report();
-    let merge = |own: Vec<protocol::LayerReport>, theirs: Vec<protocol::LayerReport>| {
-        let names: Vec<String> = theirs.iter().map(|l| l.name.clone()).collect();
-        own.into_iter()
-            .filter(|l| !names.contains(&l.name) && !SUPERSEDED.contains(&l.name.as_str()))
-            .chain(theirs)
-            .collect()
-    };
     protocol::IsolationReport {
         profile: sandbox.profile,
-        layers: merge(core.layers, sandbox.layers),
-        limits: merge(core.limits, sandbox.limits),
+        layers: core.layers.into_iter().chain(sandbox.layers).collect(),
+        limits: core.limits.into_iter().chain(sandbox.limits).collect(),
     }
 }
 
