@@ -25,6 +25,8 @@ pub struct Config {
     /// Kernel sandbox: profile floor, extra and hidden paths.
     pub isolation: crate::sandbox::SandboxConfig,
     pub logging: LoggingSection,
+    /// Where jobs may run: `local` and `ssh` entries. Empty: this process alone.
+    pub workers: Vec<crate::fleet::WorkerEntry>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -276,6 +278,7 @@ impl Config {
                 "worker.max_line_bytes must be at least 1KiB".into(),
             ));
         }
+        crate::fleet::config::validate(&self.workers).map_err(ConfigError::Invalid)?;
         let max_concurrent = match self.worker.max_concurrent_sessions {
             0 => host_cpus(),
             n => n,

@@ -67,6 +67,15 @@ pub enum WorkerError {
 
     #[error("internal error: {reason}")]
     Internal { reason: String },
+
+    /// A remote worker's own error for a call routed to it, passed on unchanged (its `data`
+    /// gains `worker`, the remote's configured name).
+    #[error("{message}")]
+    Remote {
+        code: i32,
+        message: String,
+        data: Value,
+    },
 }
 
 impl WorkerError {
@@ -94,6 +103,7 @@ impl WorkerError {
             WorkerError::InvalidFiles { .. } => code::INVALID_FILES,
             WorkerError::IsolationUnavailable { .. } => code::ISOLATION_UNAVAILABLE,
             WorkerError::Internal { .. } => code::INTERNAL,
+            WorkerError::Remote { code, .. } => *code,
         }
     }
 
@@ -131,6 +141,7 @@ impl WorkerError {
                 json!({"field": "isolation", "layer": layer, "reason": reason})
             }
             WorkerError::Internal { reason } => json!({"reason": reason}),
+            WorkerError::Remote { data, .. } => data.clone(),
         }
     }
 }

@@ -4,6 +4,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod exec;
+pub mod fleet;
 pub mod follow;
 pub mod isolation;
 pub mod logging;

@@ -7,6 +7,7 @@
 //! removed, pending replies flushed, and the process exits 0.
 
 use crate::config::Config;
+use crate::fleet::Fleet;
 use crate::rpc::{Dispatcher, Line, LineReader, OUTBOX_BYTES, build_module, outbox};
 use crate::worker::Worker;
 use std::sync::Arc;
@@ -48,7 +49,9 @@ async fn serve_async(config: Config) -> i32 {
         }
     };
     tracing::info!(worker_id = %worker.worker_id, base_dir = %worker.pool.base_dir().display(), "serving JSON-RPC on stdio");
-    let dispatcher = Arc::new(Dispatcher::new(build_module(worker.clone())));
+    let fleet = Arc::new(Fleet::new(worker.clone()));
+    fleet.start();
+    let dispatcher = Arc::new(Dispatcher::new(build_module(fleet.clone())));
     let (replies, lines) = outbox(OUTBOX_BYTES);
     let shutdown = worker.shutdown.clone();
     let writer = tokio::task::spawn_blocking(move || write_replies(lines, shutdown));
@@ -81,7 +84,7 @@ async fn serve_async(config: Config) -> i32 {
         }
     }
     worker.shutdown.cancel();
-    if !worker.stop(STOP_PATIENCE).await {
+    if !fleet.stop(STOP_PATIENCE).await {
         tracing::warn!("some jobs did not finish stopping in time");
     }
     requests.close();

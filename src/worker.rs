@@ -84,6 +84,15 @@ impl Worker {
     }
 
     pub async fn dispatch(&self, spec: JobSpec) -> Result<Job, WorkerError> {
+        self.dispatch_with(spec, None).await
+    }
+
+    /// `dispatch`, continuing an event log subscribers already follow.
+    pub async fn dispatch_with(
+        &self,
+        spec: JobSpec,
+        events: Option<std::sync::Arc<crate::pool::events::EventLog>>,
+    ) -> Result<Job, WorkerError> {
         let planned = crate::plan::plan(spec, self.pool.config(), self.pool.resolved());
         let checked = planned
             .and_then(|plan| self.check_policy(plan))
@@ -95,7 +104,28 @@ impl Worker {
                 return Err(error);
             }
         };
-        self.pool.dispatch(plan).await
+        self.pool.dispatch_with(plan, events).await
+    }
+
+    /// The command policy on a spec as it stands, for a job this process routes elsewhere
+    /// (the worker that runs it checks again under its own policy). Only `enforce` refuses.
+    pub fn check_spec_policy(&self, spec: &JobSpec) -> Result<(), WorkerError> {
+        use crate::policy::{Decision, PolicyMode};
+        if self.policy.mode() != PolicyMode::Enforce {
+            return Ok(());
+        }
+        let decision = match (&spec.command, &spec.argv) {
+            (Some(command), _) => self.policy.check_command(command),
+            (None, Some(argv)) => self.policy.check_argv(argv),
+            (None, None) => return Ok(()),
+        };
+        match decision {
+            Decision::Refused(refusal) => Err(WorkerError::PolicyDenied {
+                message: refusal.message(),
+                data: serde_json::to_value(&refusal).unwrap_or_default(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The command policy, before anything is created: refused in `enforce`, logged and
@@ -178,6 +208,7 @@ impl Worker {
             process: crate::metrics::process_metrics(),
             job_resources: Some(self.pool.metrics().job_resources()),
             subscriptions: Some(crate::pool::events::followers()),
+            fleet: None,
             format: None,
             text: None,
         }

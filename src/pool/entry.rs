@@ -43,17 +43,25 @@ pub fn rfc3339(time: SystemTime) -> String {
 }
 
 impl JobEntry {
-    pub fn new(plan: JobPlan, config: &crate::config::Config) -> Self {
+    /// `events`: a log the job's subscribers already follow (a job the fleet held back before
+    /// it came here); absent, a new one.
+    pub fn new(
+        plan: JobPlan,
+        config: &crate::config::Config,
+        events: Option<Arc<EventLog>>,
+    ) -> Self {
         let output_cap = plan.limits.output;
         let metrics = JobMetrics {
             limits: plan.limits.clone(),
             ..JobMetrics::default()
         };
         let created = Instant::now();
-        let events = Arc::new(EventLog::new(
-            config.worker.event_history_bytes.bytes(),
-            created,
-        ));
+        let events = events.unwrap_or_else(|| {
+            Arc::new(EventLog::new(
+                config.worker.event_history_bytes.bytes(),
+                created,
+            ))
+        });
         events.state(
             crate::protocol::JobStatus::Queued,
             crate::protocol::Phase::Init,
@@ -173,6 +181,7 @@ impl JobEntry {
         JobSummary {
             job_id: job.job_id,
             session_id: job.session_id,
+            worker: None,
             status: job.status,
             phase: job.phase,
             created_at: job.created_at,
@@ -194,6 +203,7 @@ impl JobEntry {
         Job {
             job_id: self.plan.job_id.clone(),
             session_id: self.session_id.clone(),
+            worker: None,
             status: record.state.status(),
             phase: record.state.phase(),
             created_at: rfc3339(self.created_at),

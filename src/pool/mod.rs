@@ -1,7 +1,7 @@
 //! The in-process session pool: admits jobs up to the concurrency cap, queues the rest in
 //! FIFO order up to a bound, retains ended jobs for a while, and stops everything on shutdown.
 
-mod entry;
+pub mod entry;
 pub mod events;
 mod runner;
 pub mod state;
@@ -28,9 +28,9 @@ use tokio_util::task::TaskTracker;
 const CANCEL_REPLY_SLACK: Duration = Duration::from_millis(1000);
 /// Grace between SIGTERM and SIGKILL when the worker itself is stopping.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
-const DEFAULT_PAGE_BYTES: u64 = 64 * 1024;
+pub(crate) const DEFAULT_PAGE_BYTES: u64 = 64 * 1024;
 /// Matches the schema's `maximum` on `max_bytes`.
-const MAX_PAGE_BYTES: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_PAGE_BYTES: u64 = 16 * 1024 * 1024;
 /// Bytes of output and inline artifacts all retained jobs may hold together.
 const RETAIN_BYTES: u64 = 1 << 30;
 
@@ -111,8 +111,17 @@ impl Pool {
 
     /// Admits a checked plan: starts it when a slot is free, queues it otherwise.
     pub async fn dispatch(&self, plan: JobPlan) -> Result<Job, WorkerError> {
+        self.dispatch_with(plan, None).await
+    }
+
+    /// `dispatch`, continuing an event log subscribers already follow.
+    pub async fn dispatch_with(
+        &self,
+        plan: JobPlan,
+        events: Option<Arc<events::EventLog>>,
+    ) -> Result<Job, WorkerError> {
         let wait = plan.wait_ms.map(Duration::from_millis);
-        let entry = Arc::new(JobEntry::new(plan, &self.shared.config));
+        let entry = Arc::new(JobEntry::new(plan, &self.shared.config, events));
         let start_now = {
             let mut state = lock(&self.shared.state);
             let admitted = self.shared.admit(&mut state, &entry);
@@ -158,6 +167,11 @@ impl Pool {
 
     pub fn status(&self, job_id: &str) -> Result<Job, WorkerError> {
         Ok(self.find(job_id)?.view(false))
+    }
+
+    /// `status`, with output bodies and artifacts once the job has ended when `with_result`.
+    pub fn view(&self, job_id: &str, with_result: bool) -> Result<Job, WorkerError> {
+        Ok(self.find(job_id)?.view(with_result))
     }
 
     pub async fn collect(&self, params: CollectParams) -> Result<CollectResult, WorkerError> {
@@ -443,7 +457,11 @@ impl Shared {
 
 /// A window of a stream that stays on UTF-8 character boundaries when the text is UTF-8.
 fn page(buffer: &crate::exec::StreamBuffer, offset: u64, max: u64, ended: bool) -> StreamPage {
-    let kept = buffer.kept();
+    page_of(buffer.kept(), buffer.total(), offset, max, ended)
+}
+
+/// `page` over any kept bytes: `total` counts what was written, kept or not.
+pub(crate) fn page_of(kept: &[u8], total: u64, offset: u64, max: u64, ended: bool) -> StreamPage {
     let start = (offset as usize).min(kept.len());
     let end = start.saturating_add(max as usize).min(kept.len());
     let window = &kept[start..end];
@@ -474,8 +492,8 @@ fn page(buffer: &crate::exec::StreamBuffer, offset: u64, max: u64, ended: bool) 
         offset: start as u64,
         next_offset: next,
         kept_bytes: kept.len() as u64,
-        total_bytes: buffer.total(),
-        truncated: buffer.truncated(),
+        total_bytes: total,
+        truncated: total > kept.len() as u64,
         eof: ended && next == kept.len() as u64,
     }
 }

@@ -89,10 +89,13 @@ pub enum EndReason {
     CpuTimeLimit,
     /// `killed`: the worker shut down while the job was queued or running.
     WorkerShutdown,
+    /// `failed`: the remote worker running the job was lost (its SSH connection dropped or
+    /// went silent); whether the job got to finish there is unknown.
+    WorkerLost,
 }
 
 impl EndReason {
-    pub const ALL: [EndReason; 11] = [
+    pub const ALL: [EndReason; 12] = [
         EndReason::ExitCode,
         EndReason::Signal,
         EndReason::PrepareError,
@@ -104,6 +107,7 @@ impl EndReason {
         EndReason::PidsLimit,
         EndReason::CpuTimeLimit,
         EndReason::WorkerShutdown,
+        EndReason::WorkerLost,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -119,6 +123,7 @@ impl EndReason {
             EndReason::PidsLimit => "pids_limit",
             EndReason::CpuTimeLimit => "cpu_time_limit",
             EndReason::WorkerShutdown => "worker_shutdown",
+            EndReason::WorkerLost => "worker_lost",
         }
     }
 }
@@ -129,6 +134,9 @@ pub struct Job {
     pub job_id: String,
     /// The disposable session the job runs in.
     pub session_id: String,
+    /// The configured name of the worker that runs it, when the worker routes to several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
     pub status: JobStatus,
     pub phase: Phase,
     /// RFC 3339 UTC time the job was admitted.
@@ -181,6 +189,9 @@ pub struct Job {
 pub struct JobSummary {
     pub job_id: String,
     pub session_id: String,
+    /// The configured name of the worker that runs it, when the worker routes to several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
     pub status: JobStatus,
     pub phase: Phase,
     pub created_at: String,

@@ -192,12 +192,83 @@ pub struct MetricsResult {
     /// Event-stream subscriptions open now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscriptions: Option<u64>,
+    /// When jobs are routed to several workers (`workers` config): each worker and the
+    /// fleet's own queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetMetrics>,
     /// The format asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<MetricsFormat>,
     /// With `format: "prometheus"`: every metric in the Prometheus text exposition format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct FleetMetrics {
+    /// Jobs waiting for a worker with room.
+    pub pending: u64,
+    pub workers: Vec<WorkerMetrics>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerLink {
+    /// Connected (always, for the local worker).
+    Up,
+    /// Starting `ssh`, or waiting for the remote's `initialize` answer.
+    Connecting,
+    /// The link dropped or could not be made; retried with backoff.
+    Down,
+}
+
+/// One worker of the fleet.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct WorkerMetrics {
+    pub name: String,
+    /// `local` or `ssh`.
+    pub kind: String,
+    pub link: WorkerLink,
+    pub labels: Vec<String>,
+    /// Jobs it takes at once now (0 while down).
+    pub capacity: u64,
+    /// Jobs routed to it that have not ended.
+    pub running: u64,
+    /// Jobs routed to it since start.
+    pub dispatched: u64,
+    /// Its jobs that ended `worker_lost`.
+    pub lost: u64,
+    /// `host:port` of an `ssh` worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The remote process's `worker_id` on the current connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_worker_id: Option<String>,
+    /// Successful connections since start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connects: Option<u64>,
+    /// Why the link last dropped or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Round trip of the `initialize` call on the last connect, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_ms: Option<f64>,
+    /// The remote worker's own figures, when it answered in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteWorkerMetrics>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RemoteWorkerMetrics {
+    pub uptime_ms: u64,
+    pub queue_depth: u64,
+    pub active_sessions: u64,
+    pub max_concurrent_sessions: u64,
+    pub host: HostMetrics,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessMetrics>,
+    /// Round trip of this metrics call, in milliseconds.
+    pub rtt_ms: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

@@ -64,6 +64,16 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_ms: Option<u64>,
 
+    /// Run on this worker, by its configured name (see `worker_get_metrics` `workers`). Absent:
+    /// the least-loaded worker with room among those carrying every label in `labels`.
+    #[schemars(length(min = 1, max = 128))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+
+    /// Run only on a worker that carries every one of these labels (for example `["gpu"]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+
     /// Compatibility with the TypeScript worker's `config` object. Only `network` has an effect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<SeedConfig>,

@@ -2,8 +2,8 @@
 
 use super::params::decode;
 use crate::error::WorkerError;
+use crate::fleet::Fleet;
 use crate::protocol::*;
-use crate::worker::Worker;
 use jsonrpsee::RpcModule;
 use jsonrpsee::types::ErrorObjectOwned;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ fn reply<T>(result: Result<T, WorkerError>) -> Reply<T> {
     result.map_err(ErrorObjectOwned::from)
 }
 
-pub fn build_module(worker: Arc<Worker>) -> RpcModule<Worker> {
+pub fn build_module(worker: Arc<Fleet>) -> RpcModule<Fleet> {
     let mut module = RpcModule::from_arc(worker);
     let registered = [
         module
@@ -30,7 +30,7 @@ pub fn build_module(worker: Arc<Worker>) -> RpcModule<Worker> {
                 let spec: JobSpec = match decode(&params) {
                     Ok(spec) => spec,
                     Err(error) => {
-                        worker.pool.metrics().rejected();
+                        worker.local.pool.metrics().rejected();
                         return reply(Err(error));
                     }
                 };
@@ -40,19 +40,19 @@ pub fn build_module(worker: Arc<Worker>) -> RpcModule<Worker> {
         module
             .register_method("worker_get_status", |params, worker, _| -> Reply<Job> {
                 let job: JobRef = reply(decode(&params))?;
-                reply(worker.pool.status(&job.job_id))
+                reply(worker.status(&job.job_id))
             })
             .map(|_| ()),
         module
             .register_async_method("worker_collect_output", |params, worker, _| async move {
                 let request: CollectParams = reply(decode(&params))?;
-                reply(worker.pool.collect(request).await)
+                reply(worker.collect(request).await)
             })
             .map(|_| ()),
         module
             .register_async_method("worker_cancel_job", |params, worker, _| async move {
                 let request: CancelParams = reply(decode(&params))?;
-                reply(worker.pool.cancel(&request.job_id, request.reason).await)
+                reply(worker.cancel(&request.job_id, request.reason).await)
             })
             .map(|_| ()),
         module
@@ -60,30 +60,29 @@ pub fn build_module(worker: Arc<Worker>) -> RpcModule<Worker> {
                 "worker_list_sessions",
                 |params, worker, _| -> Reply<ListResult> {
                     let request: ListParams = reply(decode(&params))?;
-                    Ok(worker.pool.list(request))
+                    Ok(worker.list(request))
                 },
             )
             .map(|_| ()),
         module
-            .register_method(
-                "worker_get_metrics",
-                |params, worker, _| -> Reply<MetricsResult> {
-                    let request: MetricsParams = reply(decode(&params))?;
-                    let mut result = worker.metrics();
-                    let format = request.format.unwrap_or_default();
-                    if format == MetricsFormat::Prometheus {
-                        result.text =
-                            Some(crate::prometheus::render(&result, worker.pool.metrics()));
-                    }
-                    result.format = Some(format);
-                    Ok(result)
-                },
-            )
+            .register_async_method("worker_get_metrics", |params, worker, _| async move {
+                let request: MetricsParams = reply(decode(&params))?;
+                let mut result = worker.metrics().await;
+                let format = request.format.unwrap_or_default();
+                if format == MetricsFormat::Prometheus {
+                    result.text = Some(crate::prometheus::render(
+                        &result,
+                        worker.local.pool.metrics(),
+                    ));
+                }
+                result.format = Some(format);
+                Reply::Ok(result)
+            })
             .map(|_| ()),
         module
             .register_method("shutdown", |params, worker, _| -> Reply<Empty> {
                 let _: ShutdownParams = reply(decode(&params))?;
-                worker.shutdown.cancel();
+                worker.local.shutdown.cancel();
                 Ok(Empty {})
             })
             .map(|_| ()),

@@ -4,18 +4,18 @@
 
 use super::params::decode;
 use crate::error::WorkerError;
+use crate::fleet::Fleet;
 use crate::protocol::SubscribeParams;
-use crate::worker::Worker;
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use jsonrpsee::{PendingSubscriptionSink, SubscriptionMessage};
 use std::sync::Arc;
 
-pub async fn run(params: Params<'static>, pending: PendingSubscriptionSink, worker: Arc<Worker>) {
+pub async fn run(params: Params<'static>, pending: PendingSubscriptionSink, worker: Arc<Fleet>) {
     let request: SubscribeParams = match decode(&params) {
         Ok(request) => request,
         Err(error) => return pending.reject(ErrorObjectOwned::from(error)).await,
     };
-    let log = match worker.pool.events(&request.job_id) {
+    let log = match worker.events(&request.job_id) {
         Ok(log) => log,
         Err(error) => return pending.reject(ErrorObjectOwned::from(error)).await,
     };

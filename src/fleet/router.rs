@@ -1,0 +1,929 @@
+//! Routing across workers: which worker a job goes to, the fleet's own queue for jobs no worker
+//! has room for, and answering for a job wherever it runs.
+//!
+//! A job leaves the fleet's queue only for a worker with a free slot, so a remote never queues
+//! our jobs: when a host is lost, every job sent to it may have started (it ends `worker_lost`)
+//! and every job still here has not (it waits for another worker).
+
+use super::job::{Captured, EndedRun, RemoteRun, RoutedJob, RoutedState};
+use super::remote::{Link, Remote, Signal};
+use crate::error::WorkerError;
+use crate::protocol::*;
+use crate::worker::Worker;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+pub enum MemberKind {
+    Local { capacity: usize },
+    Remote(Arc<Remote>),
+}
+
+pub struct Member {
+    pub name: String,
+    pub labels: Vec<String>,
+    pub kind: MemberKind,
+    dispatched: AtomicU64,
+    lost: AtomicU64,
+}
+
+struct Book {
+    jobs: HashMap<String, Arc<RoutedJob>>,
+    queue: VecDeque<Arc<RoutedJob>>,
+    /// Ended jobs in the order they ended, for retention.
+    ended: VecDeque<Arc<RoutedJob>>,
+    in_flight: Vec<usize>,
+    accepting: bool,
+}
+
+pub struct Router {
+    pub local: Arc<Worker>,
+    pub members: Vec<Member>,
+    book: Mutex<Book>,
+    retain: Duration,
+    retain_jobs: usize,
+    max_queued: usize,
+    history_bytes: u64,
+    cancel_patience: Duration,
+}
+
+/// Room a cancel reply waits beyond the kill grace for the remote's end event.
+const CANCEL_SLACK: Duration = Duration::from_secs(3);
+/// How long `worker_get_metrics` waits for each remote's own figures.
+const REMOTE_METRICS_PATIENCE: Duration = Duration::from_secs(2);
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Member {
+    pub fn new(name: String, labels: Vec<String>, kind: MemberKind) -> Member {
+        Member {
+            name,
+            labels,
+            kind,
+            dispatched: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        match &self.kind {
+            MemberKind::Local { capacity } => *capacity,
+            MemberKind::Remote(remote) => remote.live().map_or(0, |live| live.capacity),
+        }
+    }
+}
+
+impl Router {
+    pub fn new(local: Arc<Worker>, members: Vec<Member>) -> Arc<Router> {
+        let config = local.pool.config();
+        let book = Book {
+            jobs: HashMap::new(),
+            queue: VecDeque::new(),
+            ended: VecDeque::new(),
+            in_flight: vec![0; members.len()],
+            accepting: true,
+        };
+        Arc::new(Router {
+            retain: Duration::from_secs(config.worker.retain_secs),
+            retain_jobs: config.worker.retain_jobs,
+            max_queued: config.worker.max_queued,
+            history_bytes: config.worker.event_history_bytes.bytes(),
+            cancel_patience: Duration::from_millis(config.session.kill_grace_ms) + CANCEL_SLACK,
+            local,
+            members,
+            book: Mutex::new(book),
+        })
+    }
+
+    /// Starts one supervisor per remote and the task that places queued jobs when one connects.
+    pub fn start(self: &Arc<Self>) {
+        let (signals, mut heard) = mpsc::unbounded_channel();
+        for (index, member) in self.members.iter().enumerate() {
+            if let MemberKind::Remote(remote) = &member.kind {
+                tokio::spawn(remote.clone().supervise(index, signals.clone()));
+            }
+        }
+        let router = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while let Some(signal) = heard.recv().await {
+                let Some(router) = router.upgrade() else {
+                    return;
+                };
+                let (Signal::Up { member } | Signal::Down { member }) = &signal;
+                tracing::debug!(worker = %router.members[*member].name, ?signal, "fleet link change");
+                router.pump();
+            }
+        });
+    }
+
+    fn book(&self) -> MutexGuard<'_, Book> {
+        lock(&self.book)
+    }
+
+    /// The workers a job may run on, or which field rules every worker out.
+    pub fn candidates(&self, spec: &JobSpec) -> Result<Vec<usize>, WorkerError> {
+        candidates(
+            self.members
+                .iter()
+                .map(|m| (m.name.as_str(), m.labels.as_slice())),
+            spec,
+        )
+    }
+
+    fn pick(&self, book: &Book, candidates: &[usize]) -> Option<usize> {
+        candidates
+            .iter()
+            .copied()
+            .filter_map(|index| {
+                let capacity = self.members[index].capacity();
+                let used = book.in_flight[index];
+                (used < capacity).then_some((index, used as f64 / capacity as f64))
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(index, _)| index)
+    }
+
+    fn find(&self, job_id: &str) -> Option<Arc<RoutedJob>> {
+        let mut book = self.book();
+        self.expire(&mut book);
+        book.jobs.get(job_id).cloned()
+    }
+
+    fn expire(&self, book: &mut Book) {
+        while let Some(oldest) = book.ended.front() {
+            let too_many = book.ended.len() > self.retain_jobs;
+            let too_old = match &*oldest.state() {
+                RoutedState::Ended(run) => run.at.elapsed() > self.retain,
+                _ => true,
+            };
+            if !too_many && !too_old {
+                break;
+            }
+            if let Some(gone) = book.ended.pop_front()
+                && book
+                    .jobs
+                    .get(&gone.id)
+                    .is_some_and(|j| Arc::ptr_eq(j, &gone))
+            {
+                book.jobs.remove(&gone.id);
+            }
+        }
+    }
+
+    pub async fn dispatch(self: &Arc<Self>, mut spec: JobSpec) -> Result<Job, WorkerError> {
+        let candidates = self.candidates(&spec)?;
+        self.local.check_spec_policy(&spec)?;
+        let job_id = match spec.job_id.take() {
+            Some(id) => {
+                crate::plan::check_job_id(&id)?;
+                id
+            }
+            None => uuid::Uuid::now_v7().to_string(),
+        };
+        spec.job_id = Some(job_id.clone());
+        spec.worker = None;
+        spec.labels = None;
+        let wait = spec.wait_ms.take().map(Duration::from_millis);
+        if wait.is_some_and(|w| w.as_millis() as u64 > self.local.pool.config().worker.max_wait_ms)
+        {
+            return Err(WorkerError::invalid_params(
+                "wait_ms",
+                format!(
+                    "must be at most {}",
+                    self.local.pool.config().worker.max_wait_ms
+                ),
+            ));
+        }
+        let placed = {
+            let mut book = self.book();
+            self.expire(&mut book);
+            if !book.accepting {
+                return Err(WorkerError::ShuttingDown);
+            }
+            if book.jobs.contains_key(&job_id) || self.local.pool.status(&job_id).is_ok() {
+                return Err(WorkerError::DuplicateJob { job_id });
+            }
+            let job = Arc::new(RoutedJob::new(
+                job_id.clone(),
+                spec,
+                candidates,
+                self.history_bytes,
+            ));
+            let member = self.pick(&book, &job.candidates);
+            match member {
+                Some(member) => {
+                    book.in_flight[member] += 1;
+                    *job.state() = RoutedState::Placing {
+                        member,
+                        cancel: None,
+                    };
+                }
+                None if book.queue.len() >= self.max_queued => {
+                    return Err(WorkerError::Busy {
+                        active: book.in_flight.iter().sum::<usize>() as u64,
+                        queued: book.queue.len() as u64,
+                        limit: self.max_queued as u64,
+                    });
+                }
+                None => book.queue.push_back(job.clone()),
+            }
+            book.jobs.insert(job_id, job.clone());
+            (job, member)
+        };
+        let (job, member) = placed;
+        tracing::info!(job_id = %job.id, worker = member.map(|m| self.members[m].name.as_str()), queued = member.is_none(), "job routed");
+        if let Some(member) = member {
+            self.place(job.clone(), member, wait).await?;
+        }
+        if let Some(wait) = wait {
+            let _ = tokio::time::timeout(wait, job.wait_ended()).await;
+        }
+        Ok(self.view(&job, true))
+    }
+
+    /// Hands a job to `member`. On error the job is gone again (nothing ran).
+    async fn place(
+        self: &Arc<Self>,
+        job: Arc<RoutedJob>,
+        member: usize,
+        wait: Option<Duration>,
+    ) -> Result<(), WorkerError> {
+        let Some(mut spec) = job.take_spec() else {
+            return Err(WorkerError::internal("job placed twice"));
+        };
+        let name = self.members[member].name.clone();
+        match &self.members[member].kind {
+            MemberKind::Local { .. } => {
+                spec.wait_ms = wait.map(|w| w.as_millis() as u64);
+                let admitted = self.local.dispatch_with(spec, Some(job.log.clone())).await;
+                if let Err(error) = admitted {
+                    self.unplace(&job, member);
+                    return Err(error);
+                }
+                self.members[member]
+                    .dispatched
+                    .fetch_add(1, Ordering::Relaxed);
+                let cancel = {
+                    let mut state = job.state();
+                    let cancel = match &mut *state {
+                        RoutedState::Placing { cancel, .. } => cancel.take(),
+                        _ => None,
+                    };
+                    *state = RoutedState::Local { member };
+                    cancel
+                };
+                if let Some(reason) = cancel {
+                    let _ = self.local.pool.cancel(&job.id, reason).await;
+                }
+                let router = self.clone();
+                tokio::spawn(async move {
+                    let _ = router.local.pool.wait(&job.id).await;
+                    router.local_ended(&job, member);
+                });
+                Ok(())
+            }
+            MemberKind::Remote(remote) => {
+                let Some(live) = remote.live() else {
+                    // It never left this process: back to the front of the queue.
+                    *job.state() = RoutedState::Pending;
+                    *job.spec_slot() = Some(spec);
+                    let mut book = self.book();
+                    book.in_flight[member] -= 1;
+                    book.queue.push_front(job);
+                    return Ok(());
+                };
+                let sent = live
+                    .connection
+                    .call_as::<Job>(
+                        "worker_dispatch_job",
+                        serde_json::to_value(&spec).unwrap_or_default(),
+                    )
+                    .await;
+                match sent {
+                    Ok(mut view) => {
+                        self.members[member]
+                            .dispatched
+                            .fetch_add(1, Ordering::Relaxed);
+                        view.worker = Some(name);
+                        let cancel = {
+                            let mut state = job.state();
+                            let cancel = match &mut *state {
+                                RoutedState::Placing { cancel, .. } => cancel.take(),
+                                _ => None,
+                            };
+                            *state = RoutedState::Remote(Box::new(RemoteRun {
+                                member,
+                                live: live.clone(),
+                                last: view,
+                                stdout: Captured::default(),
+                                stderr: Captured::default(),
+                                complete: true,
+                            }));
+                            cancel
+                        };
+                        tokio::spawn(super::mirror::follow(
+                            self.clone(),
+                            job.clone(),
+                            live.clone(),
+                        ));
+                        if let Some(reason) = cancel {
+                            let _ = live
+                                .connection
+                                .call(
+                                    "worker_cancel_job",
+                                    serde_json::json!({"job_id": job.id, "reason": reason}),
+                                )
+                                .await;
+                        }
+                        Ok(())
+                    }
+                    Err(super::client::CallError::Rpc {
+                        code,
+                        message,
+                        data,
+                    }) => {
+                        self.unplace(&job, member);
+                        let mut data = data.unwrap_or_else(|| serde_json::json!({}));
+                        if let Some(object) = data.as_object_mut() {
+                            object.insert("worker".into(), name.into());
+                        }
+                        Err(WorkerError::Remote {
+                            code,
+                            message,
+                            data,
+                        })
+                    }
+                    Err(super::client::CallError::Lost(why)) => {
+                        // The request may have reached the host and started the job there.
+                        let base = job.unplaced_view(Some(name.clone()));
+                        self.lose(
+                            &job,
+                            member,
+                            base,
+                            Captured::default(),
+                            Captured::default(),
+                            &why,
+                        );
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
+    /// A placement that failed before anything ran: the id is free again.
+    fn unplace(&self, job: &Arc<RoutedJob>, member: usize) {
+        let mut book = self.book();
+        book.in_flight[member] -= 1;
+        if book.jobs.get(&job.id).is_some_and(|j| Arc::ptr_eq(j, job)) {
+            book.jobs.remove(&job.id);
+        }
+    }
+
+    fn local_ended(self: &Arc<Self>, job: &Arc<RoutedJob>, member: usize) {
+        {
+            let mut book = self.book();
+            book.in_flight[member] -= 1;
+            // The pool answers for it from now on, under its own retention.
+            if book.jobs.get(&job.id).is_some_and(|j| Arc::ptr_eq(j, job)) {
+                book.jobs.remove(&job.id);
+            }
+        }
+        job.mark_ended();
+        self.pump();
+    }
+
+    /// A remote job's end, copied here.
+    pub(super) fn remote_ended(self: &Arc<Self>, job: &Arc<RoutedJob>, run: EndedRun) {
+        let member = run.member;
+        if job.finish(run, false) {
+            self.retire(job, member);
+        }
+    }
+
+    /// The host running the job is gone: the job ends `worker_lost`.
+    pub(super) fn lose(
+        self: &Arc<Self>,
+        job: &Arc<RoutedJob>,
+        member: usize,
+        base: Job,
+        stdout: Captured,
+        stderr: Captured,
+        why: &str,
+    ) {
+        let name = &self.members[member].name;
+        let view = job.ended_by_fleet(
+            base,
+            JobStatus::Failed,
+            EndReason::WorkerLost,
+            format!("worker `{name}` was lost while it had this job: {why}"),
+        );
+        tracing::warn!(job_id = %job.id, worker = %name, reason = %why, "job lost with its worker");
+        let run = EndedRun {
+            member: Some(member),
+            job: view,
+            stdout,
+            stderr,
+            artifacts: None,
+            at: Instant::now(),
+        };
+        if job.finish(run, true) {
+            self.members[member].lost.fetch_add(1, Ordering::Relaxed);
+            self.retire(job, Some(member));
+        }
+    }
+
+    fn retire(self: &Arc<Self>, job: &Arc<RoutedJob>, member: Option<usize>) {
+        {
+            let mut book = self.book();
+            if let Some(member) = member {
+                book.in_flight[member] -= 1;
+            }
+            book.ended.push_back(job.clone());
+            self.expire(&mut book);
+        }
+        self.pump();
+    }
+
+    /// Places queued jobs, oldest first, on workers with room; a job whose workers are all full
+    /// does not hold back the ones behind it.
+    pub fn pump(self: &Arc<Self>) {
+        let placements: Vec<(Arc<RoutedJob>, usize)> = {
+            let mut book = self.book();
+            if !book.accepting {
+                return;
+            }
+            let mut placements = Vec::new();
+            let mut index = 0;
+            while index < book.queue.len() {
+                match self.pick(&book, &book.queue[index].candidates) {
+                    Some(member) => {
+                        book.in_flight[member] += 1;
+                        if let Some(job) = book.queue.remove(index) {
+                            *job.state() = RoutedState::Placing {
+                                member,
+                                cancel: None,
+                            };
+                            placements.push((job, member));
+                        }
+                    }
+                    None => index += 1,
+                }
+            }
+            placements
+        };
+        for (job, member) in placements {
+            let router = self.clone();
+            tokio::spawn(async move {
+                if let Err(error) = router.place(job.clone(), member, None).await {
+                    // Nobody is waiting on a reply: the job itself carries the refusal.
+                    let base = job.unplaced_view(Some(router.members[member].name.clone()));
+                    let view = job.ended_by_fleet(
+                        base,
+                        JobStatus::Failed,
+                        EndReason::PrepareError,
+                        format!(
+                            "worker `{}` refused the job: {error}",
+                            router.members[member].name
+                        ),
+                    );
+                    router.book().jobs.insert(job.id.clone(), job.clone());
+                    if job.finish(EndedRun::unran(view), true) {
+                        router.retire(&job, None);
+                    }
+                }
+            });
+        }
+    }
+
+    pub fn view(&self, job: &RoutedJob, with_result: bool) -> Job {
+        let local = {
+            let state = job.state();
+            match &*state {
+                RoutedState::Pending => return job.unplaced_view(None),
+                RoutedState::Placing { member, .. } => {
+                    return job.unplaced_view(Some(self.members[*member].name.clone()));
+                }
+                RoutedState::Remote(run) => return run.view(),
+                RoutedState::Ended(run) => return run.view(with_result),
+                RoutedState::Local { member } => *member,
+            }
+        };
+        self.local_view(&job.id, with_result, local)
+            .unwrap_or_else(|_| job.unplaced_view(None))
+    }
+
+    fn local_view(
+        &self,
+        job_id: &str,
+        with_result: bool,
+        member: usize,
+    ) -> Result<Job, WorkerError> {
+        let mut job = self.local.pool.view(job_id, with_result)?;
+        job.worker = Some(self.members[member].name.clone());
+        Ok(job)
+    }
+
+    fn local_member(&self) -> Option<usize> {
+        self.members
+            .iter()
+            .position(|m| matches!(m.kind, MemberKind::Local { .. }))
+    }
+
+    pub fn status(&self, job_id: &str) -> Result<Job, WorkerError> {
+        match self.find(job_id) {
+            Some(job) => Ok(self.view(&job, false)),
+            None => self.local_lookup(job_id, false),
+        }
+    }
+
+    fn local_lookup(&self, job_id: &str, with_result: bool) -> Result<Job, WorkerError> {
+        match self.local_member() {
+            Some(member) => self.local_view(job_id, with_result, member),
+            None => Err(WorkerError::UnknownJob {
+                job_id: job_id.to_owned(),
+            }),
+        }
+    }
+
+    pub fn events(&self, job_id: &str) -> Result<Arc<crate::pool::events::EventLog>, WorkerError> {
+        match self.find(job_id) {
+            Some(job) => Ok(job.log.clone()),
+            None if self.local_member().is_some() => self.local.pool.events(job_id),
+            None => Err(WorkerError::UnknownJob {
+                job_id: job_id.to_owned(),
+            }),
+        }
+    }
+
+    pub async fn collect(&self, params: CollectParams) -> Result<CollectResult, WorkerError> {
+        let max = params.max_bytes.unwrap_or(crate::pool::DEFAULT_PAGE_BYTES);
+        if !(1..=crate::pool::MAX_PAGE_BYTES).contains(&max) {
+            return Err(WorkerError::invalid_params(
+                "max_bytes",
+                format!("must be between 1 and {}", crate::pool::MAX_PAGE_BYTES),
+            ));
+        }
+        let Some(job) = self.find(&params.job_id) else {
+            if self.local_member().is_none() {
+                return Err(WorkerError::UnknownJob {
+                    job_id: params.job_id,
+                });
+            }
+            return self.local.pool.collect(params).await;
+        };
+        let forward = {
+            let state = job.state();
+            match &*state {
+                RoutedState::Local { .. } => None,
+                RoutedState::Remote(run) => Some((run.live.clone(), run.member)),
+                RoutedState::Ended(run) => {
+                    let page = |c: &Captured| {
+                        crate::pool::page_of(&c.data, c.total, params.stream_offset, max, true)
+                    };
+                    return Ok(CollectResult {
+                        job_id: run.job.job_id.clone(),
+                        status: run.job.status,
+                        phase: run.job.phase,
+                        exit_code: run.job.exit_code,
+                        reason: run.job.reason,
+                        stdout: page(&run.stdout),
+                        stderr: page(&run.stderr),
+                        artifacts: if params.include_artifacts.unwrap_or(true) {
+                            run.artifacts.clone()
+                        } else {
+                            None
+                        },
+                        metrics: run.job.metrics.clone(),
+                    });
+                }
+                RoutedState::Pending | RoutedState::Placing { .. } => {
+                    let empty = crate::pool::page_of(&[], 0, 0, max, false);
+                    return Ok(CollectResult {
+                        job_id: job.id.clone(),
+                        status: JobStatus::Queued,
+                        phase: Phase::Init,
+                        exit_code: None,
+                        reason: None,
+                        stdout: empty.clone(),
+                        stderr: empty,
+                        artifacts: None,
+                        metrics: None,
+                    });
+                }
+            }
+        };
+        match forward {
+            None => self.local.pool.collect(params).await,
+            Some((live, member)) => {
+                let request = serde_json::to_value(&params).unwrap_or_default();
+                match live
+                    .connection
+                    .call_as::<CollectResult>("worker_collect_output", request)
+                    .await
+                {
+                    Ok(result) => Ok(result),
+                    Err(error) => {
+                        // The job may have ended (or been lost) meanwhile: answer from the copy.
+                        if job.is_ended() {
+                            return Box::pin(self.collect(params)).await;
+                        }
+                        Err(self.remote_error(member, error))
+                    }
+                }
+            }
+        }
+    }
+
+    fn remote_error(&self, member: usize, error: super::client::CallError) -> WorkerError {
+        let name = &self.members[member].name;
+        match error {
+            super::client::CallError::Rpc {
+                code,
+                message,
+                data,
+            } => {
+                let mut data = data.unwrap_or_else(|| serde_json::json!({}));
+                if let Some(object) = data.as_object_mut() {
+                    object.insert("worker".into(), name.clone().into());
+                }
+                WorkerError::Remote {
+                    code,
+                    message,
+                    data,
+                }
+            }
+            super::client::CallError::Lost(why) => {
+                WorkerError::internal(format!("worker `{name}` did not answer: {why}"))
+            }
+        }
+    }
+
+    pub async fn cancel(&self, job_id: &str, reason: Option<String>) -> Result<Job, WorkerError> {
+        let Some(job) = self.find(job_id) else {
+            if self.local_member().is_none() {
+                return Err(WorkerError::UnknownJob {
+                    job_id: job_id.to_owned(),
+                });
+            }
+            let mut view = self.local.pool.cancel(job_id, reason).await?;
+            view.worker = self.local_member().map(|m| self.members[m].name.clone());
+            return Ok(view);
+        };
+        enum Next {
+            Dequeued,
+            Wait,
+            Local(usize),
+            Remote(Arc<super::remote::Live>, usize),
+            Done,
+        }
+        let next = {
+            let mut book = self.book();
+            let mut state = job.state();
+            match &mut *state {
+                RoutedState::Pending => {
+                    book.queue.retain(|queued| !Arc::ptr_eq(queued, &job));
+                    Next::Dequeued
+                }
+                RoutedState::Placing { cancel, .. } => {
+                    *cancel = Some(reason.clone());
+                    Next::Wait
+                }
+                RoutedState::Local { member } => Next::Local(*member),
+                RoutedState::Remote(run) => Next::Remote(run.live.clone(), run.member),
+                RoutedState::Ended(_) => Next::Done,
+            }
+        };
+        match next {
+            Next::Dequeued => {
+                let view = job.ended_by_fleet(
+                    job.unplaced_view(None),
+                    JobStatus::Cancelled,
+                    EndReason::Cancelled,
+                    reason.unwrap_or_else(|| "cancelled before any worker had it".into()),
+                );
+                if job.finish(EndedRun::unran(view), true) {
+                    let mut book = self.book();
+                    book.ended.push_back(job.clone());
+                    self.expire(&mut book);
+                }
+            }
+            Next::Wait => {
+                let _ = tokio::time::timeout(self.cancel_patience, job.wait_ended()).await;
+            }
+            Next::Local(member) => {
+                let mut view = self.local.pool.cancel(job_id, reason).await?;
+                view.worker = Some(self.members[member].name.clone());
+                return Ok(view);
+            }
+            Next::Remote(live, member) => {
+                live.connection
+                    .call(
+                        "worker_cancel_job",
+                        serde_json::json!({"job_id": job_id, "reason": reason}),
+                    )
+                    .await
+                    .or_else(|error| match error {
+                        // Lost: the job ends `worker_lost` by its follower, which we wait for.
+                        super::client::CallError::Lost(_) => Ok(serde_json::Value::Null),
+                        rpc => Err(self.remote_error(member, rpc)),
+                    })?;
+                let _ = tokio::time::timeout(self.cancel_patience, job.wait_ended()).await;
+            }
+            Next::Done => {}
+        }
+        Ok(self.view(&job, false))
+    }
+
+    pub fn list(&self, params: ListParams) -> ListResult {
+        let mut sessions = Vec::new();
+        if let Some(member) = self.local_member() {
+            let name = self.members[member].name.clone();
+            sessions.extend(
+                self.local
+                    .pool
+                    .list(params.clone())
+                    .sessions
+                    .into_iter()
+                    .map(|mut summary| {
+                        summary.worker = Some(name.clone());
+                        summary
+                    }),
+            );
+        }
+        let routed: Vec<Arc<RoutedJob>> = {
+            let mut book = self.book();
+            self.expire(&mut book);
+            book.jobs.values().cloned().collect()
+        };
+        for job in routed {
+            if matches!(*job.state(), RoutedState::Local { .. }) {
+                continue;
+            }
+            let summary = super::job::summary(&self.view(&job, false), &job.command);
+            if params.status.is_none_or(|wanted| wanted == summary.status) {
+                sessions.push(summary);
+            }
+        }
+        sessions.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        ListResult { sessions }
+    }
+
+    pub async fn metrics(&self) -> FleetMetrics {
+        let (pending, in_flight) = {
+            let book = self.book();
+            (book.queue.len() as u64, book.in_flight.clone())
+        };
+        let probes = self.members.iter().map(|member| async move {
+            let MemberKind::Remote(remote) = &member.kind else {
+                return None;
+            };
+            let live = remote.live()?;
+            let started = Instant::now();
+            let answer = tokio::time::timeout(
+                REMOTE_METRICS_PATIENCE,
+                live.connection
+                    .call_as::<MetricsResult>("worker_get_metrics", serde_json::json!({})),
+            )
+            .await;
+            let Ok(Ok(theirs)) = answer else { return None };
+            Some(RemoteWorkerMetrics {
+                uptime_ms: theirs.uptime_ms,
+                queue_depth: theirs.queue_depth,
+                active_sessions: theirs.active_sessions,
+                max_concurrent_sessions: theirs.max_concurrent_sessions,
+                host: theirs.host,
+                process: theirs.process,
+                rtt_ms: started.elapsed().as_secs_f64() * 1e3,
+            })
+        });
+        let remotes = futures::future::join_all(probes).await;
+        let workers = self
+            .members
+            .iter()
+            .zip(remotes)
+            .enumerate()
+            .map(|(index, (member, remote))| {
+                let mut metrics = WorkerMetrics {
+                    name: member.name.clone(),
+                    kind: "local".into(),
+                    link: WorkerLink::Up,
+                    labels: member.labels.clone(),
+                    capacity: member.capacity() as u64,
+                    running: in_flight[index] as u64,
+                    dispatched: member.dispatched.load(Ordering::Relaxed),
+                    lost: member.lost.load(Ordering::Relaxed),
+                    address: None,
+                    remote_worker_id: None,
+                    connects: None,
+                    last_error: None,
+                    handshake_ms: None,
+                    remote,
+                };
+                if let MemberKind::Remote(link) = &member.kind {
+                    let stats = link.stats();
+                    metrics.kind = "ssh".into();
+                    metrics.address = Some(format!("{}:{}", link.entry.host, link.entry.port));
+                    metrics.connects = Some(stats.connects);
+                    metrics.last_error = stats.last_error;
+                    metrics.handshake_ms = stats.handshake_ms;
+                    match link.link() {
+                        Link::Up(live) => {
+                            metrics.remote_worker_id = Some(live.worker_id.clone());
+                        }
+                        Link::Connecting => metrics.link = WorkerLink::Connecting,
+                        Link::Down { .. } => metrics.link = WorkerLink::Down,
+                    }
+                }
+                metrics
+            })
+            .collect();
+        FleetMetrics { pending, workers }
+    }
+
+    /// Stops taking jobs, ends the queued ones, closes every remote link (each remote worker
+    /// sees its stdin end and stops its jobs) and marks their jobs ended with the worker.
+    pub fn shutdown(&self) {
+        let (queued, routed) = {
+            let mut book = self.book();
+            book.accepting = false;
+            let queued: Vec<_> = book.queue.drain(..).collect();
+            let routed: Vec<_> = book.jobs.values().cloned().collect();
+            (queued, routed)
+        };
+        for job in queued.iter().chain(routed.iter()) {
+            let base = match &*job.state() {
+                RoutedState::Pending => job.unplaced_view(None),
+                RoutedState::Placing { member, .. } => {
+                    job.unplaced_view(Some(self.members[*member].name.clone()))
+                }
+                RoutedState::Remote(run) => run.view(),
+                RoutedState::Local { .. } | RoutedState::Ended(_) => continue,
+            };
+            let view = job.ended_by_fleet(
+                base,
+                JobStatus::Killed,
+                EndReason::WorkerShutdown,
+                "the worker shut down; a remote job is stopped with it".into(),
+            );
+            job.finish(EndedRun::unran(view), true);
+        }
+        for member in &self.members {
+            if let MemberKind::Remote(remote) = &member.kind {
+                remote.stop();
+            }
+        }
+    }
+}
+
+/// Which of the `(name, labels)` workers a job may run on.
+pub fn candidates<'a>(
+    workers: impl Iterator<Item = (&'a str, &'a [String])>,
+    spec: &JobSpec,
+) -> Result<Vec<usize>, WorkerError> {
+    let wanted: &[String] = spec.labels.as_deref().unwrap_or_default();
+    let mut named = false;
+    let mut chosen = Vec::new();
+    let mut names = Vec::new();
+    for (index, (name, labels)) in workers.enumerate() {
+        names.push(name.to_owned());
+        if let Some(worker) = &spec.worker {
+            if worker != name {
+                continue;
+            }
+            named = true;
+        }
+        if wanted.iter().all(|label| labels.contains(label)) {
+            chosen.push(index);
+        }
+    }
+    if let Some(worker) = &spec.worker
+        && !named
+    {
+        return Err(WorkerError::invalid_params(
+            "worker",
+            format!(
+                "no worker is named `{worker}`; the workers are: {}",
+                names.join(", ")
+            ),
+        ));
+    }
+    if chosen.is_empty() {
+        return Err(WorkerError::invalid_params(
+            "labels",
+            format!(
+                "no worker{} carries every label of {:?}",
+                spec.worker
+                    .as_deref()
+                    .map(|w| format!(" named `{w}`"))
+                    .unwrap_or_default(),
+                wanted
+            ),
+        ));
+    }
+    Ok(chosen)
+}
