@@ -1,0 +1,358 @@
+//! Routing across workers through the real binary. The SSH client is replaced by a test double
+//! (a script that runs the remote worker directly), so routing, requeueing and loss can be
+//! driven precisely: killing the double is a host vanishing. The real `ssh`/`sshd` hop is
+//! covered in `remote_ssh.rs`.
+
+mod common;
+mod stream_util;
+
+use common::{BIN, Worker, eventually};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A "host": a script standing in for `ssh`, running the remote worker with its own dirs.
+struct FakeHost {
+    name: String,
+    dir: tempfile::TempDir,
+}
+
+impl FakeHost {
+    fn new(name: &str, sessions: usize) -> FakeHost {
+        let dir = tempfile::tempdir().unwrap();
+        let script = format!(
+            "#!/bin/sh\necho $$ > {dir}/pid\nexec {BIN} serve --set session.base_dir={dir}/sessions --set worker.max_concurrent_sessions={sessions}\n",
+            dir = dir.path().display()
+        );
+        let path = dir.path().join("ssh");
+        std::fs::write(&path, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        FakeHost {
+            name: name.into(),
+            dir,
+        }
+    }
+
+    fn entry(&self, labels: &[&str]) -> Value {
+        json!({"kind": "ssh", "name": self.name, "host": self.name, "program": self.dir.path().join("ssh"),
+               "labels": labels, "max_concurrent": 8, "alive_interval_secs": 1})
+    }
+
+    fn pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.dir.path().join("pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The host vanishes: its worker dies without a word.
+    fn kill(&self) {
+        let pid = self.pid().expect("the host was started");
+        // SAFETY: plain kill(2) on a pid this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+
+    fn alive(&self) -> bool {
+        self.pid()
+            .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+    }
+
+    fn sessions(&self) -> PathBuf {
+        self.dir.path().join("sessions")
+    }
+}
+
+fn fleet(workers: Value, extra: &[&str]) -> Worker {
+    let workers = format!("workers={workers}");
+    let mut settings = vec![workers.as_str(), "policy.mode=off"];
+    settings.extend_from_slice(extra);
+    let mut w = Worker::start_full(&settings, &[]);
+    // Wait until every remote is connected, so placement is deterministic.
+    let deadline = Instant::now() + common::PATIENCE;
+    loop {
+        let metrics = w.call("worker_get_metrics", json!({}));
+        let workers = metrics["fleet"]["workers"].as_array().unwrap().clone();
+        if workers.iter().all(|w| w["link"] == "up") {
+            return w;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "remotes never came up: {metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn worker_of(job: &Value) -> String {
+    job["worker"].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn jobs_run_on_the_named_or_labelled_worker_with_output_and_artifacts() {
+    let big = FakeHost::new("big", 2);
+    let mut w = fleet(
+        json!([{"kind": "local", "labels": ["small"]}, big.entry(&["gpu"])]),
+        &[],
+    );
+    let job = w.dispatch(json!({
+        "command": "echo out; echo err >&2; printf 'é\\377' > $OUTPUT_DIR/bin.dat; echo hi > $OUTPUT_DIR/a.txt",
+        "labels": ["gpu"], "wait_ms": 20000
+    }));
+    assert_eq!(job["status"], "finished", "{job}");
+    assert_eq!(worker_of(&job), "big");
+    assert_eq!(job["stdout"], "out\n");
+    assert_eq!(job["stderr"], "err\n");
+    let artifacts = job["artifacts"].as_array().unwrap();
+    assert_eq!(artifacts.len(), 2, "{job}");
+    let collected = w.call(
+        "worker_collect_output",
+        json!({"job_id": job["job_id"], "max_bytes": 2}),
+    );
+    assert_eq!(collected["stdout"]["data"], "ou");
+    assert_eq!(collected["stdout"]["next_offset"], 2);
+    assert_eq!(collected["stdout"]["kept_bytes"], 4);
+
+    let local = w.dispatch(json!({"command": "echo here", "worker": "local", "wait_ms": 20000}));
+    assert_eq!(worker_of(&local), "local");
+    assert_eq!(local["stdout"], "here\n");
+
+    let error = w.call_err(
+        "worker_dispatch_job",
+        json!({"command": "true", "worker": "nowhere"}),
+    );
+    assert_eq!(error["code"], -32602, "{error}");
+    assert_eq!(error["data"]["field"], "worker");
+    let error = w.call_err(
+        "worker_dispatch_job",
+        json!({"command": "true", "labels": ["gpu", "small"]}),
+    );
+    assert_eq!(error["code"], -32602, "{error}");
+    assert_eq!(error["data"]["field"], "labels");
+
+    // A remote's own refusal comes back as it is, naming the worker.
+    let error = w.call_err(
+        "worker_dispatch_job",
+        json!({"command": "true", "worker": "big", "limits": {"memory": "1000GiB"}}),
+    );
+    assert_eq!(error["code"], -32004, "{error}");
+    assert_eq!(error["data"]["worker"], "big");
+
+    // Ids are unique across workers.
+    let error = w.call_err(
+        "worker_dispatch_job",
+        json!({"command": "true", "job_id": job["job_id"]}),
+    );
+    assert_eq!(error["code"], -32005, "{error}");
+
+    let listed = w.call("worker_list_sessions", json!({}));
+    let workers: Vec<String> = listed["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(worker_of)
+        .collect();
+    assert_eq!(workers, ["big", "local"], "{listed}");
+}
+
+#[test]
+fn load_spreads_and_the_fleet_queues_what_no_worker_has_room_for() {
+    let a = FakeHost::new("a", 1);
+    let b = FakeHost::new("b", 1);
+    let mut w = fleet(json!([a.entry(&[]), b.entry(&[])]), &[]);
+    let metrics = w.call("worker_get_metrics", json!({}));
+    for worker in metrics["fleet"]["workers"].as_array().unwrap() {
+        assert_eq!(worker["capacity"], 1, "the remote's own cap wins: {worker}");
+    }
+    // Jobs run sandboxed (no view of this test's /tmp), so a long sleep and a cancel pace them.
+    for i in 0..2 {
+        w.dispatch(json!({"job_id": format!("j{i}"), "command": "sleep 30"}));
+    }
+    w.dispatch(json!({"job_id": "j2", "command": "echo done"}));
+    w.wait_status("j0", "running");
+    w.wait_status("j1", "running");
+    let placed: Vec<String> = ["j0", "j1"]
+        .iter()
+        .map(|id| worker_of(&w.call("worker_get_status", json!({"job_id": id}))))
+        .collect();
+    let mut sorted = placed.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["a", "b"], "one job per worker");
+    let third = w.call("worker_get_status", json!({"job_id": "j2"}));
+    assert_eq!(third["status"], "queued", "{third}");
+    assert!(
+        third.get("worker").is_none(),
+        "no worker has it yet: {third}"
+    );
+    let metrics = w.call("worker_get_metrics", json!({}));
+    assert_eq!(metrics["fleet"]["pending"], 1, "{metrics}");
+
+    w.call("worker_cancel_job", json!({"job_id": "j0"}));
+    let job = w.wait_ended("j2");
+    assert_eq!(job["status"], "finished", "{job}");
+    assert_eq!(worker_of(&job), placed[0], "j2 took the slot j0 left");
+    let collected = w.call("worker_collect_output", json!({"job_id": "j2"}));
+    assert_eq!(collected["stdout"]["data"], "done\n");
+    w.call("worker_cancel_job", json!({"job_id": "j1"}));
+}
+
+#[test]
+fn a_lost_host_fails_its_jobs_worker_lost_and_queued_jobs_move() {
+    let a = FakeHost::new("a", 1);
+    let b = FakeHost::new("b", 1);
+    let mut w = fleet(json!([a.entry(&["x"]), b.entry(&["x"])]), &[]);
+    for i in 0..2 {
+        w.dispatch(json!({"job_id": format!("j{i}"), "command": "echo started; sleep 30", "labels": ["x"]}));
+    }
+    w.dispatch(json!({"job_id": "j2", "command": "echo moved", "labels": ["x"]}));
+    assert_eq!(
+        w.call("worker_get_status", json!({"job_id": "j2"}))["status"],
+        "queued"
+    );
+    w.wait_status("j0", "running");
+    w.wait_status("j1", "running");
+    let on_a = ["j0", "j1"]
+        .into_iter()
+        .find(|id| worker_of(&w.call("worker_get_status", json!({"job_id": id}))) == "a")
+        .unwrap();
+    // Wait until its output has come back, so the lost job shows what it wrote.
+    eventually("output of the job on a copied", || {
+        w.call("worker_get_status", json!({"job_id": on_a}))["stdout_bytes"] == 8
+    });
+    let lost_at = Instant::now();
+    a.kill();
+    let lost = w.wait_ended(on_a);
+    let noticed = lost_at.elapsed();
+    assert_eq!(lost["status"], "failed", "{lost}");
+    assert_eq!(lost["reason"], "worker_lost", "{lost}");
+    assert!(lost["message"].as_str().unwrap().contains("`a`"), "{lost}");
+    eprintln!("worker_lost noticed after {noticed:?}");
+    let collected = w.call("worker_collect_output", json!({"job_id": on_a}));
+    assert_eq!(collected["stdout"]["data"], "started\n", "{collected}");
+    assert_eq!(collected["reason"], "worker_lost");
+
+    // The queued job never left this process: it runs on the first worker with room (a,
+    // once it is back: b is still busy).
+    let moved = w.wait_ended("j2");
+    assert_eq!(moved["status"], "finished", "{moved}");
+    assert_eq!(moved["stdout"], Value::Null, "status carries no bodies");
+    let on_b = if on_a == "j0" { "j1" } else { "j0" };
+    let survivor = w.call("worker_get_status", json!({"job_id": on_b}));
+    assert_eq!(survivor["status"], "running", "b is unaffected: {survivor}");
+    w.call("worker_cancel_job", json!({"job_id": on_b}));
+    let metrics = w.call("worker_get_metrics", json!({}));
+    let a_metrics = &metrics["fleet"]["workers"][0];
+    assert_eq!(a_metrics["lost"], 1, "{metrics}");
+    // The link comes back by itself: a restarted host takes jobs again.
+    eventually("a reconnected", || {
+        let metrics = w.call("worker_get_metrics", json!({}));
+        metrics["fleet"]["workers"][0]["link"] == "up"
+            && metrics["fleet"]["workers"][0]["connects"] == 2
+    });
+    let again = w.dispatch(json!({"command": "echo back", "worker": "a", "wait_ms": 20000}));
+    assert_eq!(again["stdout"], "back\n", "{again}");
+}
+
+#[test]
+fn results_outlive_the_host_that_produced_them() {
+    let a = FakeHost::new("a", 1);
+    let mut w = fleet(json!([a.entry(&[])]), &[]);
+    let job = w.dispatch(json!({
+        "command": "seq 1 20000; echo art > $OUTPUT_DIR/r.txt", "wait_ms": 20000
+    }));
+    assert_eq!(job["status"], "finished", "{job}");
+    a.kill();
+    eventually("a noticed down", || {
+        w.call("worker_get_metrics", json!({}))["fleet"]["workers"][0]["link"] != "up"
+    });
+    let status = w.call("worker_get_status", json!({"job_id": job["job_id"]}));
+    assert_eq!(status["status"], "finished");
+    let collected = w.call(
+        "worker_collect_output",
+        json!({"job_id": job["job_id"], "max_bytes": 16777216}),
+    );
+    let expected: String = (1..=20000).map(|i| format!("{i}\n")).collect();
+    assert_eq!(collected["stdout"]["data"], expected.as_str());
+    assert_eq!(collected["stdout"]["eof"], true);
+    assert_eq!(collected["artifacts"][0]["content"], "art\n");
+}
+
+#[test]
+fn cancel_timeout_and_streaming_cross_the_hop() {
+    let a = FakeHost::new("a", 2);
+    let mut c = stream_util::Client::new(fleet(json!([a.entry(&[])]), &[]));
+    let job = c.dispatch(json!({"command": "echo begin; sleep 30"}));
+    let id = job["job_id"].as_str().unwrap().to_owned();
+    let sub = c.subscribe(&id, None);
+    c.w.wait_status(&id, "running");
+    eventually("output copied", || {
+        c.call("worker_get_status", json!({"job_id": id}))["stdout_bytes"] == 6
+    });
+    let cancelled = c.call(
+        "worker_cancel_job",
+        json!({"job_id": id, "reason": "enough"}),
+    );
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    assert_eq!(cancelled["worker"], "a");
+    let events = c.until_end(&[sub]).remove(0);
+    let (out, _) = stream_util::check_stream(&events, 1);
+    assert_eq!(out, b"begin\n");
+    let end = events.last().unwrap();
+    assert_eq!(end["kind"], "end");
+    assert_eq!(end["job"]["status"], "cancelled");
+
+    let timed =
+        c.dispatch(json!({"command": "sleep 30", "limits": {"timeout": 300}, "wait_ms": 20000}));
+    assert_eq!(timed["status"], "timeout", "{timed}");
+    assert_eq!(timed["worker"], "a");
+    assert!(c.w.leftover_processes().is_empty());
+}
+
+#[test]
+fn stopping_the_sidecar_stops_the_remotes_and_leaves_nothing() {
+    let a = FakeHost::new("a", 2);
+    let mut w = fleet(json!([{"kind": "local"}, a.entry(&[])]), &[]);
+    let job = w.dispatch(json!({"command": "sleep 30", "worker": "a"}));
+    w.wait_status(job["job_id"].as_str().unwrap(), "running");
+    assert!(a.alive());
+    w.close_stdin();
+    let status = w.wait_exit(common::PATIENCE).expect("the sidecar exits");
+    assert!(status.success(), "{status}");
+    eventually("the remote worker exited", || !a.alive());
+    eventually("no job process left", || w.leftover_processes().is_empty());
+    eventually("no remote session dir left", || {
+        std::fs::read_dir(a.sessions())
+            .map(|dirs| dirs.count() == 0)
+            .unwrap_or(true)
+    });
+}
+
+#[test]
+fn a_bad_workers_config_names_the_entry() {
+    for (workers, needle) in [
+        (
+            json!([{"kind": "ssh", "name": "a", "host": "-oProxyCommand=x"}]),
+            "workers[0].host",
+        ),
+        (
+            json!([{"kind": "local"}, {"kind": "local", "name": "b"}]),
+            "at most one `local`",
+        ),
+        (
+            json!([{"kind": "ssh", "name": "a", "host": "h"}, {"kind": "ssh", "name": "a", "host": "i"}]),
+            "used twice",
+        ),
+        (json!([{"kind": "ftp", "name": "a"}]), "workers"),
+    ] {
+        let output = std::process::Command::new(BIN)
+            .args(["serve", "--set", &format!("workers={workers}")])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{workers}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(needle), "{workers}: {stderr}");
+        assert!(output.stdout.is_empty());
+    }
+}
