@@ -240,6 +240,52 @@ pub fn render(result: &MetricsResult, metrics: &Metrics) -> String {
         "Host memory available.",
         host.memory_available_bytes as f64,
     );
+    if let Some(fleet) = &result.fleet {
+        out.single(
+            "fleet_pending_jobs",
+            "gauge",
+            "Jobs waiting in the fleet's queue for a worker with room.",
+            fleet.pending as f64,
+        );
+        let families: [(&str, &str, &str, fn(&crate::protocol::WorkerMetrics) -> f64); 5] = [
+            (
+                "fleet_worker_up",
+                "gauge",
+                "1 when the worker's link is up.",
+                |w| f64::from(u8::from(w.link == crate::protocol::WorkerLink::Up)),
+            ),
+            (
+                "fleet_worker_capacity",
+                "gauge",
+                "Jobs the worker takes at once now.",
+                |w| w.capacity as f64,
+            ),
+            (
+                "fleet_worker_running_jobs",
+                "gauge",
+                "Jobs routed to the worker that have not ended.",
+                |w| w.running as f64,
+            ),
+            (
+                "fleet_worker_dispatched_total",
+                "counter",
+                "Jobs routed to the worker since start.",
+                |w| w.dispatched as f64,
+            ),
+            (
+                "fleet_worker_lost_jobs_total",
+                "counter",
+                "The worker's jobs that ended worker_lost.",
+                |w| w.lost as f64,
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            out.family(name, kind, help);
+            for worker in &fleet.workers {
+                out.sample(name, &[("worker", &worker.name)], value(worker));
+            }
+        }
+    }
     out.0
 }
 

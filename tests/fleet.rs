@@ -185,8 +185,16 @@ fn load_spreads_and_the_fleet_queues_what_no_worker_has_room_for() {
         third.get("worker").is_none(),
         "no worker has it yet: {third}"
     );
-    let metrics = w.call("worker_get_metrics", json!({}));
+    let metrics = w.call("worker_get_metrics", json!({"format": "prometheus"}));
     assert_eq!(metrics["fleet"]["pending"], 1, "{metrics}");
+    let text = metrics["text"].as_str().unwrap();
+    for line in [
+        "opencode_worker_fleet_pending_jobs 1",
+        "opencode_worker_fleet_worker_up{worker=\"a\"} 1",
+        "opencode_worker_fleet_worker_running_jobs{worker=\"b\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
 
     w.call("worker_cancel_job", json!({"job_id": "j0"}));
     let job = w.wait_ended("j2");
