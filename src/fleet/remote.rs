@@ -49,7 +49,7 @@ pub struct LinkStats {
     pub failures: u64,
     pub last_error: Option<String>,
     pub up_since: Option<SystemTime>,
-    /// Round trip of the `initialize` call on the last connect, in milliseconds.
+    /// From starting `ssh` to the `initialize` answer on the last connect, in milliseconds.
     pub handshake_ms: Option<f64>,
 }
 

@@ -250,7 +250,8 @@ pub struct WorkerMetrics {
     /// Why the link last dropped or failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
-    /// Round trip of the `initialize` call on the last connect, in milliseconds.
+    /// From starting `ssh` to the remote's `initialize` answer on the last connect (key
+    /// exchange, authentication, remote start-up), in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handshake_ms: Option<f64>,
     /// The remote worker's own figures, when it answered in time.
