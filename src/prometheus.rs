@@ -247,7 +247,8 @@ pub fn render(result: &MetricsResult, metrics: &Metrics) -> String {
             "Jobs waiting in the fleet's queue for a worker with room.",
             fleet.pending as f64,
         );
-        let families: [(&str, &str, &str, fn(&crate::protocol::WorkerMetrics) -> f64); 5] = [
+        type Reading = fn(&crate::protocol::WorkerMetrics) -> f64;
+        let families: [(&str, &str, &str, Reading); 5] = [
             (
                 "fleet_worker_up",
                 "gauge",
