@@ -196,8 +196,12 @@ impl Sshd {
     }
 
     fn entry(&self) -> Value {
+        self.named_entry("ssh-loopback")
+    }
+
+    fn named_entry(&self, name: &str) -> Value {
         let path = self.dir.path();
-        json!({"kind": "ssh", "name": "ssh-loopback", "host": "127.0.0.1", "port": self.port,
+        json!({"kind": "ssh", "name": name, "host": "127.0.0.1", "port": self.port,
                "user": "root", "identity_file": path.join("client"),
                "known_hosts": path.join("known_hosts"), "max_concurrent": 4})
     }
@@ -252,6 +256,55 @@ fn children(pid: u32) -> Vec<u32> {
         }
     }
     found
+}
+
+/// Proportional set size: shared pages split among the processes sharing them, so the sum over
+/// many ssh clients is what they really cost.
+fn pss_kib(pid: u32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// N remotes (all on the one loopback sshd): time until all are up, and what they cost here.
+fn scale(sshd: &Sshd, scratch: &Path, hosts: usize) {
+    let entries: Vec<Value> = (0..hosts)
+        .map(|i| sshd.named_entry(&format!("h{i}")))
+        .collect();
+    let started = Instant::now();
+    let mut fleet = Client::start(&[
+        format!("session.base_dir={}", scratch.display()),
+        format!("workers={}", Value::Array(entries)),
+    ]);
+    fleet.wait_up();
+    let up = started.elapsed();
+    let pid = fleet.child.id();
+    let ssh: Vec<u32> = children(pid)
+        .into_iter()
+        .filter(|pid| comm(*pid) == "ssh")
+        .collect();
+    let ssh_pss: u64 = ssh.iter().filter_map(|pid| pss_kib(*pid)).sum();
+    let probe = Instant::now();
+    let metrics = fleet.call("worker_get_metrics", json!({}));
+    let metrics_ms = probe.elapsed().as_secs_f64() * 1e3;
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    println!(
+        "  {hosts:>3} hosts: all up after {:.0} ms; sidecar RSS {} KiB, {fds} fds; {} ssh clients, PSS {} KiB in all ({} KiB each); worker_get_metrics (asks every remote) {metrics_ms:.1} ms",
+        up.as_secs_f64() * 1e3,
+        rss_kib(pid).unwrap_or(0),
+        ssh.len(),
+        ssh_pss,
+        ssh_pss / ssh.len().max(1) as u64,
+    );
+    assert_eq!(
+        metrics["fleet"]["workers"].as_array().map(Vec::len),
+        Some(hosts)
+    );
 }
 
 fn comm(pid: u32) -> String {
@@ -356,6 +409,18 @@ fn main() {
         "  metrics round trip over the hop {:.3} ms",
         worker["remote"]["rtt_ms"].as_f64().unwrap_or(0.0)
     );
+    drop(over_ssh);
+
+    println!("\nmany hosts (BENCH_HOSTS, each its own ssh connection to the loopback sshd)");
+    let most: usize = std::env::var("BENCH_HOSTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(16);
+    let mut hosts = 1;
+    while hosts <= most {
+        scale(&sshd, scratch.path(), hosts);
+        hosts *= 4;
+    }
 }
 
 fn sorted(samples: &[Duration]) -> Vec<Duration> {
