@@ -20,6 +20,16 @@ cargo clippy --all-targets --locked -- -D warnings
 step "Rust unit and integration tests (real binary, real pipes, real processes)"
 cargo test --all-targets --locked
 
+step "Dockerfile and its scripts: hadolint, shellcheck"
+for tool in hadolint shellcheck; do
+  command -v "$tool" >/dev/null || { echo "$tool not found: .ci/run installs it" >&2; exit 1; }
+done
+hadolint Dockerfile
+shellcheck docker/entrypoint.sh docker/healthcheck.sh tests/docker_runtime.sh
+
+step "Docker image's runtime setup outside a container (unprivileged sshd, real ssh client)"
+tests/docker_runtime.sh
+
 if [ -f plugin-shim/package.json ]; then
   step "plugin tests (against the release binary, and inside the real OpenCode)"
   (cd plugin-shim && npm ci --no-audit --no-fund && npm test)
