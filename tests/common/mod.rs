@@ -2,6 +2,8 @@
 //! JSON-RPC to it line by line, the way the plugin does.
 #![allow(dead_code)]
 
+pub mod sshd;
+
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
