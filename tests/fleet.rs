@@ -54,6 +54,13 @@ impl FakeHost {
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
 
+    /// The host's worker hangs: alive, its pipes open, answering nothing.
+    fn freeze(&self) {
+        let pid = self.pid().expect("the host was started");
+        // SAFETY: plain kill(2) on a pid this test started.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+    }
+
     fn alive(&self) -> bool {
         self.pid()
             .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
@@ -260,6 +267,22 @@ fn a_lost_host_fails_its_jobs_worker_lost_and_queued_jobs_move() {
     });
     let again = w.dispatch(json!({"command": "echo back", "worker": "a", "wait_ms": 20000}));
     assert_eq!(again["stdout"], "back\n", "{again}");
+}
+
+#[test]
+fn a_remote_worker_that_stops_answering_is_lost_like_a_dead_host() {
+    let a = FakeHost::new("a", 1);
+    let mut w = fleet(json!([a.entry(&[])]), &[]);
+    let job = w.dispatch(json!({"command": "sleep 60"}));
+    let id = job["job_id"].as_str().unwrap().to_owned();
+    w.wait_status(&id, "running");
+    a.freeze();
+    let lost = w.wait_ended(&id);
+    assert_eq!(lost["reason"], "worker_lost", "{lost}");
+    assert!(
+        lost["message"].as_str().unwrap().contains("heartbeat"),
+        "{lost}"
+    );
 }
 
 #[test]

@@ -58,7 +58,11 @@ fn worker_of(w: &mut Worker, job_id: &str) -> String {
 fn a_job_runs_on_the_remote_with_files_output_artifacts_cancel_and_timeout() {
     let host = SshHost::loopback("lo");
     let mut w = sidecar(&[&host]);
-    assert_eq!(host.worker_processes().len(), 1, "one remote worker per link");
+    assert_eq!(
+        host.worker_processes().len(),
+        1,
+        "one remote worker per link"
+    );
     let job = w.dispatch(json!({
         "command": "cat in.txt; echo to-err >&2; sha256sum in.txt | cut -c1-8 > $OUTPUT_DIR/sum.txt",
         "files": {"in.txt": "remote input\n"},
@@ -77,7 +81,8 @@ fn a_job_runs_on_the_remote_with_files_output_artifacts_cancel_and_timeout() {
     let cancelled = w.call("worker_cancel_job", json!({"job_id": id, "reason": "test"}));
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
 
-    let timed = w.dispatch(json!({"command": "sleep 60", "limits": {"timeout": 500}, "wait_ms": 30000}));
+    let timed =
+        w.dispatch(json!({"command": "sleep 60", "limits": {"timeout": 500}, "wait_ms": 30000}));
     assert_eq!(timed["status"], "timeout", "{timed}");
     assert_eq!(timed["reason"], "timeout");
 
@@ -107,7 +112,11 @@ fn a_host_killed_mid_job_loses_its_jobs_and_the_pool_keeps_working() {
         "queued"
     );
 
-    let victim = if worker_of(&mut w, "run0") == "k0" { "run0" } else { "run1" };
+    let victim = if worker_of(&mut w, "run0") == "k0" {
+        "run0"
+    } else {
+        "run1"
+    };
     let survivor = if victim == "run0" { "run1" } else { "run0" };
     let killed_at = Instant::now();
     hosts[0].kill();
@@ -150,10 +159,16 @@ fn a_network_cut_is_noticed_by_keepalives_and_the_host_comes_back() {
     let cut_at = Instant::now();
     hosts[0].cut_network();
     let lost = w.wait_ended(&id);
-    eprintln!("worker_lost after the cut: {:?} (keepalive 1 s x 3)", cut_at.elapsed());
+    eprintln!(
+        "worker_lost after the cut: {:?} (keepalive 1 s x 3)",
+        cut_at.elapsed()
+    );
     assert_eq!(lost["reason"], "worker_lost", "{lost}");
     let other = w.dispatch(json!({"command": "echo fine", "worker": "c1", "wait_ms": 30000}));
-    assert_eq!(other["stdout"], "fine\n", "the rest of the pool keeps working");
+    assert_eq!(
+        other["stdout"], "fine\n",
+        "the rest of the pool keeps working"
+    );
     hosts[0].restore_network();
     wait_links(&mut w, |links| links.iter().all(|l| l == "up"));
     let again = w.dispatch(json!({"command": "echo again", "worker": "c0", "wait_ms": 30000}));

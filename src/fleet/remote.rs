@@ -287,6 +287,10 @@ impl Remote {
                 connection.close("the worker is shutting down");
                 "stopped".into()
             }
+            why = self.heartbeat(&connection) => {
+                connection.close(why);
+                connection.why()
+            }
         };
         // The remote sees its stdin end and stops; give ssh a moment to carry that, then kill.
         if tokio::time::timeout(Duration::from_secs(2), child.wait())
@@ -296,6 +300,31 @@ impl Remote {
             let _ = child.kill().await;
         }
         explain(why)
+    }
+
+    /// ssh's keepalives catch a dead host or network; this catches a remote worker that stopped
+    /// answering behind a live ssh, within the same bound. Returns only when it has to give up.
+    async fn heartbeat(&self, connection: &Connection) -> String {
+        let period = Duration::from_secs(self.entry.alive_interval_secs);
+        let patience = period * self.entry.alive_count_max as u32;
+        loop {
+            tokio::time::sleep(period).await;
+            // Cheap to answer: the fleet never leaves jobs queued on a remote.
+            let probe = connection.call(
+                "worker_list_sessions",
+                serde_json::json!({"status": "queued"}),
+            );
+            match tokio::time::timeout(patience, probe).await {
+                Ok(Ok(_) | Err(CallError::Rpc { .. })) => {}
+                Ok(Err(CallError::Lost(why))) => return why,
+                Err(_) => {
+                    return format!(
+                        "the remote worker did not answer a heartbeat within {}s",
+                        patience.as_secs()
+                    );
+                }
+            }
+        }
     }
 
     async fn handshake(
