@@ -189,6 +189,7 @@ export function renderJob(job: any, opts: { waitedMs?: number } = {}): string {
   if (str(job?.phase)) meta.push(`phase: ${job.phase}`);
   const d = duration(job);
   if (d) meta.push(`ran: ${d}`);
+  if (str(job?.worker)) meta.push(`worker: ${job.worker}`);
   if (str(job?.session_id)) meta.push(`session: ${job.session_id}`);
   if (meta.length) out.push(meta.join(" | "));
   if (str(job?.message)) out.push(`message: ${job.message}`);

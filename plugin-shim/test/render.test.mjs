@@ -66,6 +66,14 @@ describe("renderJob", () => {
     assert.doesNotMatch(text, /NOT finished/);
   });
 
+  test("a job lost with its remote worker names the worker and the reason", () => {
+    const text = renderJob({ job_id: "j5", worker: "build-1", status: "failed", reason: "worker_lost", phase: "done",
+      message: "worker `build-1` was lost while it had this job: ssh exited" });
+    assert.match(text, /reason: worker_lost/);
+    assert.match(text, /worker: build-1/);
+    assert.match(text, /was lost while it had this job/);
+  });
+
   test("a kept-but-truncated stream says so", () => {
     const text = renderJob({ job_id: "j3", status: "killed", reason: "output_limit", phase: "done", stdout: "x".repeat(100), stdout_bytes: 5000, stdout_truncated: true, stderr: "" });
     assert.match(text, /went over the job's output limit/);
