@@ -315,10 +315,12 @@ fn comm(pid: u32) -> String {
 }
 
 fn main() {
+    // `cargo test --benches` runs bench targets with --bench absent: keep that quick.
+    let benching = std::env::args().any(|arg| arg == "--bench");
     let jobs: usize = std::env::var("BENCH_JOBS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(300);
+        .unwrap_or(if benching { 300 } else { 20 });
     if !Path::new(SSHD).exists() {
         eprintln!("remote bench: {SSHD} not found (apt-get install openssh-server); skipped");
         return;
@@ -415,7 +417,7 @@ fn main() {
     let most: usize = std::env::var("BENCH_HOSTS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(16);
+        .unwrap_or(if benching { 16 } else { 4 });
     let mut hosts = 1;
     while hosts <= most {
         scale(&sshd, scratch.path(), hosts);
