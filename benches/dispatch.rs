@@ -5,11 +5,12 @@
 //! `cargo bench --bench dispatch` (BENCH_JOBS=N to change the sample size).
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_opencode-worker");
+mod common;
+
+use common::{BIN, Client};
 
 struct Summary {
     p50: f64,
@@ -27,66 +28,6 @@ fn summarize(mut samples: Vec<Duration>) -> Summary {
         p50: at(0.5),
         p90: at(0.9),
         p99: at(0.99),
-    }
-}
-
-struct Client {
-    child: std::process::Child,
-    stdin: std::process::ChildStdin,
-    stdout: BufReader<std::process::ChildStdout>,
-    next_id: u64,
-}
-
-impl Client {
-    fn start(settings: &[String]) -> Client {
-        let mut command = Command::new(BIN);
-        command.arg("serve").env("RUST_LOG", "error");
-        for setting in settings {
-            command.arg("--set").arg(setting);
-        }
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn worker");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        Client {
-            child,
-            stdin,
-            stdout,
-            next_id: 0,
-        }
-    }
-
-    fn send(&mut self, method: &str, params: Value) -> u64 {
-        self.next_id += 1;
-        let line =
-            json!({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params});
-        writeln!(self.stdin, "{line}").unwrap();
-        self.stdin.flush().unwrap();
-        self.next_id
-    }
-
-    fn receive(&mut self) -> Value {
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        let value: Value = serde_json::from_str(&line).expect("reply");
-        assert!(value.get("result").is_some(), "{value}");
-        value
-    }
-
-    fn call(&mut self, method: &str, params: Value) -> Value {
-        self.send(method, params);
-        self.receive()
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        let _ = self.send("shutdown", json!({}));
-        let _ = self.child.wait();
     }
 }
 

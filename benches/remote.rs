@@ -7,12 +7,13 @@
 //! `cargo bench --bench remote` (root and /usr/sbin/sshd needed; BENCH_JOBS=N for sample size).
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_opencode-worker");
+mod common;
+
+use common::{BIN, Client};
 const SSHD: &str = "/usr/sbin/sshd";
 
 fn percentile(sorted: &[Duration], q: f64) -> f64 {
@@ -25,60 +26,22 @@ struct Row {
     samples: Vec<Duration>,
 }
 
-struct Client {
-    child: std::process::Child,
-    stdin: std::process::ChildStdin,
-    stdout: BufReader<std::process::ChildStdout>,
-    next_id: u64,
+/// Fleet-specific calls on the shared client.
+trait Fleet {
+    fn result(&mut self, method: &str, params: Value) -> Value;
+    fn wait_up(&mut self) -> Value;
+    fn jobs(&mut self, name: &str, jobs: usize) -> Row;
 }
 
-impl Client {
-    fn start(settings: &[String]) -> Client {
-        let mut command = Command::new(BIN);
-        command.arg("serve").env("RUST_LOG", "error");
-        for setting in settings {
-            command.arg("--set").arg(setting);
-        }
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn worker");
-        Client {
-            stdin: child.stdin.take().unwrap(),
-            stdout: BufReader::new(child.stdout.take().unwrap()),
-            child,
-            next_id: 0,
-        }
-    }
-
-    fn call(&mut self, method: &str, params: Value) -> Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        writeln!(self.stdin, "{line}").unwrap();
-        self.stdin.flush().unwrap();
-        loop {
-            let mut text = String::new();
-            assert!(
-                self.stdout.read_line(&mut text).unwrap() > 0,
-                "worker exited"
-            );
-            let reply: Value = serde_json::from_str(&text).unwrap();
-            if reply["id"] == id {
-                return reply
-                    .get("result")
-                    .cloned()
-                    .unwrap_or_else(|| panic!("{method}: {reply}"));
-            }
-        }
+impl Fleet for Client {
+    fn result(&mut self, method: &str, params: Value) -> Value {
+        self.call(method, params)["result"].clone()
     }
 
     fn wait_up(&mut self) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let metrics = self.call("worker_get_metrics", json!({}));
+            let metrics = self.result("worker_get_metrics", json!({}));
             if metrics["fleet"]["workers"]
                 .as_array()
                 .is_some_and(|w| w.iter().all(|w| w["link"] == "up"))
@@ -98,7 +61,7 @@ impl Client {
         let samples = (0..jobs)
             .map(|_| {
                 let started = Instant::now();
-                let job = self.call("worker_dispatch_job", spec.clone());
+                let job = self.result("worker_dispatch_job", spec.clone());
                 assert_eq!(job["status"], "finished", "{job}");
                 started.elapsed()
             })
@@ -107,13 +70,6 @@ impl Client {
             name: name.into(),
             samples,
         }
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -290,7 +246,7 @@ fn scale(sshd: &Sshd, scratch: &Path, hosts: usize) {
         .collect();
     let ssh_pss: u64 = ssh.iter().filter_map(|pid| pss_kib(*pid)).sum();
     let probe = Instant::now();
-    let metrics = fleet.call("worker_get_metrics", json!({}));
+    let metrics = fleet.result("worker_get_metrics", json!({}));
     let metrics_ms = probe.elapsed().as_secs_f64() * 1e3;
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
     println!(
@@ -349,7 +305,7 @@ fn main() {
     let metrics = over_ssh.wait_up();
     let connect = connect_started.elapsed();
     rows.push(over_ssh.jobs("fleet -> remote worker over ssh (loopback)", jobs));
-    let metrics_after = over_ssh.call("worker_get_metrics", json!({}));
+    let metrics_after = over_ssh.result("worker_get_metrics", json!({}));
 
     let floor_p50 = percentile(&sorted(&rows[0].samples), 0.5);
     println!("\nper-job latency, {jobs} jobs each (/bin/true, wait_ms), milliseconds");

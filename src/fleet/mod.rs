@@ -90,10 +90,12 @@ impl Fleet {
         match &self.router {
             Some(router) => router.dispatch(spec).await,
             None => {
-                let (name, labels) = &self.solo;
-                candidates(std::iter::once((name.as_str(), labels.as_slice())), &spec)?;
-                spec.worker = None;
-                spec.labels = None;
+                if spec.worker.is_some() || spec.labels.is_some() {
+                    let (name, labels) = &self.solo;
+                    candidates(std::iter::once((name.as_str(), labels.as_slice())), &spec)?;
+                    spec.worker = None;
+                    spec.labels = None;
+                }
                 self.local.dispatch(spec).await
             }
         }

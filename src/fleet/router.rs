@@ -204,7 +204,7 @@ impl Router {
             if !book.accepting {
                 return Err(WorkerError::ShuttingDown);
             }
-            if book.jobs.contains_key(&job_id) || self.local.pool.status(&job_id).is_ok() {
+            if book.jobs.contains_key(&job_id) || self.local.pool.knows(&job_id) {
                 return Err(WorkerError::DuplicateJob { job_id });
             }
             let job = Arc::new(RoutedJob::new(
@@ -267,15 +267,7 @@ impl Router {
                 self.members[member]
                     .dispatched
                     .fetch_add(1, Ordering::Relaxed);
-                let cancel = {
-                    let mut state = job.state();
-                    let cancel = match &mut *state {
-                        RoutedState::Placing { cancel, .. } => cancel.take(),
-                        _ => None,
-                    };
-                    *state = RoutedState::Local { member };
-                    cancel
-                };
+                let cancel = settle(&job, RoutedState::Local { member });
                 if let Some(reason) = cancel {
                     let _ = self.local.pool.cancel(&job.id, reason).await;
                 }
@@ -309,22 +301,17 @@ impl Router {
                             .dispatched
                             .fetch_add(1, Ordering::Relaxed);
                         view.worker = Some(name);
-                        let cancel = {
-                            let mut state = job.state();
-                            let cancel = match &mut *state {
-                                RoutedState::Placing { cancel, .. } => cancel.take(),
-                                _ => None,
-                            };
-                            *state = RoutedState::Remote(Box::new(RemoteRun {
+                        let cancel = settle(
+                            &job,
+                            RoutedState::Remote(Box::new(RemoteRun {
                                 member,
                                 live: live.clone(),
                                 last: view,
                                 stdout: Captured::default(),
                                 stderr: Captured::default(),
                                 complete: true,
-                            }));
-                            cancel
-                        };
+                            })),
+                        );
                         tokio::spawn(super::mirror::follow(
                             self.clone(),
                             job.clone(),
@@ -878,6 +865,17 @@ impl Router {
             }
         }
     }
+}
+
+/// Moves a job out of `Placing` into where it now runs; returns a cancel that came meanwhile.
+fn settle(job: &RoutedJob, next: RoutedState) -> Option<Option<String>> {
+    let mut state = job.state();
+    let cancel = match &mut *state {
+        RoutedState::Placing { cancel, .. } => cancel.take(),
+        _ => None,
+    };
+    *state = next;
+    cancel
 }
 
 /// Which of the `(name, labels)` workers a job may run on.

@@ -165,6 +165,11 @@ impl Pool {
         Ok(self.find(job_id)?.events.clone())
     }
 
+    /// Whether a live or retained job has this id.
+    pub fn knows(&self, job_id: &str) -> bool {
+        self.find(job_id).is_ok()
+    }
+
     pub fn status(&self, job_id: &str) -> Result<Job, WorkerError> {
         Ok(self.find(job_id)?.view(false))
     }
