@@ -237,7 +237,7 @@ impl Router {
         let (job, member) = placed;
         tracing::info!(job_id = %job.id, worker = member.map(|m| self.members[m].name.as_str()), queued = member.is_none(), "job routed");
         if let Some(member) = member {
-            self.place(job.clone(), member, wait).await?;
+            self.place(job.clone(), member).await?;
         }
         if let Some(wait) = wait {
             let _ = tokio::time::timeout(wait, job.wait_ended()).await;
@@ -250,15 +250,15 @@ impl Router {
         self: &Arc<Self>,
         job: Arc<RoutedJob>,
         member: usize,
-        wait: Option<Duration>,
     ) -> Result<(), WorkerError> {
-        let Some(mut spec) = job.take_spec() else {
+        // `wait_ms` was taken out in `dispatch`: the wait is on the routed job, which ends
+        // when the pool's or the remote's does.
+        let Some(spec) = job.take_spec() else {
             return Err(WorkerError::internal("job placed twice"));
         };
         let name = self.members[member].name.clone();
         match &self.members[member].kind {
             MemberKind::Local { .. } => {
-                spec.wait_ms = wait.map(|w| w.as_millis() as u64);
                 let admitted = self.local.dispatch_with(spec, Some(job.log.clone())).await;
                 if let Err(error) = admitted {
                     self.unplace(&job, member);
@@ -466,7 +466,7 @@ impl Router {
         for (job, member) in placements {
             let router = self.clone();
             tokio::spawn(async move {
-                if let Err(error) = router.place(job.clone(), member, None).await {
+                if let Err(error) = router.place(job.clone(), member).await {
                     // Nobody is waiting on a reply: the job itself carries the refusal.
                     let base = job.unplaced_view(Some(router.members[member].name.clone()));
                     let view = job.ended_by_fleet(
