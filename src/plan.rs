@@ -31,14 +31,18 @@ pub struct JobPlan {
 impl JobPlan {
     /// A one-line rendering of what runs, for listings and logs.
     pub fn command_line(&self) -> String {
-        let full = match &self.program {
+        clip_command_line(match &self.program {
             Program::Shell(line) => line.clone(),
             Program::Argv(argv) => argv.join(" "),
-        };
-        match full.char_indices().nth(200) {
-            Some((cut, _)) => format!("{}…", &full[..cut]),
-            None => full,
-        }
+        })
+    }
+}
+
+/// A command line cut to 200 characters, as listings show it.
+pub fn clip_command_line(full: String) -> String {
+    match full.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &full[..cut]),
+        None => full,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::remote::Live;
 use crate::pool::events::EventLog;
-use crate::protocol::{Artifact, EndReason, Job, JobStatus, JobSummary, Phase};
+use crate::protocol::{Artifact, EndReason, Job, JobStatus, Phase};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 use tokio::sync::watch;
@@ -80,15 +80,11 @@ impl RoutedJob {
         history_bytes: u64,
     ) -> Self {
         let created = Instant::now();
-        let command = match (&spec.command, &spec.argv) {
+        let command = crate::plan::clip_command_line(match (&spec.command, &spec.argv) {
             (Some(command), _) => command.clone(),
             (None, Some(argv)) => argv.join(" "),
             (None, None) => String::new(),
-        };
-        let command = match command.char_indices().nth(200) {
-            Some((cut, _)) => format!("{}…", &command[..cut]),
-            None => command,
-        };
+        });
         let log = Arc::new(EventLog::new(history_bytes, created));
         log.state(JobStatus::Queued, Phase::Init);
         RoutedJob {
@@ -227,21 +223,5 @@ impl RemoteRun {
         job.stdout_bytes = Some(self.stdout.total);
         job.stderr_bytes = Some(self.stderr.total);
         job
-    }
-}
-
-pub fn summary(job: &Job, command: &str) -> JobSummary {
-    JobSummary {
-        job_id: job.job_id.clone(),
-        session_id: job.session_id.clone(),
-        worker: job.worker.clone(),
-        status: job.status,
-        phase: job.phase,
-        created_at: job.created_at.clone(),
-        started_at: job.started_at.clone(),
-        ended_at: job.ended_at.clone(),
-        exit_code: job.exit_code,
-        reason: job.reason,
-        command: command.to_owned(),
     }
 }

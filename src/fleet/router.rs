@@ -328,21 +328,9 @@ impl Router {
                         }
                         Ok(())
                     }
-                    Err(super::client::CallError::Rpc {
-                        code,
-                        message,
-                        data,
-                    }) => {
+                    Err(refused @ super::client::CallError::Rpc { .. }) => {
                         self.unplace(&job, member);
-                        let mut data = data.unwrap_or_else(|| serde_json::json!({}));
-                        if let Some(object) = data.as_object_mut() {
-                            object.insert("worker".into(), name.into());
-                        }
-                        Err(WorkerError::Remote {
-                            code,
-                            message,
-                            data,
-                        })
+                        Err(self.remote_error(member, refused))
                     }
                     Err(super::client::CallError::Lost(why)) => {
                         // The request may have reached the host and started the job there.
@@ -751,7 +739,7 @@ impl Router {
             if matches!(*job.state(), RoutedState::Local { .. }) {
                 continue;
             }
-            let summary = super::job::summary(&self.view(&job, false), &job.command);
+            let summary = JobSummary::of(self.view(&job, false), job.command.clone());
             if params.status.is_none_or(|wanted| wanted == summary.status) {
                 sessions.push(summary);
             }

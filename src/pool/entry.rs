@@ -177,20 +177,7 @@ impl JobEntry {
     }
 
     pub fn summary(&self) -> JobSummary {
-        let job = self.view(false);
-        JobSummary {
-            job_id: job.job_id,
-            session_id: job.session_id,
-            worker: None,
-            status: job.status,
-            phase: job.phase,
-            created_at: job.created_at,
-            started_at: job.started_at,
-            ended_at: job.ended_at,
-            exit_code: job.exit_code,
-            reason: job.reason,
-            command: self.plan.command_line(),
-        }
+        JobSummary::of(self.view(false), self.plan.command_line())
     }
 
     /// The wire view; output bodies and artifacts only when asked for and the job has ended.

@@ -247,3 +247,22 @@ pub struct JobMetrics {
     /// The limits the job ran under.
     pub limits: super::EffectiveLimits,
 }
+
+impl JobSummary {
+    /// The listing line of a job, with the command line as listings show it.
+    pub fn of(job: Job, command: String) -> JobSummary {
+        JobSummary {
+            job_id: job.job_id,
+            session_id: job.session_id,
+            worker: job.worker,
+            status: job.status,
+            phase: job.phase,
+            created_at: job.created_at,
+            started_at: job.started_at,
+            ended_at: job.ended_at,
+            exit_code: job.exit_code,
+            reason: job.reason,
+            command,
+        }
+    }
+}
