@@ -301,6 +301,8 @@ describe(`OpenCode ${opencodeVersion()} with the opencode-worker plugin`, () => 
       timeoutMs: 15_000,
       what: `no process left: ${JSON.stringify(processesWithMarker(world.marker))}`,
     });
+    // The sidecar stops its jobs first and exits after (session dirs removed, replies flushed).
+    await waitFor(() => !pidAlive(running.sidecar), { timeoutMs: 15_000, what: "the sidecar to exit" });
     assert.ok(!pidAlive(running.sidecar));
   });
 });
