@@ -60,7 +60,10 @@ pub(crate) fn inspect(name: &str, args: &[Word], out: &mut Vec<Finding>) {
         let key = match &f {
             Finding::Script(w) => format!("s{}", w.canonical()),
             Finding::Run(ws) => {
-                format!("r{}", ws.iter().map(Word::canonical).collect::<Vec<_>>().join(" "))
+                format!(
+                    "r{}",
+                    ws.iter().map(Word::canonical).collect::<Vec<_>>().join(" ")
+                )
             }
             _ => String::new(),
         };
@@ -127,7 +130,10 @@ fn code_words(lang: Lang, args: &[Word]) -> Vec<Word> {
             // Perl's and Ruby's `-l` and `-0` take optional attached digits, then the cluster
             // goes on (`-lne`).
             if matches!(lang, Lang::Perl | Lang::Ruby) && matches!(c, 'l' | '0') {
-                while cluster.next_if(|(_, d)| d.is_ascii_hexdigit() || *d == 'x').is_some() {}
+                while cluster
+                    .next_if(|(_, d)| d.is_ascii_hexdigit() || *d == 'x')
+                    .is_some()
+                {}
                 continue;
             }
             if arg_flags.contains(c) {
@@ -240,7 +246,8 @@ fn scan(lang: Lang, code: &str, at: (usize, usize), depth: usize, out: &mut Vec<
     for (r, site) in table {
         sites.extend(r.find_iter(code).map(|m| (m.end(), *site)));
     }
-    if lang == Lang::Python && (code.contains("from os import") || code.contains("from subprocess import"))
+    if lang == Lang::Python
+        && (code.contains("from os import") || code.contains("from subprocess import"))
     {
         sites.extend(PYTHON_BARE.find_iter(code).map(|m| (m.end(), Site::Shell)));
     }
@@ -260,7 +267,9 @@ fn scan(lang: Lang, code: &str, at: (usize, usize), depth: usize, out: &mut Vec<
                 Some(Args::One(cmd)) if shell_option(rest) => {
                     out.push(Finding::Script(Word::literal_text(&cmd, at)))
                 }
-                Some(Args::One(prog)) => out.push(Finding::Run(vec![Word::literal_text(&prog, at)])),
+                Some(Args::One(prog)) => {
+                    out.push(Finding::Run(vec![Word::literal_text(&prog, at)]))
+                }
                 Some(Args::Argv(v)) if !v.is_empty() => out.push(Finding::Run(
                     v.iter().map(|a| Word::literal_text(a, at)).collect(),
                 )),
@@ -424,10 +433,7 @@ fn string_lit(lang: Lang, s: &str) -> Option<(String, &str)> {
     let mut s = s.trim_start();
     let mut raw = false;
     if lang == Lang::Python {
-        let prefix: String = s
-            .chars()
-            .take_while(|c| c.is_ascii_alphabetic())
-            .collect();
+        let prefix: String = s.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
         if prefix.len() > 2 || !prefix.chars().all(|c| "rRbBuUfF".contains(c)) {
             return None;
         }
@@ -568,11 +574,23 @@ mod tests {
             ["sh:rm -rf /"]
         );
         assert_eq!(
-            found("python", &["-c", "import subprocess; subprocess.run('ls -l', shell=True)"]),
+            found(
+                "python",
+                &[
+                    "-c",
+                    "import subprocess; subprocess.run('ls -l', shell=True)"
+                ]
+            ),
             ["sh:ls -l"]
         );
         assert_eq!(
-            found("python3.12", &["-c", "import subprocess as s; subprocess.call(['rm', '-rf', '/'])"]),
+            found(
+                "python3.12",
+                &[
+                    "-c",
+                    "import subprocess as s; subprocess.call(['rm', '-rf', '/'])"
+                ]
+            ),
             ["run:rm -rf /"]
         );
         assert_eq!(
@@ -594,7 +612,13 @@ mod tests {
             found("python3", &["-c", "print('os.system(\"x\")')"]),
             ["sh:x"]
         );
-        assert!(found("python3", &["-c", "import json,sys; print(json.load(sys.stdin)['a'])"]).is_empty());
+        assert!(
+            found(
+                "python3",
+                &["-c", "import json,sys; print(json.load(sys.stdin)['a'])"]
+            )
+            .is_empty()
+        );
         assert!(found("python3", &["-m", "json.tool"]).is_empty());
         assert!(found("python3", &["script.py", "-c", "os.system('x')"]).is_empty());
     }
@@ -606,7 +630,13 @@ mod tests {
             ["run:rm -rf /"]
         );
         assert_eq!(
-            found("python3", &["-c", "import shutil,os; shutil.rmtree(os.path.expanduser('~'))"]),
+            found(
+                "python3",
+                &[
+                    "-c",
+                    "import shutil,os; shutil.rmtree(os.path.expanduser('~'))"
+                ]
+            ),
             ["run:rm -rf ~"]
         );
         // Python does not expand a literal `~`: that is a directory named `~`.
@@ -615,7 +645,10 @@ mod tests {
             ["run:rm -rf '~'"]
         );
         assert_eq!(
-            found("perl", &["-MFile::Path=remove_tree", "-e", "remove_tree($ENV{HOME})"]),
+            found(
+                "perl",
+                &["-MFile::Path=remove_tree", "-e", "remove_tree($ENV{HOME})"]
+            ),
             ["run:rm -rf ~"]
         );
         assert_eq!(
@@ -623,11 +656,23 @@ mod tests {
             ["run:rm -rf /"]
         );
         assert_eq!(
-            found("node", &["-e", "require('fs').rmSync('/', {recursive: true, force: true})"]),
+            found(
+                "node",
+                &[
+                    "-e",
+                    "require('fs').rmSync('/', {recursive: true, force: true})"
+                ]
+            ),
             ["run:rm -rf /"]
         );
         assert_eq!(
-            found("node", &["-e", "fs.rmSync(require('os').homedir(), { recursive: true })"]),
+            found(
+                "node",
+                &[
+                    "-e",
+                    "fs.rmSync(require('os').homedir(), { recursive: true })"
+                ]
+            ),
             ["run:rm -rf ~"]
         );
         assert!(found("node", &["-e", "fs.rmSync('dist/x.js')"]).is_empty());
@@ -635,21 +680,39 @@ mod tests {
 
     #[test]
     fn perl_ruby_node_php() {
-        assert_eq!(found("perl", &["-e", "system('rm -rf /')"]), ["sh:rm -rf /"]);
-        assert_eq!(found("perl", &["-e", "system 'rm', '-rf', '/'"]), ["run:rm -rf /"]);
+        assert_eq!(
+            found("perl", &["-e", "system('rm -rf /')"]),
+            ["sh:rm -rf /"]
+        );
+        assert_eq!(
+            found("perl", &["-e", "system 'rm', '-rf', '/'"]),
+            ["run:rm -rf /"]
+        );
         assert_eq!(found("perl", &["-E", "say `id`"]), ["sh:id"]);
         assert_eq!(found("perl", &["-e", "print qx{whoami}"]), ["sh:whoami"]);
         assert!(found("perl", &["-e", "system(\"rm -rf $d\")"]).is_empty());
         assert!(found("perl", &["-pi", "-e", "s/foo/bar/g", "f.txt"]).is_empty());
         assert_eq!(found("perl", &["-ne", "system('ls')"]), ["sh:ls"]);
-        assert_eq!(found("ruby", &["-e", "system('rm -rf ~')"]), ["sh:rm -rf ~"]);
+        assert_eq!(
+            found("ruby", &["-e", "system('rm -rf ~')"]),
+            ["sh:rm -rf ~"]
+        );
         assert_eq!(found("ruby", &["-e", "puts %x(ls)"]), ["sh:ls"]);
         assert_eq!(
-            found("node", &["-e", "require('child_process').execSync('rm -rf /')"]),
+            found(
+                "node",
+                &["-e", "require('child_process').execSync('rm -rf /')"]
+            ),
             ["sh:rm -rf /"]
         );
         assert_eq!(
-            found("node", &["-e", "const {spawnSync}=require('child_process'); spawnSync('rm', ['-rf', '/'])"]),
+            found(
+                "node",
+                &[
+                    "-e",
+                    "const {spawnSync}=require('child_process'); spawnSync('rm', ['-rf', '/'])"
+                ]
+            ),
             ["run:rm -rf /"]
         );
         assert!(found("node", &["-e", "console.log(/a/.exec('rm -rf /'))"]).is_empty());

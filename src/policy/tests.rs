@@ -213,7 +213,9 @@ fn message_problems(r: &Refusal) -> Vec<String> {
     }
     for (part, text) in [("reason", &r.reason), ("suggestion", &r.suggestion)] {
         if text.ends_with(['.', ';', ' ']) || text.starts_with(char::is_uppercase) {
-            bad.push(format!("{part} is not a clause that continues the sentence: {text:?}"));
+            bad.push(format!(
+                "{part} is not a clause that continues the sentence: {text:?}"
+            ));
         }
     }
     bad
@@ -231,14 +233,21 @@ fn every_refusal_reads_as_one_actionable_sentence() {
             }
             seen.insert(r.rule.clone());
             for b in message_problems(&r) {
-                failures.push(format!("rule {} ({cmd:?}): message {b}: {}", r.rule, r.message()));
+                failures.push(format!(
+                    "rule {} ({cmd:?}): message {b}: {}",
+                    r.rule,
+                    r.message()
+                ));
             }
         }
         Decision::Allowed => failures.push(format!("{cmd:?}: allowed, expected {want}")),
     };
     // Every deny rule, through its own first example.
     for rule in Policy::default_rules() {
-        let ex = rule.match_examples.first().expect("every built-in rule has an example");
+        let ex = rule
+            .match_examples
+            .first()
+            .expect("every built-in rule has an example");
         check(ex, &rule.name);
     }
     // Every structural rule the evaluator and the argument readers produce.
@@ -268,7 +277,10 @@ fn every_refusal_reads_as_one_actionable_sentence() {
     for (cmd, want) in structural {
         check(cmd, want);
     }
-    let names: Vec<String> = Policy::default_rules().into_iter().map(|r| r.name).collect();
+    let names: Vec<String> = Policy::default_rules()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
     for name in names {
         assert!(seen.contains(&name), "rule {name} was never exercised");
     }
@@ -301,7 +313,10 @@ fn commands_that_run_commands() {
         ("cd ~ && rm -rf *", Some("rm-rf-root")),
         ("cd /usr; rm -rf ./*", Some("rm-rf-system")),
         ("cd /etc && echo x > hosts", Some("write-etc")),
-        ("cd .git/hooks && echo x > pre-commit", Some("write-git-hooks")),
+        (
+            "cd .git/hooks && echo x > pre-commit",
+            Some("write-git-hooks"),
+        ),
         ("(cd /) && rm -rf *", None),
         ("cd build && rm -rf *", None),
         ("cd /tmp/x && rm -rf *", None),
@@ -311,9 +326,18 @@ fn commands_that_run_commands() {
             Some("rm-rf-root"),
         ),
         ("perl -e 'system(\"rm -rf ~\")'", Some("rm-rf-root")),
-        ("python3 -c 'import shutil; shutil.rmtree(\"/\")'", Some("rm-rf-root")),
-        ("node -e 'require(\"child_process\").execSync(\"sudo ls\")'", Some("privilege-escalation")),
-        ("python3 -c 'import json,sys; print(json.load(sys.stdin)[\"a\"])'", None),
+        (
+            "python3 -c 'import shutil; shutil.rmtree(\"/\")'",
+            Some("rm-rf-root"),
+        ),
+        (
+            "node -e 'require(\"child_process\").execSync(\"sudo ls\")'",
+            Some("privilege-escalation"),
+        ),
+        (
+            "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"a\"])'",
+            None,
+        ),
         ("python3 -c 'import os; os.system(\"ls -la\")'", None),
     ];
     let mut failures = Vec::new();
@@ -328,10 +352,9 @@ fn commands_that_run_commands() {
 
 #[test]
 fn runners_seen_through_when_allowed() {
-    let cfg: PolicyConfig = serde_json::from_str(
-        r#"{"allow": ["parallel", "watch", "flock", "chronic", "unbuffer"]}"#,
-    )
-    .expect("parses");
+    let cfg: PolicyConfig =
+        serde_json::from_str(r#"{"allow": ["parallel", "watch", "flock", "chronic", "unbuffer"]}"#)
+            .expect("parses");
     let p = Policy::from_config(&cfg).expect("valid");
     let cases: &[(&str, Option<&str>)] = &[
         ("parallel rm -rf ::: /", Some("rm-rf-root")),
@@ -341,7 +364,10 @@ fn runners_seen_through_when_allowed() {
         ("watch -n 1 'rm -rf ~'", Some("rm-rf-root")),
         ("watch -n 5 'cargo test 2>&1 | tail'", None),
         ("flock /tmp/lock rm -rf /", Some("rm-rf-root")),
-        ("flock -w 10 /tmp/lock -c 'sudo ls'", Some("privilege-escalation")),
+        (
+            "flock -w 10 /tmp/lock -c 'sudo ls'",
+            Some("privilege-escalation"),
+        ),
         ("flock /tmp/lock cargo build", None),
         ("chronic rm -rf /usr", Some("rm-rf-system")),
         ("unbuffer nc -l 1", Some("not-allowed")),

@@ -223,7 +223,13 @@ const RUNNERS: &[Runner] = &[
         skip: 1,
         ..runner("faketime", spec("f", &[]))
     },
-    runner("xvfb-run", spec("nsfelp", &["server-num", "server-args", "auth-file", "error-file"])),
+    runner(
+        "xvfb-run",
+        spec(
+            "nsfelp",
+            &["server-num", "server-args", "auth-file", "error-file"],
+        ),
+    ),
     runner("dbus-run-session", NONE),
     // Project tools that run a command with the project's environment.
     tool(
@@ -261,7 +267,11 @@ const RUNNERS: &[Runner] = &[
     tool("bundler", Some("exec"), NONE),
     Runner {
         script: &["-c", "--call"],
-        ..tool("npm", Some("exec"), spec("pcw", &["package", "call", "workspace"]))
+        ..tool(
+            "npm",
+            Some("exec"),
+            spec("pcw", &["package", "call", "workspace"]),
+        )
     },
     tool("pnpm", Some("exec"), spec("C", &["dir", "filter"])),
     tool("yarn", Some("exec"), NONE),
@@ -387,7 +397,7 @@ pub(crate) fn inspect(
             None
         }
         (Form::Joined, input_kind) => {
-            let (template, sources) = match command.iter().position(|w| is_source_marker(w)) {
+            let (template, sources) = match command.iter().position(is_source_marker) {
                 Some(i) => (&command[..i], Some(&command[i..])),
                 None => (command, None),
             };
@@ -587,12 +597,20 @@ fn xargs_commands(s: &Scan, command: &[Word], input: Option<&str>) -> Vec<Vec<Wo
             if replace.is_some() {
                 Items::from_lines(Some(text))
             } else if s.has(&["-0", "--null"]) {
-                Items::known(text.split('\0').filter(|t| !t.is_empty()).map(String::from).collect())
+                Items::known(
+                    text.split('\0')
+                        .filter(|t| !t.is_empty())
+                        .map(String::from)
+                        .collect(),
+                )
             } else if let Some(d) = s.values(&["-d", "--delimiter"]).next() {
                 match d.literal().as_deref() {
                     Some("\\n") => Items::from_lines(Some(text)),
                     Some(d) if d.chars().count() == 1 => Items::known(
-                        text.split(d).filter(|t| !t.is_empty()).map(String::from).collect(),
+                        text.split(d)
+                            .filter(|t| !t.is_empty())
+                            .map(String::from)
+                            .collect(),
                     ),
                     _ => Items::Unknown,
                 }

@@ -160,8 +160,7 @@ fn echo_output(args: &[String]) -> Option<String> {
         Some("-n") => (false, &args[1..]),
         _ => (true, args),
     };
-    if args.iter().any(|a| a.contains('\\'))
-        || args.first().is_some_and(|a| a == "-e" || a == "-E")
+    if args.iter().any(|a| a.contains('\\')) || args.first().is_some_and(|a| a == "-e" || a == "-E")
     {
         return None;
     }
@@ -232,7 +231,10 @@ mod tests {
     #[test]
     fn printf_and_echo() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(printf_output(&s(&["%s\\n", "a", "b"])).as_deref(), Some("a\nb\n"));
+        assert_eq!(
+            printf_output(&s(&["%s\\n", "a", "b"])).as_deref(),
+            Some("a\nb\n")
+        );
         assert_eq!(printf_output(&s(&["/\\0"])).as_deref(), Some("/\0"));
         assert_eq!(printf_output(&s(&["%d", "1"])), None);
         assert_eq!(echo_output(&s(&["-n", "/"])).as_deref(), Some("/"));

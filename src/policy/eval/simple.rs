@@ -64,7 +64,8 @@ impl Eval<'_> {
                 "drop the sudo/doas and run the command as is",
             );
         }
-        if !is_function && !is_builtin && !(tool && self.policy.allow_local_programs) {
+        let project_tool = tool && self.policy.allow_local_programs;
+        if !is_function && !is_builtin && !project_tool {
             self.program_allowed(f, prog, &path, &name)?;
         }
         if is_builtin && matches!(name.as_str(), "cd" | "pushd" | "popd") {
