@@ -477,9 +477,12 @@ impl<'p> Eval<'p> {
         }
         // Each stage runs in a subshell of its own: a `cd` in one moves none of the others.
         let mut io = stdin.clone();
-        for s in stages {
+        let last = stages.len().saturating_sub(1);
+        for (i, s) in stages.into_iter().enumerate() {
             self.in_subshell(|ev| ev.walk(f, s, &io, nest + 1))?;
-            io = self.output_of(f, s).map_or(Stdin::Pipe, Stdin::Known);
+            if i < last {
+                io = self.output_of(f, s).map_or(Stdin::Pipe, Stdin::Known);
+            }
         }
         Ok(())
     }
