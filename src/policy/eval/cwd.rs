@@ -95,12 +95,21 @@ impl Eval<'_> {
         };
     }
 
-    /// A path as the rules should see it: joined onto the working directory when that moved.
-    pub(super) fn resolve_path(&self, w: &Word) -> String {
-        match (self.moved(), relative_path(w)) {
-            (Some(base), Some(rel)) => join(base, &rel),
-            _ => w.canonical(),
+    /// Path rules over a path as written and, when the working directory moved, as joined onto
+    /// it (`cd /etc && echo x > hosts` writes `/etc/hosts`).
+    pub(super) fn path_rules(
+        &self,
+        f: &Frame,
+        on: RuleTarget,
+        w: &Word,
+        at: (usize, usize),
+        program: &str,
+    ) -> Check {
+        self.rules(f, on, &w.canonical(), at, program)?;
+        if let (Some(base), Some(rel)) = (self.moved(), relative_path(w)) {
+            self.rules(f, on, &join(base, &rel), at, program)?;
         }
+        Ok(())
     }
 
     /// The arguments with relative paths joined onto the working directory, when it moved and

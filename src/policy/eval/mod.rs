@@ -631,8 +631,7 @@ impl<'p> Eval<'p> {
             return Ok(());
         };
         let w = self.word(f, dest)?;
-        let target = self.resolve_path(&w);
-        self.rules(f, RuleTarget::Redirect, &target, span(node), "")?;
+        self.path_rules(f, RuleTarget::Redirect, &w, span(node), "")?;
         let op = fields(node)
             .into_iter()
             .find(|(_, n)| !n.is_named())
@@ -641,7 +640,7 @@ impl<'p> Eval<'p> {
         // `>&2` and `2>&1` duplicate descriptors; `>& file` (a non-number) writes a file.
         let dup = matches!(op, ">&" | "<&" | ">&-" | "<&-") && dest.kind() == "number";
         if op.contains('>') && !dup {
-            self.rules(f, RuleTarget::Write, &target, span(node), "")?;
+            self.path_rules(f, RuleTarget::Write, &w, span(node), "")?;
         }
         Ok(())
     }

@@ -286,10 +286,7 @@ impl Eval<'_> {
                 let value = w.strip_literal_prefix(&format!("{name}="));
                 self.assignment(f, &name, value.as_ref(), w.span)
             }
-            Finding::Write(w) => {
-                let target = self.resolve_path(&w);
-                self.rules(f, RuleTarget::Write, &target, w.span, program)
-            }
+            Finding::Write(w) => self.path_rules(f, RuleTarget::Write, &w, w.span, program),
             Finding::Refuse {
                 rule,
                 reason,
