@@ -52,6 +52,10 @@ struct Runner {
     script: &'static [&'static str],
     /// Options that make it run a shell or a string the policy cannot check.
     opaque: &'static [&'static str],
+    /// Options whose value is a file it writes (`time -o`).
+    writes: &'static [&'static str],
+    /// `NAME=VALUE` words before the command set its environment (`env`, `sudo`).
+    assignments: bool,
     /// The command is a project tool (`uv run pytest`, `npm exec tsc`): it may be a program
     /// installed with the project, which no allowlist can name. It is still checked against
     /// every deny rule, and followed if it is a shell or another runner.
@@ -69,6 +73,8 @@ const fn runner(name: &'static str, opts: OptSpec) -> Runner {
         inert: &[],
         script: &[],
         opaque: &[],
+        writes: &[],
+        assignments: false,
         tool: false,
     }
 }
@@ -86,6 +92,7 @@ const NONE: OptSpec = spec("", &[]);
 const RUNNERS: &[Runner] = &[
     Runner {
         opaque: &["-S", "--split-string"],
+        assignments: true,
         ..runner("env", spec("uCS", &["unset", "chdir", "split-string"]))
     },
     runner("nice", spec("n", &["adjustment"])),
@@ -94,7 +101,10 @@ const RUNNERS: &[Runner] = &[
         skip: 1,
         ..runner("timeout", spec("sk", &["signal", "kill-after"]))
     },
-    runner("time", spec("fo", &["format", "output"])),
+    Runner {
+        writes: &["-o", "--output"],
+        ..runner("time", spec("fo", &["format", "output"]))
+    },
     runner("stdbuf", spec("ioe", &["input", "output", "error"])),
     Runner {
         inert: &["-p", "-P", "-u", "--pid", "--pgid", "--uid"],
@@ -117,6 +127,7 @@ const RUNNERS: &[Runner] = &[
     runner("exec", spec("a", &[])),
     Runner {
         opaque: &["-s", "-i", "--shell", "--login"],
+        assignments: true,
         ..runner(
             "sudo",
             spec(
@@ -352,9 +363,7 @@ pub(crate) fn inspect(
     if s.has(r.inert) {
         return None;
     }
-    if name == "time" {
-        out.extend(s.values(&["-o", "--output"]).cloned().map(Finding::Write));
-    }
+    out.extend(s.values(r.writes).cloned().map(Finding::Write));
     let Some(mut start) = s.first_operand() else {
         // `... | parallel`: every input line is a command.
         if r.form == Form::Joined && r.input == Input::Items {
@@ -366,7 +375,7 @@ pub(crate) fn inspect(
     if name == "env" && args[start].literal().as_deref() == Some("-") {
         start += 1;
     }
-    if matches!(name, "env" | "sudo") {
+    if r.assignments {
         while start < args.len() && is_assignment(&args[start]) {
             out.push(Finding::Assign(args[start].clone()));
             start += 1;
