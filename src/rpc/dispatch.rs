@@ -598,6 +598,55 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn ids_come_back_spelled_as_sent() {
+        let d = dispatcher();
+        for id in [
+            "-1",
+            "1.5",
+            "18446744073709551616",
+            "1e3",
+            "-0",
+            "7",
+            "\"x\"",
+        ] {
+            for method in ["echo", "missing", "boom"] {
+                let input = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}"}}"#);
+                let line = d
+                    .handle(Frame::Line(input.into_bytes()))
+                    .await
+                    .line
+                    .unwrap();
+                assert!(
+                    line.contains(&format!(r#""id":{id}"#)),
+                    "{id} {method}: {line}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn batch_length_is_bounded() {
+        let d = Dispatcher::with_limits(
+            dispatcher().module,
+            Limits {
+                in_flight: 8,
+                batch: 3,
+            },
+        );
+        let element = r#"{"jsonrpc":"2.0","id":1,"method":"echo"}"#;
+        let over = format!("[{}]", [element; 4].join(","));
+        let got: Value =
+            from_str(&d.handle(Frame::Line(over.into_bytes())).await.line.unwrap()).unwrap();
+        assert_eq!(got["error"]["code"], -32600);
+        assert_eq!(got["error"]["data"]["limit"], 3);
+        let at = format!("[{}]", [element; 3].join(","));
+        let got: Value =
+            from_str(&d.handle(Frame::Line(at.into_bytes())).await.line.unwrap()).unwrap();
+        assert_eq!(got.as_array().unwrap().len(), 3);
+        assert_eq!(d.in_flight(), 0, "every permit is given back");
+    }
+
+    #[tokio::test]
     async fn invalid_utf8_and_long_lines() {
         let d = dispatcher();
         let got: Value = from_str(
