@@ -40,6 +40,9 @@ pub struct WorkerSection {
     pub retain_secs: u64,
     /// How many ended jobs stay answerable, oldest out first.
     pub retain_jobs: usize,
+    /// Bytes all retained ended jobs may hold together (output, inline artifacts, event
+    /// history, command and environment); the oldest go first beyond it.
+    pub retain_bytes: ByteSize,
     /// Longest request line accepted, in bytes.
     pub max_line_bytes: ByteSize,
     /// Longest `wait_ms` accepted.
@@ -63,6 +66,7 @@ impl Default for WorkerSection {
             max_queued: 1000,
             retain_secs: 3600,
             retain_jobs: 1000,
+            retain_bytes: ByteSize::gib(1),
             max_line_bytes: ByteSize::mib(16),
             max_wait_ms: 3_600_000,
             event_history_bytes: ByteSize::mib(1),

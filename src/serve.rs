@@ -27,6 +27,7 @@ const STOP_PATIENCE: Duration = Duration::from_millis(1400);
 const FLUSH_PATIENCE: Duration = Duration::from_millis(300);
 
 pub fn serve(config: Config) -> i32 {
+    map_large_blocks_apart();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -41,6 +42,18 @@ pub fn serve(config: Config) -> i32 {
     // Not dropping the runtime is deliberate: its stdin reader may sit in a read(2) that
     // nothing can cancel, and dropping would wait for it.
     std::process::exit(code)
+}
+
+/// glibc serves a freed large block's size from its heap next time (its mmap threshold grows
+/// up to 32 MiB) and keeps such blocks per thread arena once freed: multi-megabyte requests
+/// parsed on various threads left the RSS hundreds of MiB up long after they were freed. A
+/// fixed threshold keeps every block of 1 MiB or more in its own mapping, returned on free.
+fn map_large_blocks_apart() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; called before the runtime's threads exist.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }
 
 /// Why the loop stopped reading.

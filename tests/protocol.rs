@@ -374,3 +374,37 @@ fn unsubscribe_with_malformed_params_is_invalid_params() {
     let reply = worker.call("worker_unsubscribe_job", json!({"subscription": 12345}));
     assert_eq!(reply, json!(false));
 }
+
+/// 40 retained jobs given 15 MiB each would hold 600 MiB if a job kept its inputs.
+const INPUTS_RSS_BOUND_MIB: u64 = 64;
+
+#[test]
+fn ended_jobs_do_not_keep_their_inputs() {
+    let mut worker = Worker::start();
+    let pid = worker.child.id();
+    let body = "a".repeat(15 << 20);
+    let mut peak = 0;
+    for i in 0..40 {
+        let (files, stdin) = if i % 2 == 0 {
+            (json!({"big.txt": body}), json!(null))
+        } else {
+            (json!({}), json!(body))
+        };
+        let job = worker.dispatch(json!({
+            "command": "true", "files": files, "stdin": stdin, "wait_ms": 30_000,
+        }));
+        assert_eq!(job["status"], "finished", "{}", job["message"]);
+        peak = peak.max(vm_rss_kib(pid));
+    }
+    let listed = worker.call("worker_list_sessions", json!({}));
+    assert_eq!(
+        listed["sessions"].as_array().map(Vec::len),
+        Some(40),
+        "all retained"
+    );
+    eprintln!("40 jobs of 15 MiB inputs, all retained: peak RSS {peak} KiB");
+    assert!(
+        peak < INPUTS_RSS_BOUND_MIB * 1024,
+        "RSS {peak} KiB over {INPUTS_RSS_BOUND_MIB} MiB"
+    );
+}

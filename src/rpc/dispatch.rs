@@ -346,7 +346,8 @@ impl<Context: Send + Sync + 'static> Dispatcher<Context> {
         // jsonrpsee only runs requests with an id it can parse: lend it one, answer with ours.
         let lent = id.is_none_or(|raw| !jsonrpsee_takes(raw));
         let sent_id = if lent { LENT_ID } else { reply_id };
-        let mut params = params.map(str::to_owned);
+        // Borrowed: a request may be megabytes, copied once into jsonrpsee's text below.
+        let mut params = params.map(std::borrow::Cow::Borrowed);
         if self.unsubscribe.contains(method.as_str()) {
             let key = match subscription_key(params.as_deref()) {
                 Ok(key) => key,
@@ -366,7 +367,7 @@ impl<Context: Send + Sync + 'static> Dispatcher<Context> {
                 *gate.lock().await = true;
             }
             // jsonrpsee reads the id from a one-element array.
-            params = Some(format!("[{key}]"));
+            params = Some(std::borrow::Cow::Owned(format!("[{key}]")));
         }
         let method_json = Value::from(method.as_str()).to_string();
         let text = match &params {
