@@ -71,6 +71,41 @@ impl FakeHost {
     }
 }
 
+/// Whatever the test did to it (frozen, killed, left running), the host's worker does not
+/// outlive the test: a stopped one is resumed and told to stop, and that it is gone is checked.
+impl Drop for FakeHost {
+    fn drop(&mut self) {
+        let Some(pid) = self.pid() else { return };
+        if !running(pid) {
+            return;
+        }
+        // SAFETY: plain kill(2) on a pid this test started.
+        unsafe {
+            libc::kill(pid, libc::SIGCONT);
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + common::PATIENCE;
+        while running(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if running(pid) {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            if !std::thread::panicking() {
+                panic!("host {}: its worker {pid} survived SIGTERM", self.name);
+            }
+        }
+    }
+}
+
+/// Alive and not a zombie waiting to be reaped.
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
+    })
+}
+
 fn fleet(workers: Value, extra: &[&str]) -> Worker {
     let workers = format!("workers={workers}");
     let mut settings = vec![workers.as_str(), "policy.mode=off"];

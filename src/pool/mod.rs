@@ -31,8 +31,6 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
 pub(crate) const DEFAULT_PAGE_BYTES: u64 = 64 * 1024;
 /// Matches the schema's `maximum` on `max_bytes`.
 pub(crate) const MAX_PAGE_BYTES: u64 = 16 * 1024 * 1024;
-/// Bytes of output and inline artifacts all retained jobs may hold together.
-const RETAIN_BYTES: u64 = 1 << 30;
 
 pub struct Pool {
     shared: Arc<Shared>,
@@ -437,10 +435,11 @@ impl Shared {
     fn expire(&self, state: &mut PoolState) {
         let max_age = Duration::from_secs(self.config.worker.retain_secs);
         let max_jobs = self.config.worker.retain_jobs;
+        let max_bytes = self.config.worker.retain_bytes.bytes();
         while let Some((entry, since, bytes)) = state.retained.front() {
             let over = state.retained.len() > max_jobs
                 || since.elapsed() > max_age
-                || state.retained_bytes > RETAIN_BYTES;
+                || state.retained_bytes > max_bytes;
             if !over {
                 break;
             }

@@ -86,13 +86,15 @@ async fn phases(shared: &Arc<Shared>, entry: &Arc<JobEntry>) -> Outcome {
     };
     let dirs = &dirs;
     entry.set_phase(ActivePhase::Prepare);
-    if let Err(error) = prepare(plan, dirs).await {
+    // Taken, not borrowed: once the job has started its entry holds no inputs.
+    let inputs = entry.take_inputs();
+    if let Err(error) = prepare(plan, inputs.files, dirs).await {
         return Outcome::PrepareFailed(format!("could not write the job's files: {error}"));
     }
     entry.record().metrics.prepare_ms = ms(prepare_start.elapsed());
 
     entry.set_phase(ActivePhase::Execute);
-    let outcome = execute(shared, entry, dirs).await;
+    let outcome = execute(shared, entry, dirs, inputs.stdin).await;
 
     entry.set_phase(ActivePhase::Collect);
     let collect_start = Instant::now();
@@ -109,14 +111,17 @@ async fn phases(shared: &Arc<Shared>, entry: &Arc<JobEntry>) -> Outcome {
     outcome
 }
 
-async fn prepare(plan: &crate::plan::JobPlan, dirs: &SessionDirs) -> std::io::Result<()> {
-    let size: usize = plan.files.iter().map(|f| f.content.len()).sum();
+async fn prepare(
+    plan: &crate::plan::JobPlan,
+    files: Vec<crate::session::InjectedFile>,
+    dirs: &SessionDirs,
+) -> std::io::Result<()> {
+    let size: usize = files.iter().map(|f| f.content.len()).sum();
     if size > BLOCKING_WRITE_BYTES {
-        let files = plan.files.clone();
         let work = dirs.work.clone();
         tokio::task::spawn_blocking(move || write_files(&work, &files)).await??;
     } else {
-        write_files(&dirs.work, &plan.files)?;
+        write_files(&dirs.work, &files)?;
     }
     if let Some(cwd) = &plan.cwd {
         std::fs::create_dir_all(dirs.work.join(cwd))?;
@@ -133,7 +138,12 @@ enum Interrupt {
     Breach(crate::sandbox::Breach),
 }
 
-async fn execute(shared: &Arc<Shared>, entry: &Arc<JobEntry>, dirs: &SessionDirs) -> Outcome {
+async fn execute(
+    shared: &Arc<Shared>,
+    entry: &Arc<JobEntry>,
+    dirs: &SessionDirs,
+    stdin: Option<Vec<u8>>,
+) -> Outcome {
     let plan = &entry.plan;
     let governance = &shared.config.governance;
     let rlimits = RlimitPlan::new(
@@ -158,7 +168,7 @@ async fn execute(shared: &Arc<Shared>, entry: &Arc<JobEntry>, dirs: &SessionDirs
             .as_ref()
             .map_or_else(|| dirs.work.clone(), |cwd| dirs.work.join(cwd)),
         env,
-        stdin: plan.stdin.is_some(),
+        stdin: stdin.is_some(),
         rlimits,
         cpu_set: shared.cpus.pick(plan.limits.cpu),
     };
@@ -200,7 +210,7 @@ async fn execute(shared: &Arc<Shared>, entry: &Arc<JobEntry>, dirs: &SessionDirs
             over_limit.clone(),
         )));
     }
-    if let (Some(mut stdin), Some(bytes)) = (process.stdin.take(), plan.stdin.clone()) {
+    if let (Some(mut stdin), Some(bytes)) = (process.stdin.take(), stdin) {
         // A job that never reads its stdin must not stall the runner, so the write runs apart.
         tokio::spawn(async move {
             let _ = stdin.write_all(&bytes).await;
