@@ -218,7 +218,10 @@ impl Pool {
         let output =
             crate::session::SessionDirs::plan(&self.shared.base_dir, &entry.session_id).output;
         let caps = self.shared.artifact_caps();
-        tokio::task::spawn_blocking(move || crate::session::collect_artifacts(&output, caps).ok())
+        let bounds = crate::session::CollectBounds::new(Default::default());
+        tokio::task::spawn_blocking(move || {
+            crate::session::collect_artifacts(&output, caps, &bounds).ok()
+        })
             .await
             .ok()
             .flatten()

@@ -50,7 +50,7 @@ pub fn cstring(path: &Path) -> io::Result<CString> {
 /// The mount steps masking `masks` while keeping `keep` (paths that live under a mask) in
 /// place.
 pub fn plan_mounts(
-    masks: &[(PathBuf, bool, &'static str)],
+    masks: &[(PathBuf, bool, String)],
     hidden_files: &[PathBuf],
     keep: &[PathBuf],
 ) -> io::Result<(Vec<MountStep>, Vec<Keep>)> {
@@ -65,7 +65,7 @@ pub fn plan_mounts(
         }
         later.push(MountStep::Tmpfs {
             target: cstring(mask)?,
-            options: CString::new(*options)
+            options: CString::new(options.as_str())
                 .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
             writable: *writable,
         });
