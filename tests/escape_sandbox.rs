@@ -470,7 +470,7 @@ fn another_workers_sessions_and_processes_are_out_of_reach() {
     );
     assert!(!stdout(&job).contains("sk-planted-by-b"), "{job}");
     assert!(!stdout(&job).contains("listed:api-key.txt"), "{job}");
-    let pid_namespace = job["layers"].as_array().is_some_and(|layers| {
+    let pid_namespace = job["isolation"].as_array().is_some_and(|layers| {
         layers.iter().any(|l| {
             l["name"] == "process_tree"
                 && l["mechanism"]
@@ -497,25 +497,31 @@ fn the_private_tmpfs_is_bounded_by_the_memory_limit() {
     };
     let job = worker.dispatch(json!({
         "command": "for d in /tmp /dev/shm; do dd if=/dev/zero of=$d/fill bs=1M count=1536 2>&1; \
-                    echo rc=$?; rm -f $d/fill; done",
+                    echo rc=$?; echo kept=$(stat -c %s $d/fill); rm -f $d/fill; done",
         "limits": {"memory": "128MiB", "timeout": 60000},
         "wait_ms": 90000,
     }));
-    let mounts = job["layers"]
+    let mounts = job["isolation"]
         .as_array()
         .and_then(|l| l.iter().find(|l| l["name"] == "mounts").cloned());
     let Some(mounts) = mounts else {
         eprintln!("SKIPPED: no mount namespace, no private tmpfs: {job}");
         return;
     };
-    assert!(
-        mounts["mechanism"].as_str().unwrap_or_default().contains("at most"),
-        "{mounts}"
-    );
     assert_eq!(job["status"], "finished", "{job}");
     let out = stdout(&job);
     assert_eq!(out.matches("No space left on device").count(), 2, "{out}");
     assert_eq!(out.matches("rc=1").count(), 2, "{out}");
+    let kept: u64 = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("kept="))
+        .map(|n| n.parse::<u64>().unwrap())
+        .sum();
+    assert!(kept <= 128 << 20, "{kept} bytes held in tmpfs: {out}");
+    assert!(
+        mounts["mechanism"].as_str().unwrap_or_default().contains("at most"),
+        "{mounts}"
+    );
     assert_healthy(&mut worker);
 }
 
@@ -540,8 +546,10 @@ fn a_sigkilled_worker_leaves_no_job_process_behind() {
     eventually("every job and its escapees started", || {
         worker.leftover_processes().len() >= 4 * 4
     });
+    let before = worker.leftover_processes().len();
     worker.child.kill().unwrap();
     worker.child.wait().unwrap();
+    eprintln!("{before} job processes before the worker was SIGKILLed");
     // A bound on waiting for the kernel to deliver the deaths, not a speed assertion.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut left = worker.leftover_processes();
