@@ -161,13 +161,21 @@ fn passing_the_output_limit_right_before_exit_still_ends_output_limit() {
         .iter()
         .filter(|end| *end != "\"killed\"/\"output_limit\"")
         .collect();
-    assert!(wrong.is_empty(), "{} of {} runs: {wrong:?}", wrong.len(), ends.len());
+    assert!(
+        wrong.is_empty(),
+        "{} of {} runs: {wrong:?}",
+        wrong.len(),
+        ends.len()
+    );
     let job = worker.dispatch(json!({
         "command": "head -c 65536 /dev/zero",
         "limits": {"output": 65536},
         "wait_ms": 20000,
     }));
-    assert_eq!(job["status"], "finished", "exactly the cap is within it: {job}");
+    assert_eq!(
+        job["status"], "finished",
+        "exactly the cap is within it: {job}"
+    );
     assert_healthy(&mut worker);
 }
 

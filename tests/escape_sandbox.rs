@@ -21,7 +21,10 @@ struct Sandboxed {
 /// Where OpenCode, other agents and shells keep secrets, with a value a leak would show.
 const PLANTED: &[(&str, &str)] = &[
     (".local/share/opencode/auth.json", "planted-opencode-key"),
-    (".config/opencode/opencode.json", "planted-opencode-config-key"),
+    (
+        ".config/opencode/opencode.json",
+        "planted-opencode-config-key",
+    ),
     (".claude/.credentials.json", "planted-claude-token"),
     (".codex/auth.json", "planted-codex-token"),
     (".bash_history", "export PLANTED_HISTORY_TOKEN=1"),
@@ -405,7 +408,10 @@ fn opencode_and_agent_credentials_and_shell_histories_are_hidden() {
     assert!(stdout(&job).ends_with("project file"), "{job}");
 
     let init = worker.call("initialize", json!({}));
-    let hidden = init["isolation"]["hidden"].as_array().cloned().unwrap_or_default();
+    let hidden = init["isolation"]["hidden"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let category_of = |path: &str| {
         hidden
             .iter()
@@ -417,7 +423,10 @@ fn opencode_and_agent_credentials_and_shell_histories_are_hidden() {
         Some("agent_credentials"),
         "{hidden:?}"
     );
-    assert_eq!(category_of("~/.bash_history").as_deref(), Some("shell_history"));
+    assert_eq!(
+        category_of("~/.bash_history").as_deref(),
+        Some("shell_history")
+    );
     assert_eq!(category_of("~/.env.*").as_deref(), Some("env_files"));
 
     let doctor = std::process::Command::new(BIN)
@@ -519,7 +528,10 @@ fn the_private_tmpfs_is_bounded_by_the_memory_limit() {
         .sum();
     assert!(kept <= 128 << 20, "{kept} bytes held in tmpfs: {out}");
     assert!(
-        mounts["mechanism"].as_str().unwrap_or_default().contains("at most"),
+        mounts["mechanism"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("at most"),
         "{mounts}"
     );
     assert_healthy(&mut worker);
@@ -562,5 +574,8 @@ fn a_sigkilled_worker_leaves_no_job_process_behind() {
         // SAFETY: plain signal delivery to a pid that carries this test's marker.
         unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
     }
-    assert!(left.is_empty(), "job processes outlived the worker: {left:?}");
+    assert!(
+        left.is_empty(),
+        "job processes outlived the worker: {left:?}"
+    );
 }

@@ -222,9 +222,9 @@ impl Pool {
         tokio::task::spawn_blocking(move || {
             crate::session::collect_artifacts(&output, caps, &bounds).ok()
         })
-            .await
-            .ok()
-            .flatten()
+        .await
+        .ok()
+        .flatten()
     }
 
     pub async fn cancel(&self, job_id: &str, reason: Option<String>) -> Result<Job, WorkerError> {

@@ -221,13 +221,16 @@ mod tests {
             std::fs::write(b.join(pattern), "KEY=1").unwrap();
         }
         std::fs::write(b.join("home/.envrc-not"), "").unwrap();
-        let view = ReadView::build(normalise([b.join("home/.env.*"), b.join("home/.env")]), &[])
-            .unwrap();
+        let view =
+            ReadView::build(normalise([b.join("home/.env.*"), b.join("home/.env")]), &[]).unwrap();
         let paths: Vec<&Path> = view.entries.iter().map(|e| e.path.as_path()).collect();
         assert!(!paths.contains(&b.join("home/.env").as_path()));
         assert!(!paths.contains(&b.join("home/.env.local").as_path()));
         assert!(paths.contains(&b.join("home/.envrc-not").as_path()));
-        assert_eq!(expand(&b.join("home/.env.*")), vec![b.join("home/.env.local")]);
+        assert_eq!(
+            expand(&b.join("home/.env.*")),
+            vec![b.join("home/.env.local")]
+        );
         // Freshness right after the build is not asserted: the walk also covers the shared
         // /tmp, which other tests change at any moment.
         std::fs::create_dir(b.join("home/new")).unwrap();

@@ -1,9 +1,7 @@
 //! What this host can enforce, probed once at start-up and reported honestly.
 
 use super::cgroup::{self, Cgroups};
-use super::config::{
-    ROOT_HIDDEN, SandboxConfig, WORKER_DIR_PREFIX, expand_home, hidden_category,
-};
+use super::config::{ROOT_HIDDEN, SandboxConfig, WORKER_DIR_PREFIX, expand_home, hidden_category};
 use super::fsview::{self, ReadView};
 use super::report::{HiddenPath, IsolationReport, LayerReport, active, degraded, unavailable};
 use super::{landlock, ns, seccomp};

@@ -150,8 +150,8 @@ impl JobSandbox {
         let userns = sandboxed && h.userns();
         if let (Some(n), None) = (req.pids, pids_cg) {
             if userns && !h.root {
-                // The relay process of a PID namespace counts too.
-                child.nproc = Some(n + u64::from(use_pidns));
+                // The relay and the init of a PID namespace count too.
+                child.nproc = Some(n + 2 * u64::from(use_pidns));
                 layers.push(layer(
                     "pids",
                     format!(
@@ -210,7 +210,11 @@ impl JobSandbox {
             let (tmp_size, shm_size) = tmpfs_sizes(req.memory_bytes);
             let mut masks: Vec<(PathBuf, bool, String)> = vec![
                 (PathBuf::from("/tmp"), true, format!("mode=1777{tmp_size}")),
-                (PathBuf::from("/dev/shm"), true, format!("mode=1777{shm_size}")),
+                (
+                    PathBuf::from("/dev/shm"),
+                    true,
+                    format!("mode=1777{shm_size}"),
+                ),
             ];
             if !req.network_open {
                 masks.push((PathBuf::from("/run"), false, masked("mode=755")));
@@ -415,7 +419,7 @@ impl JobSandbox {
         } == 0;
         if alive {
             // The leader is not reaped, so its group id still names the job's group. With a
-            // PID namespace, killing the relay takes the namespace down through the job's
+            // PID namespace, killing the relay takes the namespace down through its init's
             // parent-death signal.
             // SAFETY: plain signal delivery.
             unsafe { libc::killpg(*pid, libc::SIGKILL) };

@@ -233,7 +233,11 @@ impl Walker<'_> {
             // SAFETY: lseek on our own descriptor.
             let data = unsafe { libc::lseek(raw, offset as libc::off_t, libc::SEEK_DATA) };
             // ENXIO: no data past `offset`, the rest is a hole.
-            let data = if data < 0 { size } else { (data as u64).min(size) };
+            let data = if data < 0 {
+                size
+            } else {
+                (data as u64).min(size)
+            };
             if !self.hash_zeros(data - offset, hashed) {
                 return Ok(false);
             }
@@ -242,7 +246,11 @@ impl Walker<'_> {
             }
             // SAFETY: as above.
             let hole = unsafe { libc::lseek(raw, data as libc::off_t, libc::SEEK_HOLE) };
-            let hole = if hole < 0 { size } else { (hole as u64).min(size) };
+            let hole = if hole < 0 {
+                size
+            } else {
+                (hole as u64).min(size)
+            };
             file.seek(SeekFrom::Start(data))?;
             if !self.hash_range(file, hole - data, hashed)? {
                 return Ok(false);
