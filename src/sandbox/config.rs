@@ -69,7 +69,7 @@ pub struct SandboxConfig {
 ///
 /// The home as a whole stays readable: per-user toolchains (~/.cargo, ~/.rustup, ~/.nvm,
 /// ~/.pyenv, ~/.local/bin, ~/.m2, ~/.gradle caches) live there and a job has no other way to
-/// them. An operator who wants the stricter view adds `"~"` to `sandbox.hidden`.
+/// them. An operator who wants the stricter view adds `"~"` to `isolation.hidden`.
 pub const DEFAULT_HIDDEN: &[(&str, &str)] = &[
     // Coding agents: model-provider API keys, OAuth tokens, transcripts of past sessions.
     ("agent_credentials", "~/.local/share/opencode"),

@@ -155,7 +155,7 @@ pub fn doctor_report(host: &Host) -> String {
     let hidden = i.hidden_report();
     if !hidden.is_empty() {
         let _ = writeln!(out);
-        let _ = writeln!(out, "hidden from jobs (add more with `sandbox.hidden`):");
+        let _ = writeln!(out, "hidden from jobs (add more with `isolation.hidden`):");
         let mut categories: Vec<&str> = Vec::new();
         for entry in &hidden {
             if !categories.contains(&entry.category.as_str()) {

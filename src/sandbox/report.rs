@@ -46,7 +46,7 @@ pub struct HiddenPath {
     pub path: String,
     /// `agent_credentials`, `cloud_credentials`, `registry_tokens`, `keys_and_keyrings`,
     /// `shell_history`, `env_files`, `browser_profiles`, `system_secrets` (root workers only)
-    /// or `configured` (added in `sandbox.hidden`).
+    /// or `configured` (added in `isolation.hidden`).
     pub category: String,
 }
 
