@@ -35,6 +35,7 @@ pub fn isolation_report(core: protocol::IsolationReport, host: &Host) -> protoco
         profile: sandbox.profile,
         layers: core.layers.into_iter().chain(sandbox.layers).collect(),
         limits: core.limits.into_iter().chain(sandbox.limits).collect(),
+        hidden: sandbox.hidden,
     }
 }
 

@@ -216,10 +216,13 @@ impl Pool {
         let output =
             crate::session::SessionDirs::plan(&self.shared.base_dir, &entry.session_id).output;
         let caps = self.shared.artifact_caps();
-        tokio::task::spawn_blocking(move || crate::session::collect_artifacts(&output, caps).ok())
-            .await
-            .ok()
-            .flatten()
+        let bounds = crate::session::CollectBounds::new(Default::default());
+        tokio::task::spawn_blocking(move || {
+            crate::session::collect_artifacts(&output, caps, &bounds).ok()
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     pub async fn cancel(&self, job_id: &str, reason: Option<String>) -> Result<Job, WorkerError> {

@@ -7,7 +7,7 @@ use super::{SHUTDOWN_GRACE, Shared};
 use crate::exec::{
     ExitInfo, JobProcess, LaunchSpec, ResourceUse, RlimitPlan, SessionPaths, job_environment, pump,
 };
-use crate::session::{SessionDirs, collect_artifacts, remove_tree, write_files};
+use crate::session::{CollectBounds, SessionDirs, collect_artifacts, remove_tree, write_files};
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -98,17 +98,59 @@ async fn phases(shared: &Arc<Shared>, entry: &Arc<JobEntry>) -> Outcome {
 
     entry.set_phase(ActivePhase::Collect);
     let collect_start = Instant::now();
-    let output = dirs.output.clone();
-    let caps = shared.artifact_caps();
-    let artifacts = tokio::task::spawn_blocking(move || collect_artifacts(&output, caps))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
+    let (artifacts, outcome) = collect(shared, entry, dirs, outcome).await;
     let mut record = entry.record();
     record.artifacts = Some(artifacts);
     record.metrics.collect_ms = ms(collect_start.elapsed());
     outcome
+}
+
+/// COLLECT, bounded (see `CollectBounds`) and stoppable: a cancel or shutdown that arrives
+/// now stops the hashing at once, and a cancel turns a job that ended on its own into a
+/// cancelled one (it was still running as far as the client could tell).
+async fn collect(
+    shared: &Arc<Shared>,
+    entry: &Arc<JobEntry>,
+    dirs: &SessionDirs,
+    outcome: Outcome,
+) -> (Vec<crate::protocol::Artifact>, Outcome) {
+    let output = dirs.output.clone();
+    let caps = shared.artifact_caps();
+    let bounds = CollectBounds::new(Arc::default());
+    let stop = bounds.stop.clone();
+    let mut stops = entry.stop_requests();
+    // A stop seen during EXECUTE already shaped the outcome; only a new one counts here.
+    let stopped_before = stops.borrow_and_update().is_some();
+    let mut work = tokio::task::spawn_blocking(move || collect_artifacts(&output, caps, &bounds));
+    let mut late_stop = None;
+    let result = loop {
+        tokio::select! {
+            result = &mut work => break result,
+            request = stops.wait_for(Option::is_some), if !stopped_before && late_stop.is_none() => {
+                late_stop = Some(request.ok().and_then(|r| r.clone()).unwrap_or(StopRequest::Shutdown));
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    };
+    let artifacts = result.ok().and_then(Result::ok).unwrap_or_default();
+    let outcome = match (late_stop, outcome) {
+        (Some(StopRequest::Cancel(message)), Outcome::Exited { code }) => Outcome::Cancelled {
+            message,
+            exit: Some(ExitInfo {
+                code: Some(code),
+                signal: None,
+            }),
+        },
+        (Some(StopRequest::Cancel(message)), Outcome::Signaled { signal }) => Outcome::Cancelled {
+            message,
+            exit: Some(ExitInfo {
+                code: None,
+                signal: Some(signal),
+            }),
+        },
+        (_, outcome) => outcome,
+    };
+    (artifacts, outcome)
 }
 
 async fn prepare(
@@ -256,6 +298,15 @@ async fn execute(
     };
     record_usage(entry, usage);
     crate::exec::apply_usage(&mut entry.record().metrics, sandbox.usage());
+    // The job may exit right after passing its output cap, before the pump's notice won the
+    // select: the byte count decides, not the timing.
+    let over_cap = [&entry.stdout, &entry.stderr].iter().any(|buffer| {
+        buffer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .over_cap()
+    });
+    let interrupt = interrupt.or_else(|| over_cap.then_some(Interrupt::OutputLimit));
     // An OOM kill can end the leader before the breach poll sees it: ask once more.
     let interrupt = interrupt.or_else(|| sandbox.breach().map(Interrupt::Breach));
     classify(interrupt, exit, usage, &rlimits)

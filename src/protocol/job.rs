@@ -213,8 +213,10 @@ pub struct Artifact {
     /// Path relative to the output directory.
     pub path: String,
     pub size: u64,
-    /// Hex SHA-256 of the whole file.
-    pub sha256: String,
+    /// Hex SHA-256 of the whole file; absent when COLLECT's hashing budget (bytes or time)
+    /// was spent or the job was cancelled during COLLECT: `size` is still exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     /// The content, when it fits the inline cap and was asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,

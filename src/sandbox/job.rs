@@ -142,20 +142,22 @@ impl JobSandbox {
             layers.push(layer("cpu", format!("{mechanism} = {cores} cores")));
         }
 
-        let use_pidns = sandboxed
-            && h.pidns()
-            && (h.tree_kill() != TreeKill::Cgroup
-                || !in_cgroup
-                || h.landlock_abi().is_none_or(|abi| abi < 6)
-                || profile == Profile::Strict);
+        // Always where the host allows it, cgroup.kill or not: the job as init of its own
+        // namespace (with the parent-death signal on it) dies with the worker even when the
+        // worker is SIGKILLed and nothing runs `cgroup.kill`, and its /proc shows no host
+        // process (other workers' jobs and their command lines included).
+        let use_pidns = sandboxed && h.pidns();
         let userns = sandboxed && h.userns();
         if let (Some(n), None) = (req.pids, pids_cg) {
             if userns && !h.root {
-                // The relay process of a PID namespace counts too.
-                child.nproc = Some(n + u64::from(use_pidns));
+                // The relay and the init of a PID namespace count too.
+                child.nproc = Some(n + 2 * u64::from(use_pidns));
                 layers.push(layer(
                     "pids",
-                    format!("RLIMIT_NPROC = {n} in the job's user namespace"),
+                    format!(
+                        "RLIMIT_NPROC = {n} in the job's user namespace (refused forks are not \
+                         seen by the worker: the end is the job's own, not pids_limit)"
+                    ),
                 ));
             }
         } else if let (Some(n), Some(mechanism)) = (req.pids, pids_cg) {
@@ -188,7 +190,15 @@ impl JobSandbox {
         }
         match h.tree_kill() {
             TreeKill::Cgroup if in_cgroup => {
-                layers.push(layer("process_tree", layout.kill().unwrap_or("cgroup")));
+                let kill = layout.kill().unwrap_or("cgroup");
+                layers.push(layer(
+                    "process_tree",
+                    if child.pid_namespace {
+                        format!("{kill} + PID namespace")
+                    } else {
+                        kill.to_owned()
+                    },
+                ));
             }
             _ if child.pid_namespace => layers.push(layer("process_tree", "PID namespace")),
             _ => layers.push(layer("process_tree", "process group")),
@@ -197,26 +207,37 @@ impl JobSandbox {
         let keep = keep_paths(req, h);
         if child.unshare & libc::CLONE_NEWNS != 0 {
             let landlock_ok = h.landlock_abi().is_some();
-            let mut masks: Vec<(PathBuf, bool, &'static str)> = vec![
-                (PathBuf::from("/tmp"), true, "mode=1777"),
-                (PathBuf::from("/dev/shm"), true, "mode=1777"),
+            let (tmp_size, shm_size) = tmpfs_sizes(req.memory_bytes);
+            let mut masks: Vec<(PathBuf, bool, String)> = vec![
+                (PathBuf::from("/tmp"), true, format!("mode=1777{tmp_size}")),
+                (
+                    PathBuf::from("/dev/shm"),
+                    true,
+                    format!("mode=1777{shm_size}"),
+                ),
             ];
             if !req.network_open {
-                masks.push((PathBuf::from("/run"), false, "mode=755"));
-                masks.push((PathBuf::from("/var/run"), false, "mode=755"));
+                masks.push((PathBuf::from("/run"), false, masked("mode=755")));
+                masks.push((PathBuf::from("/var/run"), false, masked("mode=755")));
             }
             let mut hidden_files = Vec::new();
             if !landlock_ok {
                 // Without Landlock the mounts are the only thing hiding secrets.
-                for path in &h.hidden {
+                for path in h.hidden.iter().flat_map(|p| super::fsview::expand(p)) {
                     if path.is_dir() {
-                        masks.push((path.clone(), false, "mode=000"));
+                        masks.push((path, false, masked("mode=000")));
                     } else if path.exists() {
-                        hidden_files.push(path.clone());
+                        hidden_files.push(path);
                     }
                 }
                 if let Some(root) = sessions_root(req) {
-                    masks.push((root, false, "mode=755"));
+                    let siblings = super::host::sibling_workers(&root)
+                        .map(|pattern| super::fsview::expand(&pattern))
+                        .unwrap_or_default();
+                    for sibling in siblings.into_iter().filter(|s| *s != root) {
+                        masks.push((sibling, false, masked("mode=000")));
+                    }
+                    masks.push((root, false, masked("mode=755")));
                 }
             }
             let masks = real_dirs(masks);
@@ -227,7 +248,15 @@ impl JobSandbox {
             child.rechdir = true;
             layers.push(layer(
                 "mounts",
-                "mount namespace: private /tmp and /dev/shm",
+                match req.memory_bytes {
+                    Some(bytes) => format!(
+                        "mount namespace: private /tmp and /dev/shm, tmpfs of at most {} and {} \
+                         bytes (their sum is the memory limit)",
+                        bytes - bytes / 4,
+                        bytes / 4
+                    ),
+                    None => "mount namespace: private /tmp and /dev/shm".to_owned(),
+                },
             ));
             if !req.network_open {
                 layers.push(layer("unix_sockets", "tmpfs over /run and /tmp"));
@@ -390,7 +419,7 @@ impl JobSandbox {
         } == 0;
         if alive {
             // The leader is not reaped, so its group id still names the job's group. With a
-            // PID namespace, killing the relay takes the namespace down through the job's
+            // PID namespace, killing the relay takes the namespace down through its init's
             // parent-death signal.
             // SAFETY: plain signal delivery.
             unsafe { libc::killpg(*pid, libc::SIGKILL) };
@@ -471,10 +500,30 @@ fn keep_paths(req: &JobRequest, h: &super::host::Inner) -> Vec<PathBuf> {
     keep
 }
 
+/// `size=` options for the job's writable tmpfs mounts: a tmpfs lives in RAM, and where no
+/// memory cgroup charges its pages to the job (RLIMIT_DATA does not count them) the size is
+/// the only bound. /tmp gets three quarters of the memory limit and /dev/shm the rest, so
+/// together they never hold more than the limit. Without a limit, the kernel's default.
+fn tmpfs_sizes(memory_bytes: Option<u64>) -> (String, String) {
+    match memory_bytes {
+        Some(bytes) => (
+            format!(",size={}", (bytes - bytes / 4).max(4096)),
+            format!(",size={}", (bytes / 4).max(4096)),
+        ),
+        None => (String::new(), String::new()),
+    }
+}
+
+/// Options of a tmpfs that only hides what is below it: the job cannot write there through
+/// Landlock, and the size keeps it harmless where Landlock is missing.
+fn masked(mode: &str) -> String {
+    format!("{mode},size=1m")
+}
+
 /// Masks only apply to directories that exist; a symlink (/var/run -> /run) is masked through
 /// its target once.
-fn real_dirs(masks: Vec<(PathBuf, bool, &'static str)>) -> Vec<(PathBuf, bool, &'static str)> {
-    let mut out: Vec<(PathBuf, bool, &'static str)> = Vec::new();
+fn real_dirs(masks: Vec<(PathBuf, bool, String)>) -> Vec<(PathBuf, bool, String)> {
+    let mut out: Vec<(PathBuf, bool, String)> = Vec::new();
     for (path, writable, options) in masks {
         let Ok(real) = std::fs::canonicalize(&path) else {
             continue;

@@ -43,11 +43,13 @@ mod bench;
 #[cfg(test)]
 mod tests;
 
-pub use config::{DEFAULT_HIDDEN, Profile, SandboxConfig};
+pub use config::{DEFAULT_HIDDEN, Profile, SandboxConfig, WORKER_DIR_PREFIX};
 pub use doctor::doctor_report;
 pub use host::Host;
 pub use job::{JobRequest, JobSandbox};
-pub use report::{AppliedLayer, Breach, IsolationReport, LayerReport, LayerState, Usage};
+pub use report::{
+    AppliedLayer, Breach, HiddenPath, IsolationReport, LayerReport, LayerState, Usage,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
