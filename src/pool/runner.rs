@@ -7,6 +7,7 @@ use super::{SHUTDOWN_GRACE, Shared};
 use crate::exec::{
     ExitInfo, JobProcess, LaunchSpec, ResourceUse, RlimitPlan, SessionPaths, job_environment, pump,
 };
+use crate::protocol::WorkspaceMode;
 use crate::session::{SessionDirs, collect_artifacts, remove_tree, write_files};
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
@@ -89,10 +90,31 @@ async fn phases(shared: &Arc<Shared>, entry: &Arc<JobEntry>) -> Outcome {
     if let Err(error) = prepare(plan, dirs).await {
         return Outcome::PrepareFailed(format!("could not write the job's files: {error}"));
     }
+    // Held until the job's processes are gone: it owns the placeholders its mounts sit on.
+    let protection = match plan
+        .workspace
+        .as_ref()
+        .filter(|w| w.mode == WorkspaceMode::Write)
+    {
+        Some(workspace) => match crate::workspace::Protection::prepare(workspace) {
+            Ok(protection) => Some(protection),
+            Err(error) => {
+                return Outcome::PrepareFailed(format!(
+                    "could not prepare the workspace's protected paths: {error}"
+                ));
+            }
+        },
+        None => None,
+    };
+    let view = plan
+        .workspace
+        .as_ref()
+        .map(|w| crate::exec::workspace_view(w, protection.as_ref()));
     entry.record().metrics.prepare_ms = ms(prepare_start.elapsed());
 
     entry.set_phase(ActivePhase::Execute);
-    let outcome = execute(shared, entry, dirs).await;
+    let outcome = execute(shared, entry, dirs, view).await;
+    drop(protection);
 
     entry.set_phase(ActivePhase::Collect);
     let collect_start = Instant::now();
@@ -133,7 +155,12 @@ enum Interrupt {
     Breach(crate::sandbox::Breach),
 }
 
-async fn execute(shared: &Arc<Shared>, entry: &Arc<JobEntry>, dirs: &SessionDirs) -> Outcome {
+async fn execute(
+    shared: &Arc<Shared>,
+    entry: &Arc<JobEntry>,
+    dirs: &SessionDirs,
+    workspace: Option<crate::sandbox::WorkspaceView>,
+) -> Outcome {
     let plan = &entry.plan;
     let governance = &shared.config.governance;
     let rlimits = RlimitPlan::new(
@@ -153,10 +180,11 @@ async fn execute(shared: &Arc<Shared>, entry: &Arc<JobEntry>, dirs: &SessionDirs
     );
     let spec = LaunchSpec {
         program: plan.program.clone(),
-        cwd: plan
-            .cwd
-            .as_ref()
-            .map_or_else(|| dirs.work.clone(), |cwd| dirs.work.join(cwd)),
+        cwd: match (&plan.workspace, &plan.cwd) {
+            (Some(workspace), _) => workspace.cwd.clone(),
+            (None, Some(cwd)) => dirs.work.join(cwd),
+            (None, None) => dirs.work.clone(),
+        },
         env,
         stdin: plan.stdin.is_some(),
         rlimits,
@@ -164,7 +192,7 @@ async fn execute(shared: &Arc<Shared>, entry: &Arc<JobEntry>, dirs: &SessionDirs
     };
 
     let spawn_start = Instant::now();
-    let request = crate::exec::sandbox_request(dirs, plan, plan.profile);
+    let request = crate::exec::sandbox_request(dirs, plan, plan.profile, workspace);
     let sandbox = match crate::sandbox::JobSandbox::prepare(&shared.host, &request) {
         Ok(sandbox) => Arc::new(sandbox),
         Err(error) => return Outcome::PrepareFailed(error.to_string()),

@@ -14,4 +14,7 @@ pub use bytesize::ByteSize;
 pub use events::*;
 pub use job::{Artifact, EndReason, Job, JobMetrics, JobStatus, JobSummary, Phase};
 pub use methods::*;
-pub use spec::{FileEncoding, FileEntry, JobSpec, LimitsRequest, NetworkMode, SeedConfig};
+pub use spec::{
+    FileEncoding, FileEntry, JobSpec, LimitsRequest, NetworkMode, SeedConfig, WorkspaceMode,
+    WorkspaceSpec,
+};

@@ -46,7 +46,7 @@ mod tests;
 pub use config::{DEFAULT_HIDDEN, Profile, SandboxConfig};
 pub use doctor::doctor_report;
 pub use host::Host;
-pub use job::{JobRequest, JobSandbox};
+pub use job::{JobRequest, JobSandbox, WorkspaceView};
 pub use report::{AppliedLayer, Breach, IsolationReport, LayerReport, LayerState, Usage};
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +58,9 @@ pub enum SandboxError {
     Refused { layer: String, why: String },
     #[error("network \"open\" is not allowed by this worker's configuration")]
     NetworkNotAllowed,
+    /// A workspace job cannot get the mounts that enforce its mode here.
+    #[error("workspace jobs cannot run here: {0}")]
+    WorkspaceUnavailable(String),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -72,6 +75,7 @@ impl SandboxError {
         match self {
             SandboxError::Refused { layer, .. } => Some(layer),
             SandboxError::NetworkNotAllowed => Some("network"),
+            SandboxError::WorkspaceUnavailable(_) => Some("workspace"),
             SandboxError::Io { .. } => None,
         }
     }

@@ -32,6 +32,9 @@ pub enum MountStep {
     Bind(usize),
     /// Hides a file (no Landlock to do it) behind /dev/null.
     HideFile(CString),
+    /// Binds a path over itself, making it a mount point (which cannot be renamed or removed)
+    /// and, with `read_only`, unwritable whatever Landlock grants around it.
+    BindSelf { target: CString, read_only: bool },
 }
 
 /// A path that lives under a masked directory and must stay visible (the session itself when
@@ -164,8 +167,45 @@ impl MountStep {
             MountStep::HideFile(target) => {
                 sys::mount(Some(c"/dev/null"), target, None, libc::MS_BIND, None)
             }
+            MountStep::BindSelf { target, read_only } => {
+                sys::mount(
+                    Some(target),
+                    target,
+                    None,
+                    libc::MS_BIND | libc::MS_REC,
+                    None,
+                )?;
+                if *read_only {
+                    remount_read_only(target)?;
+                }
+                Ok(())
+            }
         }
     }
+}
+
+/// Async-signal-safe. In a user namespace a remount must repeat the flags the mount inherited
+/// (nosuid, nodev, noexec, atime) or the kernel refuses it: they are read back with statfs.
+fn remount_read_only(target: &CStr) -> io::Result<()> {
+    // SAFETY: statvfs fills a zeroed struct for a NUL-terminated path (glibc takes the flags
+    // from the statfs syscall on any kernel since 2.6.36).
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    check_int(unsafe { libc::statvfs(target.as_ptr(), &mut stat) })?;
+    let have = stat.f_flag as libc::c_ulong;
+    let mut flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
+    for (st, ms) in [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ] {
+        if have & st != 0 {
+            flags |= ms;
+        }
+    }
+    sys::mount(None, target, None, flags, None)
 }
 
 /// uid/gid maps that keep the caller's ids: the job sees the same owner on its files, and

@@ -1,0 +1,374 @@
+//! Workspaces through the real binary: jobs on a real git project in `read` and `write`
+//! modes, the protected paths of `write`, secrets, and every refused `workspace.path`.
+//!
+//! Projects live under /var/tmp: the job's private /tmp would not hide them (the worker binds a
+//! workspace under /tmp back in place, tested separately), but the fake home and the project's
+//! parent must be outside the session base for the "write outside" checks to mean something.
+
+mod common;
+use common::*;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Fixture {
+    worker: Worker,
+    /// Holds the project and, beside it, a file a job must not reach.
+    parent: tempfile::TempDir,
+    project: PathBuf,
+    home: tempfile::TempDir,
+}
+
+const KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY----- workspace-test";
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A git project with one commit and no `.git/hooks` (the placeholder case), a worker whose
+/// project root is it, and a fake home holding an ssh key.
+fn fixture(extra: &[&str]) -> Option<Fixture> {
+    let parent = tempfile::tempdir_in("/var/tmp").expect("parent dir");
+    let project = std::fs::canonicalize(parent.path())
+        .unwrap()
+        .join("project");
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    std::fs::write(project.join("README"), "hello\n").unwrap();
+    std::fs::write(project.join("src/lib.txt"), "lib\n").unwrap();
+    git(&project, &["init", "-q", "-b", "main"]);
+    std::fs::remove_dir_all(project.join(".git/hooks")).unwrap();
+    git(&project, &["add", "-A"]);
+    git(&project, &["commit", "-qm", "first"]);
+    std::fs::write(parent.path().join("outside.txt"), "outside\n").unwrap();
+
+    let home = tempfile::tempdir_in("/var/tmp").expect("fake home");
+    std::fs::create_dir_all(home.path().join(".ssh")).unwrap();
+    std::fs::write(home.path().join(".ssh/id_ed25519"), KEY).unwrap();
+    let root = format!("workspace.root={}", project.display());
+    let mut settings = vec![root.as_str()];
+    settings.extend_from_slice(extra);
+    let home_str = home.path().to_str().unwrap().to_owned();
+    let mut worker = Worker::start_walls(&settings, &[("HOME", home_str.as_str())]);
+    let init = worker.call("initialize", json!({}));
+    let sandboxed = init["isolation"]["layers"].as_array().is_some_and(|l| {
+        l.iter()
+            .any(|l| l["name"] == "filesystem" && l["state"] == "active")
+    });
+    if !sandboxed {
+        eprintln!("SKIPPED: no Landlock here, workspace protection is not what is tested");
+        return None;
+    }
+    Some(Fixture {
+        worker,
+        parent,
+        project,
+        home,
+    })
+}
+
+fn run(worker: &mut Worker, mode: &str, command: &str) -> Value {
+    worker.dispatch(json!({
+        "command": command,
+        "workspace": {"mode": mode},
+        "wait_ms": 30000,
+    }))
+}
+
+fn stdout(job: &Value) -> &str {
+    job["stdout"].as_str().unwrap_or_default()
+}
+
+fn assert_fails(job: &Value, what: &str) {
+    assert_eq!(job["status"], "failed", "{what} should have failed: {job}");
+}
+
+#[test]
+fn write_mode_commits_in_place() {
+    let Some(Fixture {
+        mut worker,
+        project,
+        parent: _parent,
+        home: _home,
+    }) = fixture(&[])
+    else {
+        return;
+    };
+    let job = run(
+        &mut worker,
+        "write",
+        "pwd && echo new > new.txt && sed -i s/hello/bye/ README && git add -A \
+         && git -c user.name=job -c user.email=job@example.invalid commit -qm 'from the job' \
+         && git log --format=%s -1",
+    );
+    assert_eq!(job["status"], "finished", "{job}");
+    assert_eq!(
+        stdout(&job),
+        format!("{}\nfrom the job\n", project.display()),
+        "the job starts in the workspace at its real path"
+    );
+    assert_eq!(
+        git(&project, &["log", "--format=%s", "-1"]),
+        "from the job\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.join("README")).unwrap(),
+        "bye\n"
+    );
+    assert!(git(&project, &["status", "--porcelain"]).is_empty());
+    let layers = job["isolation"].as_array().unwrap();
+    assert!(
+        layers.iter().any(|l| l["name"] == "workspace"),
+        "{layers:?}"
+    );
+    // The placeholders made for missing protected paths are gone again.
+    for gone in [".git/hooks", "opencode.json", ".envrc", ".opencode"] {
+        assert!(!project.join(gone).exists(), "{gone} left behind");
+    }
+    worker.assert_no_session_dirs();
+}
+
+#[test]
+fn write_mode_keeps_protected_paths_and_the_outside_read_only() {
+    let Some(Fixture {
+        mut worker,
+        parent,
+        project,
+        home,
+    }) = fixture(&[])
+    else {
+        return;
+    };
+    std::os::unix::fs::symlink(home.path().join(".ssh/id_ed25519"), project.join("key")).unwrap();
+    let config_before = std::fs::read(project.join(".git/config")).unwrap();
+    let attempts = [
+        (
+            "a new hook",
+            "mkdir -p .git/hooks && echo 'touch /x' > .git/hooks/pre-commit",
+        ),
+        (
+            "a hook through a new hooks dir",
+            "echo x > .git/hooks/pre-commit",
+        ),
+        ("git config", "echo '[core] hooksPath = h' >> .git/config"),
+        ("git config via git", "git config core.hooksPath h"),
+        ("OpenCode's config", "echo '{}' > opencode.json"),
+        ("OpenCode's jsonc", "echo '{}' > opencode.jsonc"),
+        (
+            "OpenCode's plugins dir",
+            "mkdir -p .opencode/plugin && echo x > .opencode/plugin/p.js",
+        ),
+        ("direnv", "echo 'echo hi' > .envrc"),
+        ("the worker's config", "echo '{}' > opencode-worker.json"),
+        ("renaming .git away", "mv .git .git-old"),
+        (
+            "replacing the placeholder",
+            "rmdir opencode.json && echo '{}' > opencode.json",
+        ),
+        (
+            "unmounting the protection",
+            "perl -e 'syscall(166, \".git/config\", 2) == 0 or die \"umount2: $!\\n\"'",
+        ),
+        ("writing beside the project", "echo x > ../outside.txt"),
+        ("creating beside the project", "echo x > ../planted.txt"),
+        ("reading a key through a symlink", "cat key"),
+    ];
+    for (what, command) in attempts {
+        let job = run(&mut worker, "write", command);
+        assert_fails(&job, what);
+        assert!(!stdout(&job).contains("PRIVATE KEY"), "{what}: {job}");
+    }
+    assert_eq!(
+        std::fs::read(project.join(".git/config")).unwrap(),
+        config_before
+    );
+    for never in [
+        ".git/hooks",
+        ".git-old",
+        "opencode.json",
+        "opencode.jsonc",
+        ".opencode",
+        ".envrc",
+        "opencode-worker.json",
+    ] {
+        assert!(
+            !project.join(never).exists(),
+            "{never} exists after the jobs"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(parent.path().join("outside.txt")).unwrap(),
+        "outside\n"
+    );
+    assert!(!parent.path().join("planted.txt").exists());
+    // An existing hooks dir is protected the same way, with its samples readable.
+    std::fs::create_dir(project.join(".git/hooks")).unwrap();
+    std::fs::write(project.join(".git/hooks/pre-commit.sample"), "#!/bin/sh\n").unwrap();
+    let job = run(
+        &mut worker,
+        "write",
+        "cat .git/hooks/pre-commit.sample && echo x > .git/hooks/pre-commit",
+    );
+    assert_fails(&job, "a hook in an existing hooks dir");
+    assert_eq!(stdout(&job), "#!/bin/sh\n");
+    assert!(!project.join(".git/hooks/pre-commit").exists());
+    let job = run(&mut worker, "write", "echo fine > src/ok.txt");
+    assert_eq!(job["status"], "finished", "{job}");
+}
+
+#[test]
+fn read_mode_sees_the_project_read_only() {
+    let Some(Fixture {
+        mut worker,
+        project,
+        parent: _parent,
+        home: _home,
+    }) = fixture(&[])
+    else {
+        return;
+    };
+    let job = worker.dispatch(json!({
+        "command": "pwd && cat lib.txt && touch new",
+        "workspace": {"mode": "read"},
+        "cwd": "src",
+        "wait_ms": 30000,
+    }));
+    assert_fails(&job, "touch in read mode");
+    assert_eq!(stdout(&job), format!("{}/src\nlib\n", project.display()));
+    assert!(!project.join("src/new").exists());
+    // A relative path starts at the project root.
+    let job = worker.dispatch(json!({
+        "command": "pwd",
+        "workspace": {"mode": "read", "path": "src"},
+        "wait_ms": 30000,
+    }));
+    assert_eq!(
+        stdout(&job),
+        format!("{}/src\n", project.display()),
+        "{job}"
+    );
+}
+
+#[test]
+fn a_workspace_under_tmp_is_bound_back_in_place() {
+    if fixture(&[]).is_none() {
+        return;
+    }
+    // The job's /tmp is a private tmpfs; a project under the host's /tmp must still be there.
+    let tmp = tempfile::tempdir().unwrap();
+    let project = std::fs::canonicalize(tmp.path()).unwrap();
+    std::fs::write(project.join("f"), "in tmp\n").unwrap();
+    let root = format!("workspace.root={}", project.display());
+    let mut worker = Worker::start_walls(&[root.as_str()], &[]);
+    let job = worker.dispatch(json!({
+        "command": "cat f && echo more >> f && ls /tmp | wc -l",
+        "workspace": {"mode": "write"},
+        "wait_ms": 30000,
+    }));
+    assert_eq!(job["status"], "finished", "{job}");
+    assert!(stdout(&job).starts_with("in tmp\n"), "{job}");
+    assert_eq!(
+        std::fs::read_to_string(project.join("f")).unwrap(),
+        "in tmp\nmore\n"
+    );
+}
+
+#[test]
+fn bad_workspace_paths_are_refused_naming_the_field() {
+    let Some(Fixture {
+        mut worker,
+        parent,
+        project,
+        home: _home,
+    }) = fixture(&[])
+    else {
+        return;
+    };
+    std::os::unix::fs::symlink(parent.path(), project.join("up")).unwrap();
+    let cases = [
+        (
+            json!({"mode": "write", "path": "missing"}),
+            "workspace.path",
+            "does not exist",
+        ),
+        (
+            json!({"mode": "write", "path": "README"}),
+            "workspace.path",
+            "not a directory",
+        ),
+        (
+            json!({"mode": "read", "path": "/etc"}),
+            "workspace.path",
+            "outside the workspace roots",
+        ),
+        (
+            json!({"mode": "read", "path": "../"}),
+            "workspace.path",
+            "outside the workspace roots",
+        ),
+        (
+            json!({"mode": "read", "path": "up"}),
+            "workspace.path",
+            "through a symlink",
+        ),
+        (json!({"mode": "read", "nope": 1}), "", ""),
+    ];
+    for (workspace, field, reason) in cases {
+        let error = worker.call_err(
+            "worker_dispatch_job",
+            json!({"command": "true", "workspace": workspace}),
+        );
+        assert_eq!(error["code"], -32602, "{workspace}: {error}");
+        if !field.is_empty() {
+            assert_eq!(error["data"]["field"], field, "{workspace}: {error}");
+            let text = error["data"]["reason"].as_str().unwrap_or_default();
+            assert!(text.contains(reason), "{workspace}: {error}");
+        }
+    }
+    let error = worker.call_err(
+        "worker_dispatch_job",
+        json!({"command": "true", "workspace": {"mode": "read"}, "cwd": "up"}),
+    );
+    assert_eq!(error["data"]["field"], "cwd", "{error}");
+    let error = worker.call_err(
+        "worker_dispatch_job",
+        json!({"command": "true", "workspace": {"mode": "read"}, "cwd": "nope"}),
+    );
+    assert_eq!(error["data"]["field"], "cwd", "{error}");
+    // Only `workspace.roots` may hold a workspace; the default is the root alone.
+    let error = worker.call_err(
+        "worker_dispatch_job",
+        json!({"command": "true", "workspace": {"mode": "read", "path": parent.path()}}),
+    );
+    assert_eq!(error["data"]["field"], "workspace.path", "{error}");
+}
+
+#[test]
+fn a_workspace_holding_a_credential_store_is_refused() {
+    let Some(Fixture {
+        home,
+        parent: _parent,
+        ..
+    }) = fixture(&[])
+    else {
+        return;
+    };
+    let roots = format!("workspace.roots=[\"{}\"]", home.path().display());
+    let home_str = home.path().to_str().unwrap().to_owned();
+    let mut worker = Worker::start_walls(&[roots.as_str()], &[("HOME", home_str.as_str())]);
+    let error = worker.call_err(
+        "worker_dispatch_job",
+        json!({"command": "true", "workspace": {"mode": "read", "path": home.path()}}),
+    );
+    assert_eq!(error["data"]["field"], "workspace.path", "{error}");
+    assert!(
+        error["data"]["reason"].as_str().unwrap().contains(".ssh"),
+        "{error}"
+    );
+}
