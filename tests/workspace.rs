@@ -372,3 +372,169 @@ fn a_workspace_holding_a_credential_store_is_refused() {
         "{error}"
     );
 }
+
+/// SHA-256 of every file (and the target of every symlink) under `dir`, by relative path.
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("find . -type f -print0 | sort -z | xargs -0 -r sha256sum; find . -type l -printf '%p -> %l\\n' | sort; find . -printf '%p %m\\n' | sort")
+        .current_dir(dir)
+        .output()
+        .expect("find runs");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| (l.to_owned(), String::new()))
+        .collect()
+}
+
+/// `printf 'bye\n' | sha256sum`
+const BYE_SHA256: &str = "abc6fd595fc079d3114d4b71a4d84b1d1d0f79df1e70f8813212f2a65d8916df";
+
+fn overlay(worker: &mut Worker, command: &str) -> Value {
+    run(worker, "overlay", command)
+}
+
+#[test]
+fn overlay_reports_every_kind_of_edit_and_leaves_the_project_alone() {
+    let Some(Fixture {
+        mut worker,
+        project,
+        parent: _parent,
+        home: _home,
+    }) = fixture(&[])
+    else {
+        return;
+    };
+    std::fs::write(project.join(".gitignore"), "target/\n").unwrap();
+    std::fs::write(project.join("old.txt"), "old\n").unwrap();
+    std::fs::write(project.join("script.sh"), "echo hi\n").unwrap();
+    std::fs::write(project.join("link-me.txt"), "plain\n").unwrap();
+    std::fs::create_dir_all(project.join("gone/deep")).unwrap();
+    std::fs::write(project.join("gone/deep/a.txt"), "a\n").unwrap();
+    let before = snapshot(&project);
+    let job = overlay(
+        &mut worker,
+        "sed -i s/hello/bye/ README && echo new > added.txt && rm old.txt && chmod +x script.sh \
+         && mv src/lib.txt src/moved.txt && rm link-me.txt && ln -s README link-me.txt \
+         && rm -r gone && mkdir -p target/debug && echo bin > target/debug/x \
+         && git -c user.name=j -c user.email=j@example.invalid commit -qam inside \
+         && cat README",
+    );
+    assert_eq!(job["status"], "finished", "{job}");
+    assert_eq!(stdout(&job), "bye\n", "the job sees its own writes");
+    assert_eq!(snapshot(&project), before, "the project on disk changed");
+
+    let changes = &job["changes"];
+    let files: Vec<(String, String)> = changes["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_owned(),
+                f["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("README", "modified"),
+        ("added.txt", "added"),
+        ("gone/deep/a.txt", "deleted"),
+        ("link-me.txt", "type_changed"),
+        ("old.txt", "deleted"),
+        ("script.sh", "modified"),
+        ("src/lib.txt", "deleted"),
+        ("src/moved.txt", "added"),
+    ]
+    .iter()
+    .map(|(p, k)| ((*p).to_owned(), (*k).to_owned()))
+    .collect();
+    assert_eq!(files, expected, "{changes}");
+    let by_path = |path: &str| {
+        changes["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"] == path)
+            .cloned()
+            .unwrap()
+    };
+    let readme = by_path("README");
+    assert_eq!(readme["size"], 4);
+    assert_eq!(readme["sha256"], BYE_SHA256);
+    assert_eq!(by_path("script.sh")["mode"], 0o755);
+    assert_eq!(by_path("link-me.txt")["link_target"], "README");
+    let diff = changes["diff"]["text"].as_str().unwrap();
+    for piece in [
+        "--- a/README\n+++ b/README\n",
+        "-hello\n+bye\n",
+        "+++ b/added.txt\n",
+        "+new\n",
+        "--- a/old.txt\n+++ /dev/null\n",
+        "-old\n",
+    ] {
+        assert!(diff.contains(piece), "{piece:?} missing from {diff}");
+    }
+    assert_eq!(changes["diff"]["truncated"], false);
+    // target/debug/x and the commit's objects, refs and logs under .git are only counted.
+    assert!(
+        changes["ignored"]["count"].as_u64().unwrap() >= 2,
+        "{changes}"
+    );
+    worker.assert_no_session_dirs();
+}
+
+#[test]
+fn cargo_test_in_overlay_reuses_target_and_leaves_the_crate_byte_identical() {
+    let Some(Fixture {
+        worker,
+        parent,
+        project: _project,
+        home: _home,
+    }) = fixture(&[])
+    else {
+        return;
+    };
+    drop(worker);
+    let krate = parent.path().join("krate");
+    std::fs::create_dir_all(krate.join("src")).unwrap();
+    std::fs::write(
+        krate.join("Cargo.toml"),
+        "[package]\nname = \"krate\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        krate.join("src/lib.rs"),
+        "pub fn two() -> u32 { 2 }\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn passes() { assert_eq!(super::two(), 2); }\n    #[test]\n    fn fails() { assert_eq!(super::two(), 3); }\n}\n",
+    )
+    .unwrap();
+    std::fs::write(krate.join(".gitignore"), "target/\n").unwrap();
+    let host = Command::new("cargo")
+        .args(["test", "--no-run", "--offline"])
+        .current_dir(&krate)
+        .output()
+        .expect("cargo runs on the host");
+    assert!(host.status.success(), "{host:?}");
+    let before = snapshot(&krate);
+    // The real HOME: cargo and rustc come from the user's toolchain.
+    let root = format!("workspace.root={}", krate.display());
+    let mut worker = Worker::start_walls(&[root.as_str()], &[]);
+    let job = overlay(&mut worker, "cargo test --offline 2>&1");
+    assert_eq!(job["status"], "failed", "{job}");
+    let out = stdout(&job);
+    assert!(
+        out.contains("test result: FAILED. 1 passed; 1 failed"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("Compiling krate"),
+        "the overlay run rebuilt what the host had built: {out}"
+    );
+    assert_eq!(snapshot(&krate), before, "the crate on disk changed");
+    assert_eq!(job["changes"]["files"], json!([]), "{}", job["changes"]);
+    eprintln!(
+        "cargo test in overlay: execute_ms {} ; ignored {}",
+        job["metrics"]["execute_ms"], job["changes"]["ignored"]
+    );
+}

@@ -33,8 +33,10 @@ pub fn sandbox_request<'a>(
 pub fn workspace_view(
     plan: &crate::workspace::WorkspacePlan,
     protection: Option<&crate::workspace::Protection>,
+    overlay: Option<crate::sandbox::OverlayDirs>,
 ) -> WorkspaceView {
     WorkspaceView {
+        overlay,
         path: plan.path.clone(),
         writable: plan.mode == crate::protocol::WorkspaceMode::Write,
         pins: protection.map(|p| p.pins.clone()).unwrap_or_default(),

@@ -106,10 +106,24 @@ async fn phases(shared: &Arc<Shared>, entry: &Arc<JobEntry>) -> Outcome {
         },
         None => None,
     };
-    let view = plan
+    let layer = match plan
         .workspace
         .as_ref()
-        .map(|w| crate::exec::workspace_view(w, protection.as_ref()));
+        .filter(|w| w.mode == WorkspaceMode::Overlay)
+    {
+        Some(_) => match crate::workspace::Layer::create(&shared.base_dir, &entry.session_id) {
+            Ok(layer) => Some(layer),
+            Err(error) => {
+                return Outcome::PrepareFailed(format!(
+                    "could not create the workspace's overlay layer: {error}"
+                ));
+            }
+        },
+        None => None,
+    };
+    let view = plan.workspace.as_ref().map(|w| {
+        crate::exec::workspace_view(w, protection.as_ref(), layer.as_ref().map(|l| l.dirs()))
+    });
     entry.record().metrics.prepare_ms = ms(prepare_start.elapsed());
 
     entry.set_phase(ActivePhase::Execute);
@@ -125,10 +139,41 @@ async fn phases(shared: &Arc<Shared>, entry: &Arc<JobEntry>) -> Outcome {
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
+    let changes = match (&layer, &plan.workspace) {
+        (Some(layer), Some(workspace)) => Some(collect_changes(layer, &workspace.path).await),
+        _ => None,
+    };
     let mut record = entry.record();
     record.artifacts = Some(artifacts);
+    record.changes = changes;
     record.metrics.collect_ms = ms(collect_start.elapsed());
     outcome
+}
+
+/// Most diff text a result carries.
+const DIFF_CAP: usize = 256 << 10;
+
+/// The change set of an overlay job, read once its processes are gone.
+async fn collect_changes(
+    layer: &crate::workspace::Layer,
+    project: &std::path::Path,
+) -> crate::protocol::WorkspaceChanges {
+    layer.unmounted();
+    let upper = layer.upper.clone();
+    let project = project.to_path_buf();
+    let computed = tokio::task::spawn_blocking(move || {
+        crate::workspace::changes::compute(&project, &upper, DIFF_CAP)
+    })
+    .await
+    .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())));
+    // Until changes can be applied, the layer has served its purpose once read.
+    if let Err(error) = layer.remove() {
+        tracing::warn!(%error, "overlay layer could not be removed");
+    }
+    computed.unwrap_or_else(|error| {
+        tracing::error!(%error, "reading the overlay job's changes failed");
+        crate::protocol::WorkspaceChanges::default()
+    })
 }
 
 async fn prepare(plan: &crate::plan::JobPlan, dirs: &SessionDirs) -> std::io::Result<()> {

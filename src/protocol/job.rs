@@ -182,6 +182,9 @@ pub struct Job {
     /// Policy `audit` mode: the refusal this job would have got under `enforce`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_audit: Option<crate::policy::Refusal>,
+    /// An `overlay` workspace job, once ended: what it changed (not yet in the project).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<super::WorkspaceChanges>,
 }
 
 /// One line per job in `worker_list_sessions`.

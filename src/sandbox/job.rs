@@ -41,6 +41,15 @@ pub struct WorkspaceView {
     pub pins: Vec<PathBuf>,
     /// Paths bound over themselves read-only.
     pub read_only: Vec<PathBuf>,
+    /// Copy-on-write: an overlay of the project is mounted over it, writes go to `upper`.
+    pub overlay: Option<OverlayDirs>,
+}
+
+/// The overlay's own directories (empty, on one filesystem, owned by the worker).
+#[derive(Debug, Clone)]
+pub struct OverlayDirs {
+    pub upper: PathBuf,
+    pub work: PathBuf,
 }
 
 /// Two small cgroupfs reads per poll (~10 µs).
@@ -241,12 +250,12 @@ impl JobSandbox {
                 }
             }
             let masks = real_dirs(masks);
-            let (mut steps, keeps) = ns::plan_mounts(&masks, &hidden_files, &keep)
+            let (mut steps, mut keeps) = ns::plan_mounts(&masks, &hidden_files, &keep)
                 .map_err(io_err("planning the job's mounts"))?;
             if let Some(workspace) = &req.workspace {
-                steps.extend(
-                    workspace_mounts(workspace).map_err(io_err("planning the workspace mounts"))?,
-                );
+                let mounts = workspace_mounts(workspace, &mut steps, &mut keeps)
+                    .map_err(io_err("planning the workspace mounts"))?;
+                steps.extend(mounts);
                 layers.push(layer("workspace", workspace_mechanism(workspace)));
             }
             child.mounts = steps;
@@ -362,7 +371,8 @@ impl JobSandbox {
                     target,
                     writable: true,
                     ..
-                } = step
+                }
+                | MountStep::Overlay { target, .. } = step
                 {
                     landlock::add_rule_at(ruleset.raw_fd(), target, ruleset.rights().all_fs)?;
                 }
@@ -483,7 +493,28 @@ fn sessions_root(req: &JobRequest) -> Option<PathBuf> {
 
 /// The workspace's own mounts, made after the masks (a workspace under /tmp is back in place
 /// by then): the whole tree read-only for `read`; for `write`, pins then read-only holes.
-fn workspace_mounts(workspace: &WorkspaceView) -> io::Result<Vec<MountStep>> {
+fn workspace_mounts(
+    workspace: &WorkspaceView,
+    steps: &mut Vec<MountStep>,
+    keeps: &mut Vec<ns::Keep>,
+) -> io::Result<Vec<MountStep>> {
+    if let Some(dirs) = &workspace.overlay {
+        // The layers are opened right after the namespace is made, before any mask can hide
+        // them; the handles also keep commas or colons in a path out of the option string.
+        let mut layers = [0usize; 3];
+        for (slot, path) in layers
+            .iter_mut()
+            .zip([&workspace.path, &dirs.upper, &dirs.work])
+        {
+            *slot = keeps.len();
+            keeps.push(ns::Keep::new(path)?);
+            steps.insert(1, MountStep::Open(*slot));
+        }
+        return Ok(vec![MountStep::Overlay {
+            target: ns::cstring(&workspace.path)?,
+            layers,
+        }]);
+    }
     if !workspace.writable {
         return Ok(vec![MountStep::BindSelf {
             target: ns::cstring(&workspace.path)?,
@@ -503,7 +534,12 @@ fn workspace_mounts(workspace: &WorkspaceView) -> io::Result<Vec<MountStep>> {
 }
 
 fn workspace_mechanism(workspace: &WorkspaceView) -> String {
-    if workspace.writable {
+    if workspace.overlay.is_some() {
+        format!(
+            "{} copy-on-write overlayfs; writes kept apart as changes",
+            workspace.path.display()
+        )
+    } else if workspace.writable {
         format!(
             "{} writable in place (Landlock); {} protected path(s) read-only bind mounts",
             workspace.path.display(),

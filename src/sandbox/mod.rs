@@ -46,7 +46,7 @@ mod tests;
 pub use config::{DEFAULT_HIDDEN, Profile, SandboxConfig};
 pub use doctor::doctor_report;
 pub use host::Host;
-pub use job::{JobRequest, JobSandbox, WorkspaceView};
+pub use job::{JobRequest, JobSandbox, OverlayDirs, WorkspaceView};
 pub use report::{AppliedLayer, Breach, IsolationReport, LayerReport, LayerState, Usage};
 
 #[derive(Debug, thiserror::Error)]

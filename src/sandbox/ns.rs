@@ -35,6 +35,10 @@ pub enum MountStep {
     /// Binds a path over itself, making it a mount point (which cannot be renamed or removed)
     /// and, with `read_only`, unwritable whatever Landlock grants around it.
     BindSelf { target: CString, read_only: bool },
+    /// An overlayfs over a directory; `layers` index the kept handles of the lower, upper and
+    /// work directories, taken in the new namespace (overlayfs refuses a layer reached through
+    /// a mount of another namespace).
+    Overlay { target: CString, layers: [usize; 3] },
 }
 
 /// A path that lives under a masked directory and must stay visible (the session itself when
@@ -43,6 +47,16 @@ pub enum MountStep {
 pub struct Keep {
     path: CString,
     fd: AtomicI32,
+}
+
+impl Keep {
+    /// A handle taken by an `Open` step.
+    pub fn new(path: &Path) -> io::Result<Keep> {
+        Ok(Keep {
+            path: cstring(path)?,
+            fd: AtomicI32::new(-1),
+        })
+    }
 }
 
 pub fn cstring(path: &Path) -> io::Result<CString> {
@@ -179,6 +193,36 @@ impl MountStep {
                     remount_read_only(target)?;
                 }
                 Ok(())
+            }
+            MountStep::Overlay { target, layers } => {
+                let mut options = [0u8; 128];
+                let mut len = 0;
+                for (key, index) in [",lowerdir=", ",upperdir=", ",workdir="]
+                    .into_iter()
+                    .zip(layers)
+                {
+                    let mut buf = [0u8; 32];
+                    let path = fd_path(keeps[*index].fd.load(Ordering::Relaxed), &mut buf);
+                    for part in [key.as_bytes(), path.to_bytes()] {
+                        options[len..len + part.len()].copy_from_slice(part);
+                        len += part.len();
+                    }
+                }
+                let tail = b",userxattr\0";
+                options[len..len + tail.len()].copy_from_slice(tail);
+                let options = CStr::from_bytes_until_nul(&options[1..]).unwrap_or(c"");
+                let result = sys::mount(
+                    Some(c"overlay"),
+                    target,
+                    Some(c"overlay"),
+                    libc::MS_NOSUID | libc::MS_NODEV,
+                    Some(options),
+                );
+                for index in layers {
+                    // SAFETY: closing the handles Open took.
+                    unsafe { libc::close(keeps[*index].fd.load(Ordering::Relaxed)) };
+                }
+                result
             }
         }
     }

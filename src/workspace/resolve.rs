@@ -16,12 +16,6 @@ pub fn resolve(
     cwd: Option<&Path>,
     config: &Config,
 ) -> Result<WorkspacePlan, WorkerError> {
-    if spec.mode == crate::protocol::WorkspaceMode::Overlay {
-        return Err(WorkerError::invalid_params(
-            "workspace.mode",
-            "`overlay` is not available in this build yet; use `read` or `write`",
-        ));
-    }
     let invalid = |reason: String| WorkerError::invalid_params(FIELD, reason);
     let root = project_root(config)
         .map_err(|error| invalid(format!("the worker's project root cannot be used: {error}")))?;
