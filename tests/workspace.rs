@@ -482,6 +482,7 @@ fn overlay_reports_every_kind_of_edit_and_leaves_the_project_alone() {
         changes["ignored"]["count"].as_u64().unwrap() >= 2,
         "{changes}"
     );
+    worker.call("worker_discard_changes", json!({"job_id": job["job_id"]}));
     worker.assert_no_session_dirs();
 }
 
@@ -537,4 +538,144 @@ fn cargo_test_in_overlay_reuses_target_and_leaves_the_crate_byte_identical() {
         "cargo test in overlay: execute_ms {} ; ignored {}",
         job["metrics"]["execute_ms"], job["changes"]["ignored"]
     );
+}
+
+fn outcomes(result: &Value) -> Vec<(String, String)> {
+    result["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["path"].as_str().unwrap().to_owned(),
+                r["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}
+
+#[test]
+fn overlay_changes_apply_except_conflicts_and_protected_paths() {
+    let Some(Fixture {
+        mut worker,
+        project,
+        parent: _parent,
+        home: _home,
+    }) = fixture(&[])
+    else {
+        return;
+    };
+    std::fs::write(project.join(".gitignore"), "target/\n").unwrap();
+    std::fs::create_dir_all(project.join("gone/deep")).unwrap();
+    std::fs::write(project.join("gone/deep/a.txt"), "a\n").unwrap();
+    std::fs::write(project.join("tool.sh"), "echo\n").unwrap();
+    let job = overlay(
+        &mut worker,
+        "sed -i s/hello/bye/ README && echo new > src/added.txt && echo job > src/lib.txt \
+         && rm -r gone && chmod +x tool.sh && ln -s README readme-link && echo '{}' > opencode.json \
+         && mkdir -p target && echo x > target/out",
+    );
+    assert_eq!(job["status"], "finished", "{job}");
+    let job_id = job["job_id"].as_str().unwrap().to_owned();
+    // The user edits one of the same files after the job.
+    std::fs::write(project.join("src/lib.txt"), "user\n").unwrap();
+
+    let result = worker.call("worker_apply_changes", json!({"job_id": job_id}));
+    assert_eq!(
+        outcomes(&result),
+        pairs(&[
+            ("README", "applied"),
+            ("gone/deep/a.txt", "applied"),
+            ("opencode.json", "skipped"),
+            ("readme-link", "applied"),
+            ("src/added.txt", "applied"),
+            ("src/lib.txt", "conflict"),
+            ("tool.sh", "applied"),
+        ]),
+        "{result}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.join("README")).unwrap(),
+        "bye\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.join("src/added.txt")).unwrap(),
+        "new\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.join("src/lib.txt")).unwrap(),
+        "user\n"
+    );
+    assert_eq!(
+        std::fs::read_link(project.join("readme-link")).unwrap(),
+        Path::new("README")
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(project.join("tool.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+    assert!(!project.join("gone").exists(), "the removed dir is gone");
+    assert!(!project.join("opencode.json").exists());
+    assert!(
+        !project.join("target").exists(),
+        "ignored build output is never applied"
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(project.join("src"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("ocw-apply"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // Applying again changes nothing; asking for a path outside the set says so.
+    let again = worker.call(
+        "worker_apply_changes",
+        json!({"job_id": job_id, "paths": ["README", "nope"]}),
+    );
+    assert_eq!(
+        outcomes(&again),
+        pairs(&[("README", "skipped"), ("nope", "skipped")]),
+        "{again}"
+    );
+    let discarded = worker.call("worker_discard_changes", json!({"job_id": job_id}));
+    assert_eq!(discarded["discarded"], 2, "{discarded}");
+    let error = worker.call_err("worker_discard_changes", json!({"job_id": job_id}));
+    assert_eq!(error["data"]["field"], "job_id", "{error}");
+    let error = worker.call_err("worker_apply_changes", json!({"job_id": job_id}));
+    assert_eq!(error["data"]["field"], "job_id", "{error}");
+    worker.assert_no_session_dirs();
+}
+
+#[test]
+fn discarded_changes_leave_nothing_on_disk() {
+    let Some(Fixture {
+        mut worker,
+        project,
+        parent: _parent,
+        home: _home,
+    }) = fixture(&[])
+    else {
+        return;
+    };
+    let before = snapshot(&project);
+    let job = overlay(&mut worker, "echo x > a && echo y > src/b && rm README");
+    assert_eq!(
+        job["changes"]["files"].as_array().unwrap().len(),
+        3,
+        "{job}"
+    );
+    let job_id = job["job_id"].as_str().unwrap();
+    let result = worker.call("worker_discard_changes", json!({"job_id": job_id}));
+    assert_eq!(result["discarded"], 3);
+    assert_eq!(snapshot(&project), before);
+    // The kept layer was the only thing under the worker's base besides its spares.
+    worker.assert_no_session_dirs();
 }

@@ -139,8 +139,10 @@ async fn phases(shared: &Arc<Shared>, entry: &Arc<JobEntry>) -> Outcome {
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
-    let changes = match (&layer, &plan.workspace) {
-        (Some(layer), Some(workspace)) => Some(collect_changes(layer, &workspace.path).await),
+    let changes = match (layer, &plan.workspace) {
+        (Some(layer), Some(workspace)) => {
+            Some(collect_changes(shared, &plan.job_id, layer, workspace).await)
+        }
         _ => None,
     };
     let mut record = entry.record();
@@ -153,23 +155,37 @@ async fn phases(shared: &Arc<Shared>, entry: &Arc<JobEntry>) -> Outcome {
 /// Most diff text a result carries.
 const DIFF_CAP: usize = 256 << 10;
 
-/// The change set of an overlay job, read once its processes are gone.
+/// The change set of an overlay job, read once its processes are gone; the layer is kept for
+/// `worker_apply_changes` while there is something to apply.
 async fn collect_changes(
-    layer: &crate::workspace::Layer,
-    project: &std::path::Path,
+    shared: &Arc<Shared>,
+    job_id: &str,
+    layer: crate::workspace::Layer,
+    workspace: &crate::workspace::WorkspacePlan,
 ) -> crate::protocol::WorkspaceChanges {
     layer.unmounted();
-    let upper = layer.upper.clone();
-    let project = project.to_path_buf();
+    let shared = shared.clone();
+    let job_id = job_id.to_owned();
+    let workspace = workspace.clone();
     let computed = tokio::task::spawn_blocking(move || {
-        crate::workspace::changes::compute(&project, &upper, DIFF_CAP)
+        let changes = crate::workspace::changes::compute(&workspace.path, &layer.upper, DIFF_CAP);
+        match &changes {
+            Ok(changes) if !changes.files.is_empty() => {
+                let files = changes.files.clone();
+                if let Err(error) = shared.changes.keep(&job_id, layer, &workspace, &files) {
+                    tracing::error!(%error, "the overlay job's changes cannot be kept for apply");
+                }
+            }
+            _ => {
+                if let Err(error) = layer.remove() {
+                    tracing::warn!(%error, "overlay layer could not be removed");
+                }
+            }
+        }
+        changes
     })
     .await
     .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())));
-    // Until changes can be applied, the layer has served its purpose once read.
-    if let Err(error) = layer.remove() {
-        tracing::warn!(%error, "overlay layer could not be removed");
-    }
     computed.unwrap_or_else(|error| {
         tracing::error!(%error, "reading the overlay job's changes failed");
         crate::protocol::WorkspaceChanges::default()

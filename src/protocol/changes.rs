@@ -70,3 +70,49 @@ pub struct IgnoredChanges {
     /// Their size in bytes.
     pub bytes: u64,
 }
+
+/// `worker_apply_changes` parameters.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyParams {
+    /// An ended `overlay` job whose `changes` are still pending.
+    pub job_id: String,
+    /// Apply only these paths of its change set (as listed in `changes.files`). Absent: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paths: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ApplyResult {
+    pub job_id: String,
+    /// One entry per path asked for (all of the change set by default), sorted by path.
+    pub results: Vec<PathOutcome>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PathOutcome {
+    pub path: String,
+    pub outcome: ApplyOutcome,
+    /// Why, for `conflict` and `skipped`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplyOutcome {
+    /// The project now holds the job's version.
+    Applied,
+    /// The path changed on disk after the change set was computed; left as it is.
+    Conflict,
+    /// Not applied: a protected path, not in the change set, or applied before.
+    Skipped,
+}
+
+/// `worker_discard_changes` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct DiscardResult {
+    pub job_id: String,
+    /// Paths of the change set that were never applied and are now gone.
+    pub discarded: u64,
+}

@@ -12,7 +12,10 @@ pub mod spec;
 pub mod tools;
 
 pub use bytesize::ByteSize;
-pub use changes::{ChangeDiff, ChangeKind, FileChange, IgnoredChanges, WorkspaceChanges};
+pub use changes::{
+    ApplyOutcome, ApplyParams, ApplyResult, ChangeDiff, ChangeKind, DiscardResult, FileChange,
+    IgnoredChanges, PathOutcome, WorkspaceChanges,
+};
 pub use events::*;
 pub use job::{Artifact, EndReason, Job, JobMetrics, JobStatus, JobSummary, Phase};
 pub use methods::*;

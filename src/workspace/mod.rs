@@ -8,12 +8,14 @@
 //!   user later runs outside the sandbox (git hooks and config, OpenCode's config, `.envrc`).
 //! - The sandbox (`crate::sandbox::WorkspaceView`) makes the mounts and the Landlock rule.
 
+pub mod apply;
 pub mod changes;
 mod config;
 pub mod overlay;
 mod protect;
 mod resolve;
 
+pub use apply::PendingChanges;
 pub use config::{DEFAULT_PROTECTED, WorkspaceConfig};
 pub use overlay::Layer;
 pub use protect::Protection;
