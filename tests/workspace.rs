@@ -679,3 +679,65 @@ fn discarded_changes_leave_nothing_on_disk() {
     // The kept layer was the only thing under the worker's base besides its spares.
     worker.assert_no_session_dirs();
 }
+
+#[test]
+fn an_overlay_job_over_the_disk_budget_is_killed_with_what_it_wrote() {
+    let Some(Fixture {
+        mut worker,
+        project,
+        parent: _parent,
+        home: _home,
+    }) = fixture(&["workspace.max_upper_bytes=1MiB"])
+    else {
+        return;
+    };
+    let job = overlay(
+        &mut worker,
+        "echo small > small.txt && head -c 20000000 /dev/zero > big.bin && sleep 20",
+    );
+    assert_eq!(job["status"], "killed", "{job}");
+    assert_eq!(job["reason"], "disk_limit", "{job}");
+    let paths: Vec<&str> = job["changes"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.contains(&"small.txt") && paths.contains(&"big.bin"),
+        "{job}"
+    );
+    assert!(!project.join("big.bin").exists());
+    let alive = overlay(&mut worker, "echo alive");
+    assert_eq!(alive["status"], "finished", "{alive}");
+    worker.call("worker_discard_changes", json!({"job_id": job["job_id"]}));
+}
+
+#[test]
+fn pending_change_sets_count_against_the_total_disk_budget() {
+    let Some(Fixture {
+        mut worker,
+        parent: _parent,
+        home: _home,
+        ..
+    }) = fixture(&["workspace.max_total_upper_bytes=1MiB"])
+    else {
+        return;
+    };
+    let first = overlay(&mut worker, "head -c 700000 /dev/urandom > first.bin");
+    assert_eq!(first["status"], "finished", "{first}");
+    let second = overlay(
+        &mut worker,
+        "head -c 500000 /dev/urandom > second.bin && sleep 20",
+    );
+    assert_eq!(second["reason"], "disk_limit", "{second}");
+    // Once the first set is discarded there is room again.
+    worker.call("worker_discard_changes", json!({"job_id": first["job_id"]}));
+    worker.call(
+        "worker_discard_changes",
+        json!({"job_id": second["job_id"]}),
+    );
+    let third = overlay(&mut worker, "head -c 500000 /dev/urandom > third.bin");
+    assert_eq!(third["status"], "finished", "{third}");
+    worker.call("worker_discard_changes", json!({"job_id": third["job_id"]}));
+}

@@ -141,7 +141,7 @@ async fn phases(shared: &Arc<Shared>, entry: &Arc<JobEntry>) -> Outcome {
         .unwrap_or_default();
     let changes = match (layer, &plan.workspace) {
         (Some(layer), Some(workspace)) => {
-            Some(collect_changes(shared, &plan.job_id, layer, workspace).await)
+            Some(collect_changes(shared, &entry.session_id, &plan.job_id, layer, workspace).await)
         }
         _ => None,
     };
@@ -159,11 +159,13 @@ const DIFF_CAP: usize = 256 << 10;
 /// `worker_apply_changes` while there is something to apply.
 async fn collect_changes(
     shared: &Arc<Shared>,
+    session: &str,
     job_id: &str,
     layer: crate::workspace::Layer,
     workspace: &crate::workspace::WorkspacePlan,
 ) -> crate::protocol::WorkspaceChanges {
     layer.unmounted();
+    shared.changes.note_running(session, None);
     let shared = shared.clone();
     let job_id = job_id.to_owned();
     let workspace = workspace.clone();
@@ -212,6 +214,8 @@ enum Interrupt {
     Timeout,
     Stop(StopRequest),
     OutputLimit,
+    /// The overlay layer outgrew the workspace disk budget.
+    DiskLimit,
     /// The kernel enforced a limit (an OOM kill, a failed fork at the pids limit).
     Breach(crate::sandbox::Breach),
 }
@@ -252,6 +256,10 @@ async fn execute(
         cpu_set: shared.cpus.pick(plan.limits.cpu),
     };
 
+    let upper = workspace
+        .as_ref()
+        .and_then(|w| w.overlay.as_ref())
+        .map(|o| o.upper.clone());
     let spawn_start = Instant::now();
     let request = crate::exec::sandbox_request(dirs, plan, plan.profile, workspace);
     let sandbox = match crate::sandbox::JobSandbox::prepare(&shared.host, &request) {
@@ -307,6 +315,7 @@ async fn execute(
         }
         _ = over_limit.notified() => Some(Interrupt::OutputLimit),
         breach = sandbox.breached() => Some(Interrupt::Breach(breach)),
+        _ = watch_disk(shared, &entry.session_id, upper.as_deref()) => Some(Interrupt::DiskLimit),
         request = stops.wait_for(Option::is_some) => {
             Some(Interrupt::Stop(request.ok().and_then(|r| r.clone()).unwrap_or(StopRequest::Shutdown)))
         }
@@ -315,7 +324,7 @@ async fn execute(
 
     if let Some(interrupt) = &interrupt {
         let grace = match interrupt {
-            Interrupt::OutputLimit | Interrupt::Breach(_) => Duration::ZERO,
+            Interrupt::OutputLimit | Interrupt::Breach(_) | Interrupt::DiskLimit => Duration::ZERO,
             Interrupt::Stop(StopRequest::Shutdown) => SHUTDOWN_GRACE,
             _ => Duration::from_millis(shared.config.session.kill_grace_ms),
         };
@@ -338,6 +347,34 @@ async fn execute(
     // An OOM kill can end the leader before the breach poll sees it: ask once more.
     let interrupt = interrupt.or_else(|| sandbox.breach().map(Interrupt::Breach));
     classify(interrupt, exit, usage, &rlimits)
+}
+
+/// How often a running overlay job's layer is measured.
+const DISK_POLL: Duration = Duration::from_millis(200);
+
+/// Resolves when the overlay layer at `upper` outgrows the job's or the worker's budget;
+/// never without a layer.
+async fn watch_disk(shared: &Arc<Shared>, session: &str, upper: Option<&std::path::Path>) {
+    let Some(upper) = upper else {
+        return std::future::pending().await;
+    };
+    let config = &shared.config.workspace;
+    let (per_job, total) = (
+        config.max_upper_bytes.bytes(),
+        config.max_total_upper_bytes.bytes(),
+    );
+    loop {
+        tokio::time::sleep(DISK_POLL).await;
+        let dir = upper.to_path_buf();
+        let bytes = tokio::task::spawn_blocking(move || crate::workspace::apply::disk_usage(&dir))
+            .await
+            .unwrap_or(0);
+        shared.changes.note_running(session, Some(bytes));
+        if bytes > per_job || shared.changes.total_bytes() > total {
+            tracing::warn!(bytes, per_job, total, "overlay layer over the disk budget");
+            return;
+        }
+    }
 }
 
 /// SIGTERM to the whole tree, SIGKILL after `grace` (sooner if the worker starts shutting
@@ -398,6 +435,10 @@ fn classify(
         Some(Interrupt::Timeout) => Outcome::TimedOut { exit: exit_seen },
         Some(Interrupt::OutputLimit) => Outcome::Killed {
             reason: KillReason::OutputLimit,
+            exit: exit_seen,
+        },
+        Some(Interrupt::DiskLimit) => Outcome::Killed {
+            reason: KillReason::DiskLimit,
             exit: exit_seen,
         },
         Some(Interrupt::Breach(breach)) => Outcome::Killed {

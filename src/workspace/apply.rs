@@ -59,12 +59,16 @@ struct Pending {
     disk: HashMap<String, Fingerprint>,
     applied: HashSet<String>,
     at: Instant,
+    /// Disk the layer holds, counted against `workspace.max_total_upper_bytes`.
+    bytes: u64,
 }
 
 /// The worker's pending change sets, by job id.
 pub struct PendingChanges {
     retain: Duration,
     jobs: Mutex<HashMap<String, Arc<Mutex<Pending>>>>,
+    /// Layers of overlay jobs still running, by session, as last measured.
+    running: Mutex<HashMap<String, u64>>,
 }
 
 impl PendingChanges {
@@ -72,7 +76,33 @@ impl PendingChanges {
         PendingChanges {
             retain,
             jobs: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Records the size of a running job's layer; `None` when the job is done with it.
+    pub fn note_running(&self, session: &str, bytes: Option<u64>) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        match bytes {
+            Some(bytes) => running.insert(session.to_owned(), bytes),
+            None => running.remove(session),
+        };
+    }
+
+    /// Bytes held by every overlay layer: running jobs' and pending change sets'.
+    pub fn total_bytes(&self) -> u64 {
+        let running: u64 = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .sum();
+        let pending: u64 = self
+            .lock()
+            .values()
+            .map(|p| p.lock().map(|p| p.bytes).unwrap_or(0))
+            .sum();
+        running + pending
     }
 
     /// Keeps `layer` until the change set is applied, discarded or older than the retention.
@@ -88,7 +118,9 @@ impl PendingChanges {
         for file in files {
             disk.insert(file.path.clone(), fingerprint(&plan.path.join(&file.path))?);
         }
+        let bytes = disk_usage(&layer.upper);
         let pending = Pending {
+            bytes,
             layer,
             project: plan.path.clone(),
             protected: plan.protected.clone(),
@@ -307,6 +339,17 @@ impl ModeBits for std::fs::Metadata {
     fn mode_bits(&self) -> u32 {
         self.permissions().mode() & 0o7777
     }
+}
+
+/// Disk blocks used under `dir` (not following symlinks), in bytes. Blocking.
+pub fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.metadata().ok())
+        .map(|meta| meta.blocks() * 512)
+        .sum()
 }
 
 /// The real path of `path`, or of its nearest ancestor that exists.

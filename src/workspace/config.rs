@@ -1,5 +1,6 @@
 //! The `workspace` section of the worker's configuration.
 
+use crate::protocol::ByteSize;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -28,6 +29,12 @@ pub struct WorkspaceConfig {
     /// Paths relative to the workspace (or absolute, inside it) that a `write` job can neither
     /// change nor create. The worker's own config file is always added.
     pub protected: Vec<String>,
+    /// Most bytes one `overlay` job may write to its layer; a job going over is killed with
+    /// reason `disk_limit`. Checked every 200 ms, so a fast writer can overshoot a little.
+    pub max_upper_bytes: ByteSize,
+    /// Most bytes all overlay layers (running jobs and change sets waiting to be applied)
+    /// may hold together; the job whose growth crosses it is killed with `disk_limit`.
+    pub max_total_upper_bytes: ByteSize,
 }
 
 impl Default for WorkspaceConfig {
@@ -36,6 +43,8 @@ impl Default for WorkspaceConfig {
             root: None,
             roots: Vec::new(),
             protected: DEFAULT_PROTECTED.iter().map(|p| (*p).to_owned()).collect(),
+            max_upper_bytes: ByteSize::gib(8),
+            max_total_upper_bytes: ByteSize::gib(32),
         }
     }
 }
