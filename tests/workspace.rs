@@ -741,3 +741,45 @@ fn pending_change_sets_count_against_the_total_disk_budget() {
     assert_eq!(third["status"], "finished", "{third}");
     worker.call("worker_discard_changes", json!({"job_id": third["job_id"]}));
 }
+
+#[test]
+fn python_and_node_tests_run_in_overlay_without_touching_the_project() {
+    let Some(Fixture {
+        mut worker,
+        project,
+        parent: _parent,
+        home: _home,
+    }) = fixture(&[])
+    else {
+        return;
+    };
+    std::fs::write(project.join(".gitignore"), "__pycache__/\nnode_modules/\n").unwrap();
+    std::fs::write(
+        project.join("calc.py"),
+        "def add(a, b):\n    return a + b\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("test_calc.py"),
+        "import unittest\nimport calc\n\nclass T(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(calc.add(1, 2), 3)\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("calc.test.js"),
+        "const test = require('node:test');\nconst assert = require('node:assert');\ntest('adds', () => assert.strictEqual(1 + 2, 3));\n",
+    )
+    .unwrap();
+    let before = snapshot(&project);
+    let python = overlay(&mut worker, "python3 -m unittest -q 2>&1");
+    assert_eq!(python["status"], "finished", "{python}");
+    assert!(stdout(&python).contains("OK"), "{python}");
+    assert_eq!(python["changes"]["files"], json!([]), "{python}");
+    assert!(
+        python["changes"]["ignored"]["count"].as_u64().unwrap() >= 1,
+        "__pycache__ is written and ignored: {python}"
+    );
+    let node = overlay(&mut worker, "node --test calc.test.js 2>&1");
+    assert_eq!(node["status"], "finished", "{node}");
+    assert!(stdout(&node).contains("pass 1"), "{node}");
+    assert_eq!(snapshot(&project), before, "the project on disk changed");
+}
