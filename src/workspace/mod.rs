@@ -12,6 +12,7 @@ pub mod apply;
 pub mod changes;
 mod config;
 pub mod overlay;
+pub mod probe;
 mod protect;
 mod resolve;
 
