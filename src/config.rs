@@ -27,6 +27,11 @@ pub struct Config {
     pub logging: LoggingSection,
     /// Where jobs may run: `local` and `ssh` entries. Empty: this process alone.
     pub workers: Vec<crate::fleet::WorkerEntry>,
+    /// The user's projects jobs may work on (`JobSpec.workspace`).
+    pub workspace: crate::workspace::WorkspaceConfig,
+    /// The configuration file this was loaded from, if any: protected in `write` workspaces.
+    #[serde(skip)]
+    pub loaded_from: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -243,6 +248,9 @@ impl Config {
                 let local = PathBuf::from(DEFAULT_CONFIG_FILE);
                 local.exists().then_some(local)
             });
+        let loaded_from = file
+            .as_ref()
+            .map(|path| std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()));
         if let Some(path) = file {
             if !path.is_file() {
                 return Err(ConfigError::File {
@@ -260,9 +268,10 @@ impl Config {
         for (key, value) in overrides {
             figment = figment.merge(Serialized::default(key, value));
         }
-        let config: Config = figment
+        let mut config: Config = figment
             .extract()
             .map_err(|error| ConfigError::Invalid(describe_figment_error(error)))?;
+        config.loaded_from = loaded_from;
         config.resolve()?;
         Ok(config)
     }

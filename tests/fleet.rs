@@ -422,3 +422,29 @@ fn a_bad_workers_config_names_the_entry() {
         assert!(output.stdout.is_empty());
     }
 }
+
+#[test]
+fn a_workspace_job_never_goes_to_a_remote_worker() {
+    let far = FakeHost::new("far", 2);
+    let project = tempfile::tempdir_in("/var/tmp").unwrap();
+    let root = format!("workspace.root={}", project.path().display());
+    let mut w = fleet(
+        json!([{"kind": "local", "name": "here"}, far.entry(&["gpu"])]),
+        &[root.as_str()],
+    );
+    for spec in [
+        json!({"command": "true", "workspace": {"mode": "read"}, "worker": "far"}),
+        json!({"command": "true", "workspace": {"mode": "read"}, "labels": ["gpu"]}),
+    ] {
+        let error = w.call_err("worker_dispatch_job", spec.clone());
+        assert_eq!(error["code"], -32602, "{spec}: {error}");
+        assert_eq!(error["data"]["field"], "workspace", "{spec}: {error}");
+    }
+    for _ in 0..3 {
+        let job = w.call(
+            "worker_dispatch_job",
+            json!({"command": "pwd", "workspace": {"mode": "read"}, "wait_ms": 30000}),
+        );
+        assert_eq!(worker_of(&job), "here", "{job}");
+    }
+}

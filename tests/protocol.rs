@@ -37,7 +37,9 @@ fn initialize_lists_every_tool_with_schemas() {
             "worker_collect_output",
             "worker_cancel_job",
             "worker_list_sessions",
-            "worker_get_metrics"
+            "worker_get_metrics",
+            "worker_apply_changes",
+            "worker_discard_changes"
         ]
     );
     for tool in init["tools"].as_array().unwrap() {

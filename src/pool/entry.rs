@@ -40,6 +40,8 @@ pub struct Record {
     pub metrics: JobMetrics,
     /// The isolation layers the job actually ran under.
     pub layers: Option<Vec<crate::sandbox::AppliedLayer>>,
+    /// What an `overlay` workspace job changed.
+    pub changes: Option<crate::protocol::WorkspaceChanges>,
 }
 
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -101,6 +103,7 @@ impl JobEntry {
                 artifacts: None,
                 metrics,
                 layers: None,
+                changes: None,
             }),
             ended: watch::channel(false).0,
             stop: watch::channel(None).0,
@@ -246,6 +249,11 @@ impl JobEntry {
             metrics: ended.map(|_| record.metrics.clone()),
             isolation: record.layers.clone(),
             policy_audit: self.plan.policy_audit.clone(),
+            changes: if include {
+                record.changes.clone()
+            } else {
+                None
+            },
         }
     }
 }

@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     pub metrics: Metrics,
     pub cpus: CpuPicker,
     pub runners: TaskTracker,
+    /// Change sets of ended overlay jobs, until applied, discarded or expired.
+    pub changes: crate::workspace::PendingChanges,
     state: Mutex<PoolState>,
 }
 
@@ -65,6 +67,7 @@ impl Pool {
         let spares = resolved.max_concurrent.clamp(2, 16);
         let host = crate::sandbox::Host::probe(&config.sandbox());
         tracing::info!(probe_ms = host.probe_ms(), "sandbox probed");
+        let retain = Duration::from_secs(config.worker.retain_secs);
         Ok(Pool {
             shared: Arc::new(Shared {
                 config,
@@ -75,6 +78,7 @@ impl Pool {
                 metrics: Metrics::default(),
                 cpus: CpuPicker::from_current_affinity(),
                 runners: TaskTracker::new(),
+                changes: crate::workspace::PendingChanges::new(retain),
                 state: Mutex::new(PoolState {
                     jobs: HashMap::new(),
                     queue: VecDeque::new(),
@@ -101,6 +105,11 @@ impl Pool {
 
     pub fn base_dir(&self) -> &Path {
         &self.shared.base_dir
+    }
+
+    /// Pending workspace change sets (`worker_apply_changes`, `worker_discard_changes`).
+    pub fn changes(&self) -> &crate::workspace::PendingChanges {
+        &self.shared.changes
     }
 
     pub fn host(&self) -> &crate::sandbox::Host {

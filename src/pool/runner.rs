@@ -7,6 +7,7 @@ use super::{SHUTDOWN_GRACE, Shared};
 use crate::exec::{
     ExitInfo, JobProcess, LaunchSpec, ResourceUse, RlimitPlan, SessionPaths, job_environment, pump,
 };
+use crate::protocol::WorkspaceMode;
 use crate::session::{CollectBounds, SessionDirs, collect_artifacts, remove_tree, write_files};
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
@@ -91,16 +92,58 @@ async fn phases(shared: &Arc<Shared>, entry: &Arc<JobEntry>) -> Outcome {
     if let Err(error) = prepare(plan, inputs.files, dirs).await {
         return Outcome::PrepareFailed(format!("could not write the job's files: {error}"));
     }
+    // Held until the job's processes are gone: it owns the placeholders its mounts sit on.
+    let protection = match plan
+        .workspace
+        .as_ref()
+        .filter(|w| w.mode == WorkspaceMode::Write)
+    {
+        Some(workspace) => match crate::workspace::Protection::prepare(workspace) {
+            Ok(protection) => Some(protection),
+            Err(error) => {
+                return Outcome::PrepareFailed(format!(
+                    "could not prepare the workspace's protected paths: {error}"
+                ));
+            }
+        },
+        None => None,
+    };
+    let layer = match plan
+        .workspace
+        .as_ref()
+        .filter(|w| w.mode == WorkspaceMode::Overlay)
+    {
+        Some(_) => match crate::workspace::Layer::create(&shared.base_dir, &entry.session_id) {
+            Ok(layer) => Some(layer),
+            Err(error) => {
+                return Outcome::PrepareFailed(format!(
+                    "could not create the workspace's overlay layer: {error}"
+                ));
+            }
+        },
+        None => None,
+    };
+    let view = plan.workspace.as_ref().map(|w| {
+        crate::exec::workspace_view(w, protection.as_ref(), layer.as_ref().map(|l| l.dirs()))
+    });
     entry.record().metrics.prepare_ms = ms(prepare_start.elapsed());
 
     entry.set_phase(ActivePhase::Execute);
-    let outcome = execute(shared, entry, dirs, inputs.stdin).await;
+    let outcome = execute(shared, entry, dirs, inputs.stdin, view).await;
+    drop(protection);
 
     entry.set_phase(ActivePhase::Collect);
     let collect_start = Instant::now();
     let (artifacts, outcome) = collect(shared, entry, dirs, outcome).await;
+    let changes = match (layer, &plan.workspace) {
+        (Some(layer), Some(workspace)) => {
+            Some(collect_changes(shared, &entry.session_id, &plan.job_id, layer, workspace).await)
+        }
+        _ => None,
+    };
     let mut record = entry.record();
     record.artifacts = Some(artifacts);
+    record.changes = changes;
     record.metrics.collect_ms = ms(collect_start.elapsed());
     outcome
 }
@@ -153,6 +196,48 @@ async fn collect(
     (artifacts, outcome)
 }
 
+/// Most diff text a result carries.
+const DIFF_CAP: usize = 256 << 10;
+
+/// The change set of an overlay job, read once its processes are gone; the layer is kept for
+/// `worker_apply_changes` while there is something to apply.
+async fn collect_changes(
+    shared: &Arc<Shared>,
+    session: &str,
+    job_id: &str,
+    layer: crate::workspace::Layer,
+    workspace: &crate::workspace::WorkspacePlan,
+) -> crate::protocol::WorkspaceChanges {
+    layer.unmounted();
+    shared.changes.note_running(session, None);
+    let shared = shared.clone();
+    let job_id = job_id.to_owned();
+    let workspace = workspace.clone();
+    let computed = tokio::task::spawn_blocking(move || {
+        let changes = crate::workspace::changes::compute(&workspace.path, &layer.upper, DIFF_CAP);
+        match &changes {
+            Ok(changes) if !changes.files.is_empty() => {
+                let files = changes.files.clone();
+                if let Err(error) = shared.changes.keep(&job_id, layer, &workspace, &files) {
+                    tracing::error!(%error, "the overlay job's changes cannot be kept for apply");
+                }
+            }
+            _ => {
+                if let Err(error) = layer.remove() {
+                    tracing::warn!(%error, "overlay layer could not be removed");
+                }
+            }
+        }
+        changes
+    })
+    .await
+    .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())));
+    computed.unwrap_or_else(|error| {
+        tracing::error!(%error, "reading the overlay job's changes failed");
+        crate::protocol::WorkspaceChanges::default()
+    })
+}
+
 async fn prepare(
     plan: &crate::plan::JobPlan,
     files: Vec<crate::session::InjectedFile>,
@@ -176,6 +261,8 @@ enum Interrupt {
     Timeout,
     Stop(StopRequest),
     OutputLimit,
+    /// The overlay layer outgrew the workspace disk budget.
+    DiskLimit,
     /// The kernel enforced a limit (an OOM kill, a failed fork at the pids limit).
     Breach(crate::sandbox::Breach),
 }
@@ -185,6 +272,7 @@ async fn execute(
     entry: &Arc<JobEntry>,
     dirs: &SessionDirs,
     stdin: Option<Vec<u8>>,
+    workspace: Option<crate::sandbox::WorkspaceView>,
 ) -> Outcome {
     let plan = &entry.plan;
     let governance = &shared.config.governance;
@@ -205,18 +293,23 @@ async fn execute(
     );
     let spec = LaunchSpec {
         program: plan.program.clone(),
-        cwd: plan
-            .cwd
-            .as_ref()
-            .map_or_else(|| dirs.work.clone(), |cwd| dirs.work.join(cwd)),
+        cwd: match (&plan.workspace, &plan.cwd) {
+            (Some(workspace), _) => workspace.cwd.clone(),
+            (None, Some(cwd)) => dirs.work.join(cwd),
+            (None, None) => dirs.work.clone(),
+        },
         env,
         stdin: stdin.is_some(),
         rlimits,
         cpu_set: shared.cpus.pick(plan.limits.cpu),
     };
 
+    let upper = workspace
+        .as_ref()
+        .and_then(|w| w.overlay.as_ref())
+        .map(|o| o.upper.clone());
     let spawn_start = Instant::now();
-    let request = crate::exec::sandbox_request(dirs, plan, plan.profile);
+    let request = crate::exec::sandbox_request(dirs, plan, plan.profile, workspace);
     let sandbox = match crate::sandbox::JobSandbox::prepare(&shared.host, &request) {
         Ok(sandbox) => Arc::new(sandbox),
         Err(error) => return Outcome::PrepareFailed(error.to_string()),
@@ -270,6 +363,7 @@ async fn execute(
         }
         _ = over_limit.notified() => Some(Interrupt::OutputLimit),
         breach = sandbox.breached() => Some(Interrupt::Breach(breach)),
+        _ = watch_disk(shared, &entry.session_id, upper.as_deref()) => Some(Interrupt::DiskLimit),
         request = stops.wait_for(Option::is_some) => {
             Some(Interrupt::Stop(request.ok().and_then(|r| r.clone()).unwrap_or(StopRequest::Shutdown)))
         }
@@ -278,7 +372,7 @@ async fn execute(
 
     if let Some(interrupt) = &interrupt {
         let grace = match interrupt {
-            Interrupt::OutputLimit | Interrupt::Breach(_) => Duration::ZERO,
+            Interrupt::OutputLimit | Interrupt::Breach(_) | Interrupt::DiskLimit => Duration::ZERO,
             Interrupt::Stop(StopRequest::Shutdown) => SHUTDOWN_GRACE,
             _ => Duration::from_millis(shared.config.session.kill_grace_ms),
         };
@@ -310,6 +404,34 @@ async fn execute(
     // An OOM kill can end the leader before the breach poll sees it: ask once more.
     let interrupt = interrupt.or_else(|| sandbox.breach().map(Interrupt::Breach));
     classify(interrupt, exit, usage, &rlimits)
+}
+
+/// How often a running overlay job's layer is measured.
+const DISK_POLL: Duration = Duration::from_millis(200);
+
+/// Resolves when the overlay layer at `upper` outgrows the job's or the worker's budget;
+/// never without a layer.
+async fn watch_disk(shared: &Arc<Shared>, session: &str, upper: Option<&std::path::Path>) {
+    let Some(upper) = upper else {
+        return std::future::pending().await;
+    };
+    let config = &shared.config.workspace;
+    let (per_job, total) = (
+        config.max_upper_bytes.bytes(),
+        config.max_total_upper_bytes.bytes(),
+    );
+    loop {
+        tokio::time::sleep(DISK_POLL).await;
+        let dir = upper.to_path_buf();
+        let bytes = tokio::task::spawn_blocking(move || crate::workspace::apply::disk_usage(&dir))
+            .await
+            .unwrap_or(0);
+        shared.changes.note_running(session, Some(bytes));
+        if bytes > per_job || shared.changes.total_bytes() > total {
+            tracing::warn!(bytes, per_job, total, "overlay layer over the disk budget");
+            return;
+        }
+    }
 }
 
 /// SIGTERM to the whole tree, SIGKILL after `grace` (sooner if the worker starts shutting
@@ -370,6 +492,10 @@ fn classify(
         Some(Interrupt::Timeout) => Outcome::TimedOut { exit: exit_seen },
         Some(Interrupt::OutputLimit) => Outcome::Killed {
             reason: KillReason::OutputLimit,
+            exit: exit_seen,
+        },
+        Some(Interrupt::DiskLimit) => Outcome::Killed {
+            reason: KillReason::DiskLimit,
             exit: exit_seen,
         },
         Some(Interrupt::Breach(breach)) => Outcome::Killed {

@@ -92,10 +92,12 @@ pub enum EndReason {
     /// `failed`: the remote worker running the job was lost (its SSH connection dropped or
     /// went silent); whether the job got to finish there is unknown.
     WorkerLost,
+    /// `killed`: an `overlay` job wrote more than the worker's workspace disk budget.
+    DiskLimit,
 }
 
 impl EndReason {
-    pub const ALL: [EndReason; 12] = [
+    pub const ALL: [EndReason; 13] = [
         EndReason::ExitCode,
         EndReason::Signal,
         EndReason::PrepareError,
@@ -108,6 +110,7 @@ impl EndReason {
         EndReason::CpuTimeLimit,
         EndReason::WorkerShutdown,
         EndReason::WorkerLost,
+        EndReason::DiskLimit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -124,6 +127,7 @@ impl EndReason {
             EndReason::CpuTimeLimit => "cpu_time_limit",
             EndReason::WorkerShutdown => "worker_shutdown",
             EndReason::WorkerLost => "worker_lost",
+            EndReason::DiskLimit => "disk_limit",
         }
     }
 }
@@ -182,6 +186,9 @@ pub struct Job {
     /// Policy `audit` mode: the refusal this job would have got under `enforce`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_audit: Option<crate::policy::Refusal>,
+    /// An `overlay` workspace job, once ended: what it changed (not yet in the project).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<super::WorkspaceChanges>,
 }
 
 /// One line per job in `worker_list_sessions`.

@@ -4,6 +4,7 @@
 //! `initialize` returns, so a field added here shows up in OpenCode without hand-written shapes.
 
 pub mod bytesize;
+pub mod changes;
 pub mod events;
 pub mod job;
 pub mod methods;
@@ -11,7 +12,14 @@ pub mod spec;
 pub mod tools;
 
 pub use bytesize::ByteSize;
+pub use changes::{
+    ApplyOutcome, ApplyParams, ApplyResult, ChangeDiff, ChangeKind, DiscardResult, FileChange,
+    IgnoredChanges, PathOutcome, WorkspaceChanges,
+};
 pub use events::*;
 pub use job::{Artifact, EndReason, Job, JobMetrics, JobStatus, JobSummary, Phase};
 pub use methods::*;
-pub use spec::{FileEncoding, FileEntry, JobSpec, LimitsRequest, NetworkMode, SeedConfig};
+pub use spec::{
+    FileEncoding, FileEntry, JobSpec, LimitsRequest, NetworkMode, SeedConfig, WorkspaceMode,
+    WorkspaceSpec,
+};

@@ -27,6 +27,29 @@ pub struct JobRequest<'a> {
     pub pids: Option<u64>,
     pub cpu_cores: Option<f64>,
     pub profile: Profile,
+    /// The user's project, mounted at its own path (see `crate::workspace`).
+    pub workspace: Option<WorkspaceView>,
+}
+
+/// How a job sees the user's project: at its real path, read-only or writable, with the
+/// protected paths of a writable one bind-mounted read-only in the job's mount namespace.
+#[derive(Debug, Clone)]
+pub struct WorkspaceView {
+    pub path: PathBuf,
+    pub writable: bool,
+    /// Directories bound over themselves (read-write) so they cannot be renamed away.
+    pub pins: Vec<PathBuf>,
+    /// Paths bound over themselves read-only.
+    pub read_only: Vec<PathBuf>,
+    /// Copy-on-write: an overlay of the project is mounted over it, writes go to `upper`.
+    pub overlay: Option<OverlayDirs>,
+}
+
+/// The overlay's own directories (empty, on one filesystem, owned by the worker).
+#[derive(Debug, Clone)]
+pub struct OverlayDirs {
+    pub upper: PathBuf,
+    pub work: PathBuf,
 }
 
 /// Two small cgroupfs reads per poll (~10 µs).
@@ -205,6 +228,13 @@ impl JobSandbox {
         }
 
         let keep = keep_paths(req, h);
+        if req.workspace.is_some() && child.unshare & libc::CLONE_NEWNS == 0 {
+            return Err(SandboxError::WorkspaceUnavailable(
+                "a workspace job needs a mount namespace (its read-only paths are mounts), \
+                 which this worker cannot create here or under profile `none`"
+                    .into(),
+            ));
+        }
         if child.unshare & libc::CLONE_NEWNS != 0 {
             let landlock_ok = h.landlock_abi().is_some();
             let (tmp_size, shm_size) = tmpfs_sizes(req.memory_bytes);
@@ -241,8 +271,14 @@ impl JobSandbox {
                 }
             }
             let masks = real_dirs(masks);
-            let (steps, keeps) = ns::plan_mounts(&masks, &hidden_files, &keep)
+            let (mut steps, mut keeps) = ns::plan_mounts(&masks, &hidden_files, &keep)
                 .map_err(io_err("planning the job's mounts"))?;
+            if let Some(workspace) = &req.workspace {
+                let mounts = workspace_mounts(workspace, &mut steps, &mut keeps)
+                    .map_err(io_err("planning the workspace mounts"))?;
+                steps.extend(mounts);
+                layers.push(layer("workspace", workspace_mechanism(workspace)));
+            }
             child.mounts = steps;
             child.keeps = keeps;
             child.rechdir = true;
@@ -364,7 +400,8 @@ impl JobSandbox {
                     target,
                     writable: true,
                     ..
-                } = step
+                }
+                | MountStep::Overlay { target, .. } = step
                 {
                     landlock::add_rule_at(ruleset.raw_fd(), target, ruleset.rights().all_fs)?;
                 }
@@ -483,11 +520,71 @@ fn sessions_root(req: &JobRequest) -> Option<PathBuf> {
     (root != Path::new("/")).then_some(root)
 }
 
+/// The workspace's own mounts, made after the masks (a workspace under /tmp is back in place
+/// by then): the whole tree read-only for `read`; for `write`, pins then read-only holes.
+fn workspace_mounts(
+    workspace: &WorkspaceView,
+    steps: &mut Vec<MountStep>,
+    keeps: &mut Vec<ns::Keep>,
+) -> io::Result<Vec<MountStep>> {
+    if let Some(dirs) = &workspace.overlay {
+        // The layers are opened right after the namespace is made, before any mask can hide
+        // them; the handles also keep commas or colons in a path out of the option string.
+        let mut layers = [0usize; 3];
+        for (slot, path) in layers
+            .iter_mut()
+            .zip([&workspace.path, &dirs.upper, &dirs.work])
+        {
+            *slot = keeps.len();
+            keeps.push(ns::Keep::new(path)?);
+            steps.insert(1, MountStep::Open(*slot));
+        }
+        return Ok(vec![MountStep::Overlay {
+            target: ns::cstring(&workspace.path)?,
+            layers,
+        }]);
+    }
+    if !workspace.writable {
+        return Ok(vec![MountStep::BindSelf {
+            target: ns::cstring(&workspace.path)?,
+            read_only: true,
+        }]);
+    }
+    let pins = workspace.pins.iter().map(|p| (p, false));
+    let holes = workspace.read_only.iter().map(|p| (p, true));
+    pins.chain(holes)
+        .map(|(path, read_only)| {
+            Ok(MountStep::BindSelf {
+                target: ns::cstring(path)?,
+                read_only,
+            })
+        })
+        .collect()
+}
+
+fn workspace_mechanism(workspace: &WorkspaceView) -> String {
+    if workspace.overlay.is_some() {
+        format!(
+            "{} copy-on-write overlayfs; writes kept apart as changes",
+            workspace.path.display()
+        )
+    } else if workspace.writable {
+        format!(
+            "{} writable in place (Landlock); {} protected path(s) read-only bind mounts",
+            workspace.path.display(),
+            workspace.read_only.len()
+        )
+    } else {
+        format!("{} read-only bind mount", workspace.path.display())
+    }
+}
+
 /// Paths the job must keep seeing where they are, even under a masked directory.
 fn keep_paths(req: &JobRequest, h: &super::host::Inner) -> Vec<PathBuf> {
     let mut keep: Vec<PathBuf> = [req.session_dir, req.work_dir, req.output_dir, req.tmp_dir]
         .into_iter()
         .map(Path::to_path_buf)
+        .chain(req.workspace.iter().map(|w| w.path.clone()))
         .chain(h.config.extra_rw.iter().cloned())
         .chain(h.config.extra_ro.iter().cloned())
         .filter_map(|p| std::fs::canonicalize(p).ok())
@@ -560,6 +657,9 @@ fn build_ruleset(
     }
     for path in &h.config.extra_ro {
         ruleset.allow(path, rights.read)?;
+    }
+    if let Some(workspace) = req.workspace.as_ref().filter(|w| w.writable) {
+        ruleset.allow(&workspace.path, rights.all_fs)?;
     }
     Ok(ruleset)
 }

@@ -46,7 +46,7 @@ mod tests;
 pub use config::{DEFAULT_HIDDEN, Profile, SandboxConfig, WORKER_DIR_PREFIX};
 pub use doctor::doctor_report;
 pub use host::Host;
-pub use job::{JobRequest, JobSandbox};
+pub use job::{JobRequest, JobSandbox, OverlayDirs, WorkspaceView};
 pub use report::{
     AppliedLayer, Breach, HiddenPath, IsolationReport, LayerReport, LayerState, Usage,
 };
@@ -60,6 +60,9 @@ pub enum SandboxError {
     Refused { layer: String, why: String },
     #[error("network \"open\" is not allowed by this worker's configuration")]
     NetworkNotAllowed,
+    /// A workspace job cannot get the mounts that enforce its mode here.
+    #[error("workspace jobs cannot run here: {0}")]
+    WorkspaceUnavailable(String),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -74,6 +77,7 @@ impl SandboxError {
         match self {
             SandboxError::Refused { layer, .. } => Some(layer),
             SandboxError::NetworkNotAllowed => Some("network"),
+            SandboxError::WorkspaceUnavailable(_) => Some("workspace"),
             SandboxError::Io { .. } => None,
         }
     }

@@ -33,6 +33,13 @@ pub enum MountStep {
     Bind(usize),
     /// Hides a file (no Landlock to do it) behind /dev/null.
     HideFile(CString),
+    /// Binds a path over itself, making it a mount point (which cannot be renamed or removed)
+    /// and, with `read_only`, unwritable whatever Landlock grants around it.
+    BindSelf { target: CString, read_only: bool },
+    /// An overlayfs over a directory; `layers` index the kept handles of the lower, upper and
+    /// work directories, taken in the new namespace (overlayfs refuses a layer reached through
+    /// a mount of another namespace).
+    Overlay { target: CString, layers: [usize; 3] },
 }
 
 /// A path that lives under a masked directory and must stay visible (the session itself when
@@ -41,6 +48,16 @@ pub enum MountStep {
 pub struct Keep {
     path: CString,
     fd: AtomicI32,
+}
+
+impl Keep {
+    /// A handle taken by an `Open` step.
+    pub fn new(path: &Path) -> io::Result<Keep> {
+        Ok(Keep {
+            path: cstring(path)?,
+            fd: AtomicI32::new(-1),
+        })
+    }
 }
 
 pub fn cstring(path: &Path) -> io::Result<CString> {
@@ -165,8 +182,75 @@ impl MountStep {
             MountStep::HideFile(target) => {
                 sys::mount(Some(c"/dev/null"), target, None, libc::MS_BIND, None)
             }
+            MountStep::BindSelf { target, read_only } => {
+                sys::mount(
+                    Some(target),
+                    target,
+                    None,
+                    libc::MS_BIND | libc::MS_REC,
+                    None,
+                )?;
+                if *read_only {
+                    remount_read_only(target)?;
+                }
+                Ok(())
+            }
+            MountStep::Overlay { target, layers } => {
+                let mut options = [0u8; 128];
+                let mut len = 0;
+                for (key, index) in [",lowerdir=", ",upperdir=", ",workdir="]
+                    .into_iter()
+                    .zip(layers)
+                {
+                    let mut buf = [0u8; 32];
+                    let path = fd_path(keeps[*index].fd.load(Ordering::Relaxed), &mut buf);
+                    for part in [key.as_bytes(), path.to_bytes()] {
+                        options[len..len + part.len()].copy_from_slice(part);
+                        len += part.len();
+                    }
+                }
+                let tail = b",userxattr\0";
+                options[len..len + tail.len()].copy_from_slice(tail);
+                let options = CStr::from_bytes_until_nul(&options[1..]).unwrap_or(c"");
+                let result = sys::mount(
+                    Some(c"overlay"),
+                    target,
+                    Some(c"overlay"),
+                    libc::MS_NOSUID | libc::MS_NODEV,
+                    Some(options),
+                );
+                for index in layers {
+                    // SAFETY: closing the handles Open took.
+                    unsafe { libc::close(keeps[*index].fd.load(Ordering::Relaxed)) };
+                }
+                result
+            }
         }
     }
+}
+
+/// Async-signal-safe. In a user namespace a remount must repeat the flags the mount inherited
+/// (nosuid, nodev, noexec, atime) or the kernel refuses it: they are read back with statfs.
+fn remount_read_only(target: &CStr) -> io::Result<()> {
+    // SAFETY: statvfs fills a zeroed struct for a NUL-terminated path (glibc takes the flags
+    // from the statfs syscall on any kernel since 2.6.36).
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    check_int(unsafe { libc::statvfs(target.as_ptr(), &mut stat) })?;
+    let have = stat.f_flag as libc::c_ulong;
+    let mut flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
+    for (st, ms) in [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ] {
+        if have & st != 0 {
+            flags |= ms;
+        }
+    }
+    sys::mount(None, target, None, flags, None)
 }
 
 /// uid/gid maps that keep the caller's ids: the job sees the same owner on its files, and
