@@ -27,6 +27,8 @@ pub struct Config {
     pub logging: LoggingSection,
     /// Where jobs may run: `local` and `ssh` entries. Empty: this process alone.
     pub workers: Vec<crate::fleet::WorkerEntry>,
+    /// Egress allowlists: named sets, the default for jobs that do not say, name pins.
+    pub network: crate::egress::NetworkConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -279,6 +281,7 @@ impl Config {
             ));
         }
         crate::fleet::config::validate(&self.workers).map_err(ConfigError::Invalid)?;
+        self.network.validate().map_err(ConfigError::Invalid)?;
         let max_concurrent = match self.worker.max_concurrent_sessions {
             0 => host_cpus(),
             n => n,

@@ -169,6 +169,7 @@ impl RoutedJob {
             metrics: None,
             isolation: None,
             policy_audit: None,
+            network_denied: None,
         }
     }
 

@@ -214,6 +214,9 @@ impl JobEntry {
             metrics: ended.map(|_| record.metrics.clone()),
             isolation: record.layers.clone(),
             policy_audit: self.plan.policy_audit.clone(),
+            network_denied: ended
+                .and(record.metrics.network.as_ref())
+                .map(|network| network.denied.clone()),
         }
     }
 }

@@ -12,6 +12,12 @@ pub mod tools;
 
 pub use bytesize::ByteSize;
 pub use events::*;
-pub use job::{Artifact, EndReason, Job, JobMetrics, JobStatus, JobSummary, Phase};
+pub use job::{
+    Artifact, DeniedConnection, EndReason, Job, JobMetrics, JobStatus, JobSummary, NetworkMetrics,
+    Phase,
+};
 pub use methods::*;
-pub use spec::{FileEncoding, FileEntry, JobSpec, LimitsRequest, NetworkMode, SeedConfig};
+pub use spec::{
+    Allowlist, FileEncoding, FileEntry, JobSpec, LimitsRequest, NetworkMode, NetworkRequest,
+    SeedConfig,
+};

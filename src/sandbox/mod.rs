@@ -33,6 +33,7 @@ mod fsview;
 mod host;
 mod job;
 mod landlock;
+mod listener;
 mod ns;
 mod report;
 mod seccomp;
@@ -58,6 +59,9 @@ pub enum SandboxError {
     Refused { layer: String, why: String },
     #[error("network \"open\" is not allowed by this worker's configuration")]
     NetworkNotAllowed,
+    /// A network allowlist needs the job in its own network namespace.
+    #[error("a network allowlist needs the job in its own network namespace: {0}")]
+    EgressUnavailable(String),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -71,7 +75,7 @@ impl SandboxError {
     pub fn layer(&self) -> Option<&str> {
         match self {
             SandboxError::Refused { layer, .. } => Some(layer),
-            SandboxError::NetworkNotAllowed => Some("network"),
+            SandboxError::NetworkNotAllowed | SandboxError::EgressUnavailable(_) => Some("network"),
             SandboxError::Io { .. } => None,
         }
     }
