@@ -1,0 +1,374 @@
+//! Network egress by allowlist, through the real binary: jobs in their own network namespace
+//! reach loopback HTTP servers this test starts only through the worker's egress proxy, under
+//! made-up names pinned with `network.resolve`. Nothing leaves this machine.
+
+mod common;
+
+use common::{PATIENCE, Worker, eventually};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// A loopback HTTP server: `/slow` streams until the client goes away (then sets
+/// `slow_closed`), anything else answers `origin <path>`.
+struct Origin {
+    port: u16,
+    requests: Arc<AtomicUsize>,
+    slow_closed: Arc<AtomicBool>,
+}
+
+impl Origin {
+    fn start() -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let slow_closed = Arc::new(AtomicBool::new(false));
+        let (count, closed) = (requests.clone(), slow_closed.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (count, closed) = (count.clone(), closed.clone());
+                std::thread::spawn(move || serve(stream, &count, &closed));
+            }
+        });
+        Origin {
+            port,
+            requests,
+            slow_closed,
+        }
+    }
+}
+
+fn serve(mut stream: TcpStream, count: &AtomicUsize, closed: &AtomicBool) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    count.fetch_add(1, Ordering::SeqCst);
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+    if path == "/slow" {
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n");
+        let chunk = [b'x'; 1024];
+        while stream.write_all(&chunk).is_ok() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        closed.store(true, Ordering::SeqCst);
+        return;
+    }
+    let body = format!("origin {path}\n");
+    let _ = stream.write_all(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+}
+
+fn worker() -> Worker {
+    Worker::start_walls(
+        &[
+            r#"network.resolve={"allowed.test":"127.0.0.1","denied.test":"127.0.0.1","other.test":"127.0.0.1"}"#,
+        ],
+        &[],
+    )
+}
+
+fn run(worker: &mut Worker, script: &str, network: Value) -> Value {
+    let job = worker.dispatch(json!({
+        "argv": ["bash", "-c", script],
+        "network": network,
+        "wait_ms": PATIENCE.as_millis() as u64,
+    }));
+    assert_eq!(job["phase"], "done", "{job}");
+    job
+}
+
+fn stdout(job: &Value) -> &str {
+    job["stdout"].as_str().unwrap_or_default()
+}
+
+#[test]
+fn allowed_names_pass_and_everything_else_is_refused_with_its_rule() {
+    let origin = Origin::start();
+    let port = origin.port;
+    let mut worker = worker();
+    let script = format!(
+        r#"
+        echo "allowed: $(curl -sS http://allowed.test:{port}/a)"
+        echo "tunnel: $(curl -sS -p http://allowed.test:{port}/t)"
+        echo "denied: $(curl -sS http://denied.test:{port}/d | tr '\n' '|')"
+        echo "denied-connect: $(curl -sS -o /dev/null -w '%{{http_connect}}' -p http://denied.test:{port}/ 2>/dev/null)"
+        echo "literal: $(curl -sS --noproxy '' -x "$HTTP_PROXY" http://127.0.0.1:{port}/l | tr '\n' '|')"
+        echo "direct: $(curl -sS --noproxy '*' --max-time 5 http://127.0.0.1:{port}/x 2>&1; echo rc=$?)"
+        "#
+    );
+    // allowed.test resolves to loopback: it needs its address entry, which the literal then
+    // does not get without naming it, so the literal test names a different port.
+    let job = run(
+        &mut worker,
+        &script,
+        json!({"allow": ["allowed.test", format!("127.0.0.1:{port}")], "deny": []}),
+    );
+    let out = stdout(&job);
+    assert!(out.contains(&format!("allowed: origin /a")), "{job}");
+    assert!(out.contains("tunnel: origin /t"), "{job}");
+    assert!(
+        out.contains("denied: opencode-worker egress: connection to denied.test"),
+        "{job}"
+    );
+    assert!(
+        out.contains("rule: no entry of network.allow matches"),
+        "{job}"
+    );
+    assert!(out.contains("denied-connect: 403"), "{job}");
+    assert!(out.contains("direct: curl: (7)"), "{job}");
+    // The literal's address is listed, so it passes; a bare literal elsewhere is refused below.
+    assert!(out.contains("literal: origin /l"), "{job}");
+    let denied = job["network_denied"].as_array().unwrap();
+    assert_eq!(
+        denied,
+        &vec![json!({"host": "denied.test", "port": port, "count": 2})],
+        "{job}"
+    );
+    let network = &job["metrics"]["network"];
+    assert_eq!(network["connections"], 3, "{job}");
+    assert!(network["bytes_in"].as_u64().unwrap() > 0, "{job}");
+    assert!(network["bytes_out"].as_u64().unwrap() > 0, "{job}");
+    // The proxy reached the origin for the three allowed requests only; the direct connect
+    // never left the job's namespace.
+    assert_eq!(origin.requests.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn loopback_behind_an_allowed_name_and_bare_literals_need_an_address_entry() {
+    let origin = Origin::start();
+    let port = origin.port;
+    let mut worker = worker();
+    let script = format!(
+        r#"
+        echo "ssrf: $(curl -sS http://allowed.test:{port}/s | tr '\n' '|')"
+        echo "literal: $(curl -sS --noproxy '' -x "$HTTP_PROXY" http://127.0.0.1:{port}/l | tr '\n' '|')"
+        echo "metadata: $(curl -sS --noproxy '' -x "$HTTP_PROXY" http://169.254.169.254/ | tr '\n' '|')"
+        "#
+    );
+    let job = run(&mut worker, &script, json!({"allow": ["allowed.test"]}));
+    let out = stdout(&job);
+    assert!(
+        out.contains("ssrf: opencode-worker egress: connection to allowed.test"),
+        "{job}"
+    );
+    assert!(out.contains("a loopback address"), "{job}");
+    assert!(out.contains(&format!("add `127.0.0.1:{port}`")), "{job}");
+    assert!(
+        out.contains("literal: opencode-worker egress: connection to 127.0.0.1"),
+        "{job}"
+    );
+    assert!(
+        out.contains("metadata: opencode-worker egress: connection to 169.254.169.254:80"),
+        "{job}"
+    );
+    assert_eq!(origin.requests.load(Ordering::SeqCst), 0);
+    assert_eq!(job["metrics"]["network"]["connections"], 0, "{job}");
+    assert_eq!(job["network_denied"].as_array().unwrap().len(), 3, "{job}");
+}
+
+#[test]
+fn a_job_cannot_send_dns_or_other_udp_out_of_its_namespace() {
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    server
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut worker = worker();
+    // A DNS-shaped query to a resolver on the host's loopback, and name resolution through
+    // the system's resolver configuration: both stay inside the job's empty namespace.
+    let script = format!(
+        r#"
+        python3 - <<'PY'
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1)
+try:
+    s.sendto(b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07allowed\x04test\x00\x00\x01\x00\x01", ("127.0.0.1", {port}))
+    s.recvfrom(512)
+    print("udp: answered")
+except OSError as e:
+    print("udp: no answer", type(e).__name__)
+try:
+    socket.getaddrinfo("allowed.test", 80)
+    print("resolve: resolved")
+except OSError as e:
+    print("resolve: failed")
+PY
+        "#
+    );
+    let job = run(&mut worker, &script, json!({"allow": ["allowed.test"]}));
+    let out = stdout(&job);
+    assert!(out.contains("udp: no answer"), "{job}");
+    assert!(out.contains("resolve: failed"), "{job}");
+    let mut buffer = [0u8; 512];
+    assert!(
+        server.recv_from(&mut buffer).is_err(),
+        "the host saw the job's datagram"
+    );
+}
+
+#[test]
+fn jobs_running_at_once_see_only_their_own_rules() {
+    let origin = Origin::start();
+    let port = origin.port;
+    let mut worker = worker();
+    let script = format!(
+        r#"
+        sleep 0.3
+        for name in allowed.test other.test; do
+          code=$(curl -sS -o /dev/null -w '%{{http_code}}' http://$name:{port}/)
+          echo "$name=$code"
+        done
+        "#
+    );
+    let mut ids = Vec::new();
+    for (index, name) in ["allowed.test", "other.test"]
+        .iter()
+        .cycle()
+        .take(6)
+        .enumerate()
+    {
+        let mut spec = json!({
+            "job_id": format!("egress-{index}"),
+            "argv": ["bash", "-c", script],
+            "network": {"allow": [name, format!("127.0.0.1:{port}")]},
+        });
+        worker.mark(&mut spec);
+        worker.call("worker_dispatch_job", spec);
+        ids.push((format!("egress-{index}"), *name));
+    }
+    for (id, name) in ids {
+        let job = worker.wait_ended(&id);
+        let output = worker.call("worker_collect_output", json!({"job_id": id}));
+        let out = output["stdout"]["data"].as_str().unwrap_or_default();
+        let other = if name == "allowed.test" {
+            "other.test"
+        } else {
+            "allowed.test"
+        };
+        assert!(out.contains(&format!("{name}=200")), "{id}: {job}");
+        assert!(out.contains(&format!("{other}=403")), "{id}: {job}");
+        assert_eq!(
+            job["network_denied"],
+            json!([{"host": other, "port": port, "count": 1}]),
+            "{id}: {job}"
+        );
+    }
+}
+
+#[test]
+fn a_killed_download_leaves_no_connection_and_garbage_does_not_hurt_the_proxy() {
+    let origin = Origin::start();
+    let port = origin.port;
+    let mut worker = worker();
+    let script = format!(
+        r#"
+        exec 3<>/dev/tcp/127.0.0.1/3128
+        printf 'NONSENSE \x00\x01\r\n\r\n' >&3
+        echo "garbage: $(head -1 <&3)"
+        exec 3<&-
+        exec 4<>/dev/tcp/127.0.0.1/3128
+        exec 4<&-
+        echo "after: $(curl -sS http://allowed.test:{port}/ok)"
+        curl -sS -o /dev/null http://allowed.test:{port}/slow
+        "#
+    );
+    let job = worker.dispatch(json!({
+        "argv": ["bash", "-c", script],
+        "network": {"allow": ["allowed.test", format!("127.0.0.1:{port}")]},
+        "limits": {"timeout": 2000},
+        "wait_ms": PATIENCE.as_millis() as u64,
+    }));
+    assert_eq!(job["status"], "timeout", "{job}");
+    let out = stdout(&job);
+    assert!(out.contains("garbage: HTTP/1.1 400 Bad Request"), "{job}");
+    assert!(out.contains("after: origin /ok"), "{job}");
+    assert!(
+        job["metrics"]["network"]["bytes_in"].as_u64().unwrap() > 1024,
+        "{job}"
+    );
+    eventually("the origin sees the proxied download closed", || {
+        origin.slow_closed.load(Ordering::SeqCst)
+    });
+}
+
+#[test]
+fn bad_entries_are_invalid_params_naming_the_entry() {
+    let mut worker = worker();
+    let error = worker.call_err(
+        "worker_dispatch_job",
+        json!({"command": "true", "network": {"allow": ["ok.test", "*"]}}),
+    );
+    assert_eq!(error["code"], -32602, "{error}");
+    assert_eq!(error["data"]["field"], "network.allow[1]", "{error}");
+    let error = worker.call_err(
+        "worker_dispatch_job",
+        json!({"command": "true", "network": {"allow": ["@packages"]}}),
+    );
+    assert_eq!(error["data"]["field"], "network.allow[0]", "{error}");
+    assert!(
+        error["data"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("network.allowlists"),
+        "{error}"
+    );
+}
+
+#[test]
+fn named_sets_and_the_default_come_from_config() {
+    let origin = Origin::start();
+    let port = origin.port;
+    let mut worker = Worker::start_walls(
+        &[
+            r#"network.resolve={"allowed.test":"127.0.0.1"}"#,
+            &format!(r#"network.allowlists={{"local":["allowed.test","127.0.0.1:{port}"]}}"#),
+            r#"network.default={"allow":["@local"]}"#,
+        ],
+        &[],
+    );
+    let job = worker.dispatch(json!({
+        "command": format!("curl -sS http://allowed.test:{port}/set"),
+        "wait_ms": PATIENCE.as_millis() as u64,
+    }));
+    assert_eq!(stdout(&job), "origin /set\n", "{job}");
+    let job = worker.dispatch(json!({
+        "command": format!("curl -sS --max-time 5 http://allowed.test:{port}/none"),
+        "network": "none",
+        "wait_ms": PATIENCE.as_millis() as u64,
+    }));
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(job.get("network_denied").is_none(), "{job}");
+}
+
+#[test]
+fn without_a_network_namespace_an_allowlist_is_refused_not_ignored() {
+    let mut worker = Worker::start_walls(&["isolation.profile=none"], &[]);
+    let job = worker.dispatch(json!({
+        "command": "true",
+        "network": {"allow": ["allowed.test"]},
+        "wait_ms": PATIENCE.as_millis() as u64,
+    }));
+    assert_eq!(job["reason"], "prepare_error", "{job}");
+    assert!(
+        job["message"]
+            .as_str()
+            .unwrap()
+            .contains("network allowlist"),
+        "{job}"
+    );
+}
