@@ -110,15 +110,15 @@ fn allowed_names_pass_and_everything_else_is_refused_with_its_rule() {
         echo "direct: $(curl -sS --noproxy '*' --max-time 5 http://127.0.0.1:{port}/x 2>&1; echo rc=$?)"
         "#
     );
-    // allowed.test resolves to loopback: it needs its address entry, which the literal then
-    // does not get without naming it, so the literal test names a different port.
+    // allowed.test resolves to loopback, so its address is listed too (see the next test
+    // for what happens without it); that entry also lets the literal through.
     let job = run(
         &mut worker,
         &script,
         json!({"allow": ["allowed.test", format!("127.0.0.1:{port}")], "deny": []}),
     );
     let out = stdout(&job);
-    assert!(out.contains(&format!("allowed: origin /a")), "{job}");
+    assert!(out.contains("allowed: origin /a"), "{job}");
     assert!(out.contains("tunnel: origin /t"), "{job}");
     assert!(
         out.contains("denied: opencode-worker egress: connection to denied.test"),
@@ -130,7 +130,6 @@ fn allowed_names_pass_and_everything_else_is_refused_with_its_rule() {
     );
     assert!(out.contains("denied-connect: 403"), "{job}");
     assert!(out.contains("direct: curl: (7)"), "{job}");
-    // The literal's address is listed, so it passes; a bare literal elsewhere is refused below.
     assert!(out.contains("literal: origin /l"), "{job}");
     let denied = job["network_denied"].as_array().unwrap();
     assert_eq!(
