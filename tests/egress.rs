@@ -22,6 +22,11 @@ struct Origin {
 
 impl Origin {
     fn start() -> Origin {
+        Origin::serving(None)
+    }
+
+    /// Also serves the files under `root` (a directory's `index.html` for the directory).
+    fn serving(root: Option<std::path::PathBuf>) -> Origin {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(AtomicUsize::new(0));
@@ -29,8 +34,8 @@ impl Origin {
         let (count, closed) = (requests.clone(), slow_closed.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (count, closed) = (count.clone(), closed.clone());
-                std::thread::spawn(move || serve(stream, &count, &closed));
+                let (count, closed, root) = (count.clone(), closed.clone(), root.clone());
+                std::thread::spawn(move || serve(stream, &count, &closed, root.as_deref()));
             }
         });
         Origin {
@@ -41,7 +46,12 @@ impl Origin {
     }
 }
 
-fn serve(mut stream: TcpStream, count: &AtomicUsize, closed: &AtomicBool) {
+fn serve(
+    mut stream: TcpStream,
+    count: &AtomicUsize,
+    closed: &AtomicBool,
+    root: Option<&std::path::Path>,
+) {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -60,6 +70,29 @@ fn serve(mut stream: TcpStream, count: &AtomicUsize, closed: &AtomicBool) {
             std::thread::sleep(Duration::from_millis(20));
         }
         closed.store(true, Ordering::SeqCst);
+        return;
+    }
+    if let Some(root) = root {
+        let relative = path.split('?').next().unwrap_or("").trim_start_matches('/');
+        let mut file = root.join(relative);
+        if file.is_dir() {
+            file = file.join("index.html");
+        }
+        let (status, body) = match std::fs::read(&file) {
+            Ok(body) if !relative.contains("..") => ("200 OK", body),
+            _ => ("404 Not Found", b"not found\n".to_vec()),
+        };
+        let kind = if file.extension().is_some_and(|e| e == "html") {
+            "text/html"
+        } else {
+            "application/octet-stream"
+        };
+        let head = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = stream.write_all(head.as_bytes());
+        let _ = stream.write_all(&body);
         return;
     }
     let body = format!("origin {path}\n");
@@ -370,4 +403,108 @@ fn without_a_network_namespace_an_allowlist_is_refused_not_ignored() {
             .contains("network allowlist"),
         "{job}"
     );
+}
+
+fn sh(dir: &std::path::Path, script: &str) {
+    let status = std::process::Command::new("bash")
+        .arg("-ec")
+        .arg(script)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "setup failed: {script}");
+}
+
+#[test]
+fn pip_and_git_fetch_through_the_proxy_into_the_work_dir() {
+    let root = tempfile::tempdir().unwrap();
+    // A one-package simple index with a real wheel, and a bare repository served as dumb HTTP.
+    sh(
+        root.path(),
+        r#"
+        mkdir -p simple/demo-pkg
+        python3 - <<'PY'
+import zipfile
+with zipfile.ZipFile("simple/demo-pkg/demo_pkg-1.0-py3-none-any.whl", "w") as wheel:
+    wheel.writestr("demo_pkg/__init__.py", "VALUE = 1\n")
+    wheel.writestr("demo_pkg-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: demo-pkg\nVersion: 1.0\n")
+    wheel.writestr("demo_pkg-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+    wheel.writestr("demo_pkg-1.0.dist-info/RECORD", "")
+PY
+        echo '<a href="demo_pkg-1.0-py3-none-any.whl">demo_pkg-1.0-py3-none-any.whl</a>' > simple/demo-pkg/index.html
+        git init -q -b main src
+        echo "fetched through the proxy" > src/README
+        git -C src add README
+        git -C src -c user.name=t -c user.email=t@t.test commit -qm one
+        git clone -q --bare src repo.git
+        git -C repo.git update-server-info
+        "#,
+    );
+    let origin = Origin::serving(Some(root.path().to_owned()));
+    let port = origin.port;
+    let mut worker = worker();
+    let script = format!(
+        r#"
+        set -e
+        python3 -m pip download -q --disable-pip-version-check --no-deps --no-cache-dir \
+          --trusted-host allowed.test --index-url http://allowed.test:{port}/simple/ -d wheels demo-pkg 2>&1
+        git clone -q http://allowed.test:{port}/repo.git clone 2>&1
+        ls wheels; cat clone/README
+        "#
+    );
+    let job = run(
+        &mut worker,
+        &script,
+        json!({"allow": ["allowed.test", format!("127.0.0.1:{port}")]}),
+    );
+    let out = stdout(&job);
+    assert!(out.contains("demo_pkg-1.0-py3-none-any.whl"), "{job}");
+    assert!(out.contains("fetched through the proxy"), "{job}");
+    assert_eq!(job["exit_code"], 0, "{job}");
+    assert_eq!(job["network_denied"], json!([]), "{job}");
+}
+
+#[test]
+fn tls_is_tunnelled_not_intercepted() {
+    let dir = tempfile::tempdir().unwrap();
+    sh(
+        dir.path(),
+        r#"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=allowed.test \
+          -addext subjectAltName=DNS:allowed.test -keyout key.pem -out cert.pem 2>/dev/null
+        echo "over tls" > index.html
+        "#,
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = std::process::Command::new("openssl")
+        .args(["s_server", "-quiet", "-WWW", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["-cert", "cert.pem", "-key", "key.pem"])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the TLS server listens", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let ca = std::fs::read_to_string(dir.path().join("cert.pem")).unwrap();
+    let mut worker = worker();
+    let job = worker.dispatch(json!({
+        "argv": ["bash", "-c", format!("curl -sS --cacert ca.pem https://allowed.test:{port}/index.html")],
+        "files": {"ca.pem": ca},
+        "network": {"allow": ["allowed.test", format!("127.0.0.1:{port}")]},
+        "wait_ms": PATIENCE.as_millis() as u64,
+    }));
+    let _ = server.kill();
+    let _ = server.wait();
+    // The origin's own certificate verified in the job: the proxy only moved bytes.
+    assert_eq!(stdout(&job), "over tls\n", "{job}");
+    assert_eq!(job["metrics"]["network"]["connections"], 1, "{job}");
 }
