@@ -177,6 +177,14 @@ fn allowed_names_pass_and_everything_else_is_refused_with_its_rule() {
     // The proxy reached the origin for the three allowed requests only; the direct connect
     // never left the job's namespace.
     assert_eq!(origin.requests.load(Ordering::SeqCst), 3);
+    let metrics = worker.call("worker_get_metrics", json!({}));
+    let totals = &metrics["egress"];
+    assert_eq!(
+        (&totals["jobs"], &totals["connections"], &totals["denied"]),
+        (&json!(1), &json!(3), &json!(2)),
+        "{metrics}"
+    );
+    assert_eq!(totals["bytes_in"], network["bytes_in"], "{metrics}");
 }
 
 #[test]
