@@ -46,14 +46,22 @@ fn origin(bytes: usize) -> u16 {
 fn tunnel(proxy: u16, port: u16) -> TcpStream {
     let mut stream = TcpStream::connect(("127.0.0.1", proxy)).unwrap();
     stream.set_nodelay(true).unwrap();
-    write!(stream, "CONNECT origin.test:{port} HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "CONNECT origin.test:{port} HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n"
+    )
+    .unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         stream.read_exact(&mut byte).unwrap();
         head.push(byte[0]);
     }
-    assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     stream
 }
 
@@ -86,7 +94,9 @@ fn main() {
     let empty = origin(0);
 
     let mut config = NetworkConfig::default();
-    config.resolve.insert("origin.test".into(), "127.0.0.1".parse().unwrap());
+    config
+        .resolve
+        .insert("origin.test".into(), "127.0.0.1".parse().unwrap());
     config.max_connections = 1024;
     let rules = Rules::compile(
         &Allowlist {
@@ -124,7 +134,10 @@ fn main() {
     println!("download of {megabytes} MiB on loopback, best of 3:");
     println!("  direct            {:>9.0} MiB/s", best(&direct));
     println!("  through the proxy {:>9.0} MiB/s", best(&proxied));
-    println!("  ratio             {:>9.2}", best(&proxied) / best(&direct));
+    println!(
+        "  ratio             {:>9.2}",
+        best(&proxied) / best(&direct)
+    );
 
     let (mut bare, mut tunnelled) = (Vec::new(), Vec::new());
     for _ in 0..connects {
