@@ -516,3 +516,46 @@ fn tls_is_tunnelled_not_intercepted() {
     assert_eq!(stdout(&job), "over tls\n", "{job}");
     assert_eq!(job["metrics"]["network"]["connections"], 1, "{job}");
 }
+
+#[test]
+fn the_connection_cap_and_deny_entries_hold() {
+    let origin = Origin::start();
+    let port = origin.port;
+    let mut worker = Worker::start_walls(
+        &[
+            r#"network.resolve={"allowed.test":"127.0.0.1","denied.test":"127.0.0.1"}"#,
+            "network.max_connections=1",
+        ],
+        &[],
+    );
+    // One tunnel held open takes the only slot; the next connection is turned away.
+    let script = format!(
+        r#"
+        exec 3<>/dev/tcp/127.0.0.1/3128
+        printf 'CONNECT allowed.test:{port} HTTP/1.1\r\n\r\n' >&3
+        echo "held: $(head -1 <&3)"
+        echo "second: $(curl -sS -o /dev/null -w '%{{http_code}}' http://allowed.test:{port}/)"
+        exec 3<&-
+        sleep 0.2
+        echo "after: $(curl -sS http://allowed.test:{port}/again)"
+        "#
+    );
+    let job = run(
+        &mut worker,
+        &script,
+        json!({"allow": ["*.test", "127.0.0.0/8"], "deny": [format!("127.0.0.1:{port}")]}),
+    );
+    let out = stdout(&job);
+    // The deny entry on the address refuses even the tunnel, whose name is allowed.
+    assert!(out.contains("held: HTTP/1.1 403"), "{job}");
+    assert_eq!(origin.requests.load(Ordering::SeqCst), 0, "{job}");
+    let job = run(
+        &mut worker,
+        &script,
+        json!({"allow": ["allowed.test", "127.0.0.0/8"]}),
+    );
+    let out = stdout(&job);
+    assert!(out.contains("held: HTTP/1.1 200"), "{job}");
+    assert!(out.contains("second: 503"), "{job}");
+    assert!(out.contains("after: origin /again"), "{job}");
+}
