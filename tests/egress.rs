@@ -559,3 +559,54 @@ fn the_connection_cap_and_deny_entries_hold() {
     assert!(out.contains("second: 503"), "{job}");
     assert!(out.contains("after: origin /again"), "{job}");
 }
+
+#[test]
+fn npm_installs_from_a_local_registry_through_the_proxy() {
+    let root = tempfile::tempdir().unwrap();
+    let origin = Origin::serving(Some(root.path().to_owned()));
+    let port = origin.port;
+    // A one-package registry: the packument at /demo-npm and the tarball `npm pack` made.
+    sh(
+        root.path(),
+        &format!(
+            r#"
+        mkdir pkg && cd pkg
+        echo '{{"name":"demo-npm","version":"1.0.0","main":"index.js"}}' > package.json
+        echo 'module.exports = "installed through the proxy";' > index.js
+        npm pack --silent >/dev/null 2>&1
+        mv demo-npm-1.0.0.tgz .. && cd .. && rm -r pkg
+        python3 - <<'PY'
+import base64, hashlib, json
+data = open("demo-npm-1.0.0.tgz", "rb").read()
+version = {{"name": "demo-npm", "version": "1.0.0", "dist": {{
+    "tarball": "http://allowed.test:{port}/demo-npm-1.0.0.tgz",
+    "shasum": hashlib.sha1(data).hexdigest(),
+    "integrity": "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()}}}}
+json.dump({{"name": "demo-npm", "dist-tags": {{"latest": "1.0.0"}}, "versions": {{"1.0.0": version}}}}, open("demo-npm", "w"))
+PY
+        "#
+        ),
+    );
+    let mut worker = worker();
+    let script = format!(
+        r#"
+        set -e
+        echo '{{"name":"app","version":"0.0.0"}}' > package.json
+        npm install --silent --no-audit --no-fund --registry http://allowed.test:{port}/ demo-npm 2>&1
+        node -e 'console.log(require("demo-npm"))'
+        "#
+    );
+    let job = run(
+        &mut worker,
+        &script,
+        json!({"allow": ["allowed.test", format!("127.0.0.1:{port}")]}),
+    );
+    assert_eq!(stdout(&job), "installed through the proxy\n", "{job}");
+    assert_eq!(job["exit_code"], 0, "{job}");
+    // The packument and the tarball: the job has no other way out of its namespace.
+    assert!(origin.requests.load(Ordering::SeqCst) >= 2, "{job}");
+    assert!(
+        job["metrics"]["network"]["connections"].as_u64().unwrap() >= 2,
+        "{job}"
+    );
+}
