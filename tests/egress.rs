@@ -610,3 +610,46 @@ PY
         "{job}"
     );
 }
+
+#[test]
+fn cargo_fetches_from_a_local_sparse_registry_through_the_proxy() {
+    let root = tempfile::tempdir().unwrap();
+    let origin = Origin::serving(Some(root.path().to_owned()));
+    let port = origin.port;
+    // A sparse registry with one crate: config.json, its index file, and the `.crate`.
+    sh(
+        root.path(),
+        &format!(
+            r#"
+        export CARGO_HOME="$PWD/build-home"
+        cargo new -q --lib --vcs none democrate
+        (cd democrate && cargo package -q --no-verify --allow-dirty --offline)
+        mkdir -p index/de/mo dl/democrate/0.1.0
+        cp democrate/target/package/democrate-0.1.0.crate dl/democrate/0.1.0/download
+        sum=$(sha256sum dl/democrate/0.1.0/download | cut -d' ' -f1)
+        echo '{{"dl":"http://allowed.test:{port}/dl","api":null}}' > index/config.json
+        echo '{{"name":"democrate","vers":"0.1.0","deps":[],"cksum":"'$sum'","features":{{}},"yanked":false}}' > index/de/mo/democrate
+        rm -r democrate build-home
+        "#
+        ),
+    );
+    let mut worker = worker();
+    let script = format!(
+        r#"
+        set -e
+        export CARGO_HOME="$PWD/cargo-home"
+        mkdir -p app/src .cargo && touch app/src/lib.rs
+        printf '[registries.local]\nindex = "sparse+http://allowed.test:{port}/index/"\n' > .cargo/config.toml
+        printf '[package]\nname = "app"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\ndemocrate = {{ version = "0.1", registry = "local" }}\n' > app/Cargo.toml
+        cd app && cargo fetch -q 2>&1
+        ls "$CARGO_HOME"/registry/cache/*/
+        "#
+    );
+    let job = run(
+        &mut worker,
+        &script,
+        json!({"allow": ["allowed.test", format!("127.0.0.1:{port}")]}),
+    );
+    assert!(stdout(&job).contains("democrate-0.1.0.crate"), "{job}");
+    assert_eq!(job["exit_code"], 0, "{job}");
+}
