@@ -54,6 +54,11 @@ fn v6_class(ip: Ipv6Addr) -> Option<&'static str> {
     } else if within(0x0064_ff9b << 96, 96) {
         // NAT64: the IPv4 address inside decides.
         v4_class(Ipv4Addr::from(bits as u32))
+    } else if within(0, 96) {
+        Some("IPv4-compatible (deprecated)")
+    } else if within(0x2002 << 112, 16) {
+        // 6to4: the IPv4 address in bits 16..48 decides.
+        v4_class(Ipv4Addr::from((bits >> 80) as u32))
     } else {
         None
     }
@@ -115,6 +120,9 @@ mod tests {
             ("0.0.0.0", "this-network"),
             ("::", "unspecified"),
             ("64:ff9b::a9fe:a9fe", "link-local (cloud metadata)"),
+            ("::7f00:1", "IPv4-compatible (deprecated)"),
+            ("2002:7f00:1::1", "loopback"),
+            ("2002:a9fe:a9fe::", "link-local (cloud metadata)"),
         ] {
             assert_eq!(restricted_class(ip.parse().unwrap()), Some(class), "{ip}");
         }
@@ -122,7 +130,13 @@ mod tests {
 
     #[test]
     fn public_addresses_are_not() {
-        for ip in ["93.184.216.34", "172.32.0.1", "2606:4700::1", "1.1.1.1"] {
+        for ip in [
+            "93.184.216.34",
+            "172.32.0.1",
+            "2606:4700::1",
+            "1.1.1.1",
+            "2002:5db8:d822::1",
+        ] {
             assert_eq!(restricted_class(ip.parse().unwrap()), None, "{ip}");
         }
     }
