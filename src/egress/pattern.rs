@@ -135,6 +135,11 @@ impl Pattern {
         if text.is_empty() {
             return Err("is empty".into());
         }
+        if text.contains("://") {
+            return Err(format!(
+                "`{text}` is a URL: write the host name alone, with an optional `:port`"
+            ));
+        }
         // `[v6]`, `[v6]:port`, `[v6/len]:port`
         if let Some(rest) = text.strip_prefix('[') {
             let (inside, after) = rest
@@ -326,7 +331,7 @@ mod tests {
             ("10.0.0.0/33", "prefix length"),
             ("[::1", "closing"),
             ("a..b", "empty label"),
-            ("https://registry.example", "port"),
+            ("https://registry.example", "is a URL"),
         ] {
             let error = Pattern::parse(text).unwrap_err();
             assert!(error.contains(fragment), "{text:?}: {error}");
