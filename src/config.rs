@@ -32,6 +32,8 @@ pub struct Config {
     /// The configuration file this was loaded from, if any: protected in `write` workspaces.
     #[serde(skip)]
     pub loaded_from: Option<PathBuf>,
+    /// Egress allowlists: named sets, the default for jobs that do not say, name pins.
+    pub network: crate::egress::NetworkConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -313,6 +315,7 @@ impl Config {
             ));
         }
         crate::fleet::config::validate(&self.workers).map_err(ConfigError::Invalid)?;
+        self.network.validate().map_err(ConfigError::Invalid)?;
         let max_concurrent = match self.worker.max_concurrent_sessions {
             0 => host_cpus(),
             n => n,

@@ -25,6 +25,7 @@ struct Inner {
     windows: BTreeMap<&'static str, VecDeque<f64>>,
     /// Every sample since start, per window: (count, sum), for summaries' `_count` and `_sum`.
     totals: BTreeMap<&'static str, (u64, f64)>,
+    egress: crate::protocol::EgressTotals,
 }
 
 /// Window names of per-job resource use.
@@ -78,6 +79,21 @@ impl Metrics {
         let mut inner = self.lock();
         record(&mut inner, JOB_CPU_MS, cpu_ms);
         record(&mut inner, JOB_MAX_RSS, max_rss_bytes as f64);
+    }
+
+    /// What an ended job moved through its egress proxy.
+    pub fn egress(&self, network: &crate::protocol::NetworkMetrics) {
+        let mut inner = self.lock();
+        let totals = &mut inner.egress;
+        totals.jobs += 1;
+        totals.connections += network.connections;
+        totals.bytes_in += network.bytes_in;
+        totals.bytes_out += network.bytes_out;
+        totals.denied += network.denied.iter().map(|d| d.count).sum::<u64>();
+    }
+
+    pub fn egress_totals(&self) -> crate::protocol::EgressTotals {
+        self.lock().egress.clone()
     }
 
     /// Percentiles over the recent window plus all-time (count, sum) of one series.

@@ -5,7 +5,7 @@ use crate::config::{Config, Resolved};
 use crate::error::WorkerError;
 use crate::exec::Program;
 use crate::protocol::{
-    EffectiveLimits, FileEncoding, FileEntry, JobSpec, LimitsRequest, NetworkMode,
+    EffectiveLimits, FileEncoding, FileEntry, JobSpec, LimitsRequest, NetworkMode, NetworkRequest,
 };
 use crate::session::InjectedFile;
 use base64::Engine;
@@ -25,6 +25,8 @@ pub struct JobPlan {
     pub stdin: Option<Vec<u8>>,
     pub limits: EffectiveLimits,
     pub network: NetworkMode,
+    /// With a network allowlist (`network` is then `none`): the rules its egress proxy applies.
+    pub egress: Option<std::sync::Arc<crate::egress::Rules>>,
     pub profile: crate::sandbox::Profile,
     pub wait_ms: Option<u64>,
     /// In policy `audit` mode: what would have refused this job.
@@ -113,10 +115,22 @@ pub fn plan(spec: JobSpec, config: &Config, resolved: &Resolved) -> Result<JobPl
         .transpose()?;
     let cwd = cwd.filter(|_| workspace.is_none());
     let limits = check_limits(spec.limits.unwrap_or_default(), resolved)?;
-    let network = spec
+    let request = spec
         .network
-        .or(spec.config.and_then(|seed| seed.network))
-        .unwrap_or_default();
+        .or(spec
+            .config
+            .and_then(|seed| seed.network)
+            .map(NetworkRequest::from))
+        .or_else(|| config.network.default.clone())
+        .unwrap_or(NetworkRequest::Mode(NetworkMode::None));
+    let (network, egress) = match request {
+        NetworkRequest::Mode(mode) => (mode, None),
+        NetworkRequest::Allowlist(list) => {
+            let rules = crate::egress::Rules::compile(&list, &config.network)
+                .map_err(|(field, reason)| WorkerError::invalid_params(field, reason))?;
+            (NetworkMode::None, Some(std::sync::Arc::new(rules)))
+        }
+    };
     if network == NetworkMode::Open && !config.governance.allow_network {
         return Err(WorkerError::LimitOverMaximum {
             field: "network".into(),
@@ -142,6 +156,7 @@ pub fn plan(spec: JobSpec, config: &Config, resolved: &Resolved) -> Result<JobPl
         stdin: spec.stdin.map(String::into_bytes),
         limits,
         network,
+        egress,
         // The worker's profile unless the job asks for a stricter one, never a looser one.
         profile: spec.isolation.map_or(config.isolation.profile, |asked| {
             asked.at_least(config.isolation.profile)
@@ -439,5 +454,43 @@ mod tests {
         let plan =
             plan_of(serde_json::json!({"command": "true", "config": {"network": "open"}})).unwrap();
         assert_eq!(plan.network, NetworkMode::Open);
+    }
+
+    #[test]
+    fn an_allowlist_plans_a_proxied_job_and_bad_entries_name_their_index() {
+        let plan = plan_of(
+            serde_json::json!({"command": "true", "network": {"allow": ["registry.example:443"]}}),
+        )
+        .unwrap();
+        assert_eq!(plan.network, NetworkMode::None);
+        assert_eq!(plan.egress.unwrap().allow_count(), 1);
+        let err = plan_of(
+            serde_json::json!({"command": "true", "network": {"allow": ["ok.example", "a b"]}}),
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), -32602);
+        assert_eq!(err.data()["field"], "network.allow[1]");
+        let err =
+            plan_of(serde_json::json!({"command": "true", "network": {"allow": ["@missing"]}}))
+                .unwrap_err();
+        assert_eq!(err.data()["field"], "network.allow[0]");
+    }
+
+    #[test]
+    fn the_configured_default_applies_to_jobs_that_do_not_say() {
+        let mut config = Config::default();
+        config
+            .network
+            .allowlists
+            .insert("mirror".into(), vec!["mirror.example".into()]);
+        config.network.default =
+            Some(serde_json::from_value(serde_json::json!({"allow": ["@mirror"]})).unwrap());
+        let resolved = config.resolve().unwrap();
+        let spec = serde_json::from_value(serde_json::json!({"command": "true"})).unwrap();
+        assert!(plan(spec, &config, &resolved).unwrap().egress.is_some());
+        let spec =
+            serde_json::from_value(serde_json::json!({"command": "true", "network": "none"}))
+                .unwrap();
+        assert!(plan(spec, &config, &resolved).unwrap().egress.is_none());
     }
 }

@@ -152,6 +152,37 @@ pub fn render(result: &MetricsResult, metrics: &Metrics) -> String {
         "Job event subscriptions open now.",
         result.subscriptions.unwrap_or(0) as f64,
     );
+    if let Some(egress) = &result.egress {
+        for (name, help, value) in [
+            (
+                "egress_jobs_total",
+                "Ended jobs that ran with a network allowlist.",
+                egress.jobs,
+            ),
+            (
+                "egress_connections_total",
+                "Connections the egress proxy opened for jobs.",
+                egress.connections,
+            ),
+            (
+                "egress_received_bytes_total",
+                "Bytes from destinations to jobs through the egress proxy.",
+                egress.bytes_in,
+            ),
+            (
+                "egress_sent_bytes_total",
+                "Bytes from jobs to destinations through the egress proxy.",
+                egress.bytes_out,
+            ),
+            (
+                "egress_denied_total",
+                "Connections the egress proxy refused.",
+                egress.denied,
+            ),
+        ] {
+            out.single(name, "counter", help, value as f64);
+        }
+    }
     if let Some(process) = &result.process {
         out.single(
             "process_resident_memory_bytes",

@@ -115,8 +115,8 @@ fn spec_from_args(args: &RunArgs) -> Result<JobSpec, String> {
             pids: args.pids,
         }),
         network: match args.network.as_deref() {
-            Some("open") => Some(NetworkMode::Open),
-            Some(_) => Some(NetworkMode::None),
+            Some("open") => Some(NetworkMode::Open.into()),
+            Some(_) => Some(NetworkMode::None.into()),
             None => None,
         },
         ..JobSpec::default()

@@ -208,6 +208,7 @@ impl Worker {
             process: crate::metrics::process_metrics(),
             job_resources: Some(self.pool.metrics().job_resources()),
             subscriptions: Some(crate::pool::events::followers()),
+            egress: Some(self.pool.metrics().egress_totals()),
             fleet: None,
             format: None,
             text: None,

@@ -193,6 +193,8 @@ export function renderJob(job: any, opts: { waitedMs?: number } = {}): string {
   if (str(job?.session_id)) meta.push(`session: ${job.session_id}`);
   if (meta.length) out.push(meta.join(" | "));
   if (str(job?.message)) out.push(`message: ${job.message}`);
+  const denied = renderDenied(job?.network_denied);
+  if (denied) out.push(denied);
   const id = job?.job_id;
   if (!isTerminal(job?.status)) {
     out.push(
@@ -224,6 +226,19 @@ export function renderJob(job: any, opts: { waitedMs?: number } = {}): string {
   const m = renderMetrics(job?.metrics);
   if (m) out.push(m);
   return out.join("\n");
+}
+
+/** Destinations the job's egress allowlist refused: the model can tell the user what to allow. */
+function renderDenied(denied: unknown): string | undefined {
+  if (!Array.isArray(denied) || denied.length === 0) return undefined;
+  const items = denied
+    .filter((d) => str(d?.host) && num(d?.port) !== undefined)
+    .map((d) => `${d.host}:${d.port}` + (num(d.count) && d.count > 1 ? ` (${d.count}x)` : ""));
+  if (items.length === 0) return undefined;
+  return (
+    `network denied by the job's egress allowlist: ${items.join(", ")}. ` +
+    `If the job needs them, ask the user to allow them (the job's network.allow, or a set in the worker's network.allowlists).`
+  );
 }
 
 /** One line: where the time went and what the job used. */

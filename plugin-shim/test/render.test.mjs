@@ -66,6 +66,14 @@ describe("renderJob", () => {
     assert.doesNotMatch(text, /NOT finished/);
   });
 
+  test("refused egress destinations are listed with what would allow them", () => {
+    const text = renderJob({ job_id: "j6", status: "failed", phase: "done", exit_code: 7, reason: "exit_code",
+      network_denied: [{ host: "denied.test", port: 443, count: 2 }, { host: "[::1]", port: 80, count: 1 }] });
+    assert.match(text, /network denied by the job's egress allowlist: denied\.test:443 \(2x\), \[::1\]:80\./);
+    assert.match(text, /network\.allow/);
+    assert.doesNotMatch(renderJob({ job_id: "j7", status: "finished", phase: "done", network_denied: [] }), /network denied/);
+  });
+
   test("a job lost with its remote worker names the worker and the reason", () => {
     const text = renderJob({ job_id: "j5", worker: "build-1", status: "failed", reason: "worker_lost", phase: "done",
       message: "worker `build-1` was lost while it had this job: ssh exited" });

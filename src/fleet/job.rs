@@ -170,6 +170,7 @@ impl RoutedJob {
             isolation: None,
             policy_audit: None,
             changes: None,
+            network_denied: None,
         }
     }
 

@@ -254,6 +254,9 @@ impl JobEntry {
             } else {
                 None
             },
+            network_denied: ended
+                .and(record.metrics.network.as_ref())
+                .map(|network| network.denied.clone()),
         }
     }
 }

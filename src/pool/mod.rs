@@ -395,6 +395,9 @@ impl Shared {
                     .metrics
                     .job_usage(user + system, metrics.max_rss_bytes.unwrap_or(0));
             }
+            if let Some(network) = &metrics.network {
+                shared.metrics.egress(network);
+            }
         }
         let next = {
             let mut state = lock(&shared.state);

@@ -282,6 +282,12 @@ async fn execute(
         governance.max_file_size.bytes(),
         governance.max_open_files,
     );
+    let network = &shared.config.network;
+    let mut extra_env = Vec::new();
+    if plan.egress.is_some() {
+        extra_env = crate::egress::proxy_env(network.proxy_port);
+    }
+    extra_env.extend(plan.env.iter().cloned());
     let env = job_environment(
         &SessionPaths {
             work: &dirs.work,
@@ -289,7 +295,7 @@ async fn execute(
             tmp: &dirs.tmp,
             home: &dirs.home,
         },
-        &plan.env,
+        &extra_env,
     );
     let spec = LaunchSpec {
         program: plan.program.clone(),
@@ -310,10 +316,16 @@ async fn execute(
         .map(|o| o.upper.clone());
     let spawn_start = Instant::now();
     let request = crate::exec::sandbox_request(dirs, plan, plan.profile, workspace);
-    let sandbox = match crate::sandbox::JobSandbox::prepare(&shared.host, &request) {
-        Ok(sandbox) => Arc::new(sandbox),
-        Err(error) => return Outcome::PrepareFailed(error.to_string()),
-    };
+    let sandbox =
+        match crate::sandbox::JobSandbox::prepare(&shared.host, &request).and_then(|mut sandbox| {
+            if plan.egress.is_some() {
+                sandbox.listen_for_egress(network.proxy_port)?;
+            }
+            Ok(sandbox)
+        }) {
+            Ok(sandbox) => Arc::new(sandbox),
+            Err(error) => return Outcome::PrepareFailed(error.to_string()),
+        };
     entry.record().layers = Some(sandbox.layers());
     let mut process = match JobProcess::spawn_sandboxed(spec, Some(sandbox.clone())) {
         Ok(process) => process,
@@ -324,6 +336,24 @@ async fn execute(
             };
             return Outcome::SpawnFailed(format!("could not start `{program}`: {error}"));
         }
+    };
+    // Dropping the proxy (any early return) closes the job's listener and connections.
+    let proxy = match &plan.egress {
+        Some(rules) => {
+            let egress = Arc::new(crate::egress::JobEgress::new(rules.clone(), network));
+            match sandbox
+                .egress_listener()
+                .and_then(|listener| crate::egress::JobProxy::start(listener, egress))
+            {
+                Ok(proxy) => Some(proxy),
+                Err(error) => {
+                    return Outcome::SpawnFailed(format!(
+                        "could not start the job's egress proxy: {error}"
+                    ));
+                }
+            }
+        }
+        None => None,
     };
     let execute_start = Instant::now();
     entry.record().metrics.spawn_ms = ms(execute_start - spawn_start);
@@ -379,6 +409,9 @@ async fn execute(
         terminate(&process, grace, &mut stops).await;
     }
     let reaped = process.reap();
+    if let Some(proxy) = proxy {
+        entry.record().metrics.network = Some(proxy.finish().await);
+    }
     drain(pumps).await;
     entry.record().metrics.execute_ms = ms(execute_start.elapsed());
 

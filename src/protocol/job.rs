@@ -189,6 +189,10 @@ pub struct Job {
     /// An `overlay` workspace job, once ended: what it changed (not yet in the project).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<super::WorkspaceChanges>,
+    /// Destinations the egress proxy refused (jobs with a network allowlist): tell the user
+    /// which to add to `network.allow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_denied: Option<Vec<DeniedConnection>>,
 }
 
 /// One line per job in `worker_list_sessions`.
@@ -255,6 +259,31 @@ pub struct JobMetrics {
     pub max_rss_bytes: Option<u64>,
     /// The limits the job ran under.
     pub limits: super::EffectiveLimits,
+    /// Traffic through the egress proxy, for a job with a network allowlist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkMetrics>,
+}
+
+/// What a job with a network allowlist did through the egress proxy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub struct NetworkMetrics {
+    /// Bytes from the destinations to the job.
+    pub bytes_in: u64,
+    /// Bytes from the job to the destinations (request heads included).
+    pub bytes_out: u64,
+    /// Connections the proxy opened for the job.
+    pub connections: u64,
+    /// Refused destinations (also in the job's `network_denied`).
+    pub denied: Vec<DeniedConnection>,
+}
+
+/// A destination the egress proxy refused, and how often.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub struct DeniedConnection {
+    /// As the job named it (`[v6]` bracketed).
+    pub host: String,
+    pub port: u16,
+    pub count: u64,
 }
 
 impl JobSummary {

@@ -192,6 +192,9 @@ pub struct MetricsResult {
     /// Event-stream subscriptions open now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscriptions: Option<u64>,
+    /// Traffic through the egress proxy, summed over ended jobs with a network allowlist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<EgressTotals>,
     /// When jobs are routed to several workers (`workers` config): each worker and the
     /// fleet's own queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -281,6 +284,20 @@ pub struct ProcessMetrics {
     /// Open file descriptors.
     pub open_fds: u64,
     pub threads: u64,
+}
+
+/// Egress proxy totals since the worker started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct EgressTotals {
+    /// Ended jobs that ran with a network allowlist.
+    pub jobs: u64,
+    pub connections: u64,
+    /// Bytes from destinations to jobs.
+    pub bytes_in: u64,
+    /// Bytes from jobs to destinations.
+    pub bytes_out: u64,
+    /// Connections refused by a job's rules.
+    pub denied: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

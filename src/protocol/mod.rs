@@ -17,9 +17,12 @@ pub use changes::{
     IgnoredChanges, PathOutcome, WorkspaceChanges,
 };
 pub use events::*;
-pub use job::{Artifact, EndReason, Job, JobMetrics, JobStatus, JobSummary, Phase};
+pub use job::{
+    Artifact, DeniedConnection, EndReason, Job, JobMetrics, JobStatus, JobSummary, NetworkMetrics,
+    Phase,
+};
 pub use methods::*;
 pub use spec::{
-    FileEncoding, FileEntry, JobSpec, LimitsRequest, NetworkMode, SeedConfig, WorkspaceMode,
-    WorkspaceSpec,
+    Allowlist, FileEncoding, FileEntry, JobSpec, LimitsRequest, NetworkMode, NetworkRequest,
+    SeedConfig, WorkspaceMode, WorkspaceSpec,
 };

@@ -59,9 +59,11 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<LimitsRequest>,
 
-    /// Network access: `none` (default) or `open`. `restricted` is accepted as `none`.
+    /// Network access: `none`, `open`, or `{"allow": [...], "deny": [...]}` (only the listed
+    /// hosts, through the worker's egress proxy). `restricted` is accepted as `none`. Absent:
+    /// the worker's `network.default`, else `none`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<NetworkMode>,
+    pub network: Option<NetworkRequest>,
 
     /// Isolation profile: `standard` (every layer the host has) or `strict` (every layer, or
     /// the job is refused naming the missing one). Never looser than the worker's own profile.
@@ -189,6 +191,34 @@ pub enum NetworkMode {
     None,
     /// The host's network, when the worker's configuration allows it.
     Open,
+}
+
+/// A job's network: a mode, or an allowlist served by the egress proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum NetworkRequest {
+    Mode(NetworkMode),
+    Allowlist(Allowlist),
+}
+
+impl From<NetworkMode> for NetworkRequest {
+    fn from(mode: NetworkMode) -> Self {
+        NetworkRequest::Mode(mode)
+    }
+}
+
+/// Destinations a job may reach through the egress proxy. An entry is a host name
+/// (`registry.example`), names below one (`*.cdn.example`, not the name itself), an IP
+/// address or a CIDR, each with an optional `:port` (absent: any port), or `@name` for a set
+/// from the worker's `network.allowlists`. A name that resolves to a loopback, private,
+/// link-local or worker-host address is refused unless that address is listed too.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Allowlist {
+    pub allow: Vec<String>,
+    /// Entries refused even when `allow` matches (no `@name` sets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
 }
 
 /// The TypeScript worker's per-job `config` object, accepted so old callers keep working.

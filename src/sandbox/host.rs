@@ -119,6 +119,7 @@ impl Host {
             layers: vec![
                 i.filesystem_layer(),
                 i.network_layer(),
+                i.egress_layer(),
                 i.unix_socket_layer(),
                 i.syscall_layer(),
                 i.process_tree_layer(),
@@ -359,6 +360,24 @@ impl Inner {
                 "network",
                 format!("no network namespace ({why}), no seccomp, no Landlock network rules"),
             ),
+        }
+    }
+
+    /// The middle network mode. A job that gets no network namespace (this host, or isolation
+    /// profile `none`) is refused rather than given an allowlist nothing enforces.
+    fn egress_layer(&self) -> LayerReport {
+        if self.netns() {
+            active(
+                "egress",
+                "network {\"allow\": [...]}: a per-job HTTP proxy (CONNECT tunnels, plain HTTP) \
+                 listening inside the job's own network namespace; names resolved by the proxy, \
+                 loopback/private/link-local addresses only when listed; refused under profile none",
+            )
+        } else {
+            unavailable(
+                "egress",
+                "network allowlists are refused: jobs get no network namespace of their own here",
+            )
         }
     }
 

@@ -4,6 +4,7 @@
 use super::cgroup::{self, Baseline, Slot};
 use super::host::{Host, TreeKill};
 use super::landlock::{self, Extras, Rights, Ruleset};
+use super::listener;
 use super::ns::{self, MountStep, UserMaps};
 use super::report::{AppliedLayer, Breach, Usage};
 use super::seccomp::Filter;
@@ -62,6 +63,8 @@ pub struct JobSandbox {
     cgroup: Option<(Slot, Baseline)>,
     child: ChildPlan,
     leader: Mutex<Option<(OwnedFd, libc::pid_t)>>,
+    /// With a network allowlist: where the child hands over its listener.
+    egress: Mutex<Option<listener::Channel>>,
 }
 
 /// Everything `enter_in_child` touches, prepared before fork.
@@ -81,6 +84,8 @@ struct ChildPlan {
     drop_caps: bool,
     landlock: Option<Ruleset>,
     seccomp: Option<Filter>,
+    /// The hand-over channel's child end and the port to listen on in the job's namespace.
+    egress: Option<(RawFd, u16)>,
 }
 
 impl ChildPlan {
@@ -331,7 +336,41 @@ impl JobSandbox {
             cgroup,
             child,
             leader: Mutex::new(None),
+            egress: Mutex::new(None),
         })
+    }
+
+    /// For a job with a network allowlist: the child will listen on 127.0.0.1:`port` in its
+    /// own network namespace and hand the listener to the worker (`egress_listener`).
+    pub fn listen_for_egress(&mut self, port: u16) -> Result<(), SandboxError> {
+        if !self.child.own_netns() {
+            return Err(SandboxError::EgressUnavailable(
+                "this host or the job's isolation profile gives it none, so the allowlist could not be enforced"
+                    .into(),
+            ));
+        }
+        let channel = listener::Channel::new().map_err(io_err("creating the egress channel"))?;
+        self.child.egress = Some((channel.child_fd(), port));
+        *self
+            .egress
+            .get_mut()
+            .unwrap_or_else(|poison| poison.into_inner()) = Some(channel);
+        self.layers.push(layer(
+            "network",
+            format!("egress proxy on 127.0.0.1:{port} in the job's network namespace: only allowlisted destinations"),
+        ));
+        Ok(())
+    }
+
+    /// After spawn: the listener the job's namespace handed over.
+    pub fn egress_listener(&self) -> io::Result<std::net::TcpListener> {
+        let channel = self
+            .egress
+            .lock()
+            .ok()
+            .and_then(|mut channel| channel.take())
+            .ok_or_else(|| io::Error::other("no egress channel was prepared"))?;
+        channel.receive()
     }
 
     /// The profile the job actually runs under (never looser than the worker's floor).
@@ -361,6 +400,9 @@ impl JobSandbox {
         }
         if c.unshare & libc::CLONE_NEWNET != 0 {
             ns::loopback_up()?;
+        }
+        if let Some((channel, port)) = c.egress {
+            listener::hand_over(channel, port)?;
         }
         let mut cwd = [0u8; libc::PATH_MAX as usize];
         if c.rechdir {

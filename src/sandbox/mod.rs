@@ -33,6 +33,7 @@ mod fsview;
 mod host;
 mod job;
 mod landlock;
+mod listener;
 mod ns;
 mod report;
 mod seccomp;
@@ -63,6 +64,9 @@ pub enum SandboxError {
     /// A workspace job cannot get the mounts that enforce its mode here.
     #[error("workspace jobs cannot run here: {0}")]
     WorkspaceUnavailable(String),
+    /// A network allowlist needs the job in its own network namespace.
+    #[error("a network allowlist needs the job in its own network namespace: {0}")]
+    EgressUnavailable(String),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -76,7 +80,7 @@ impl SandboxError {
     pub fn layer(&self) -> Option<&str> {
         match self {
             SandboxError::Refused { layer, .. } => Some(layer),
-            SandboxError::NetworkNotAllowed => Some("network"),
+            SandboxError::NetworkNotAllowed | SandboxError::EgressUnavailable(_) => Some("network"),
             SandboxError::WorkspaceUnavailable(_) => Some("workspace"),
             SandboxError::Io { .. } => None,
         }
