@@ -62,7 +62,7 @@ function packageDir(name) {
  * A throwaway OpenCode world: HOME and XDG dirs, a config dir whose node_modules already holds
  * @opencode-ai/plugin (so OpenCode does not npm-install it on start), and a project dir.
  */
-export function makeWorld({ pluginOptions, baseURL, marker = crypto.randomBytes(8).toString("hex") }) {
+export function makeWorld({ pluginOptions, baseURL, marker = crypto.randomBytes(8).toString("hex"), configPatch = {} }) {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "ocw-e2e-"));
   const home = path.join(root, "home");
   const xdg = {
@@ -109,6 +109,7 @@ export function makeWorld({ pluginOptions, baseURL, marker = crypto.randomBytes(
     permission: { "*": "allow" },
     autoupdate: false,
     share: "disabled",
+    ...configPatch,
   };
   fs.writeFileSync(path.join(project, "opencode.json"), JSON.stringify(config, null, 2));
   const env = {
