@@ -14,6 +14,20 @@ import { keepTail, modelOutput } from "../dist/tail.js";
 import { fakeCtx, fakeInput, pidAlive, sidecarPids, waitFor, workerBinary } from "./helpers.mjs";
 
 const BIN = workerBinary();
+
+function outsideTmp() {
+  for (const dir of [process.env.OCW_TEST_BASE, "/var/tmp"]) {
+    try {
+      if (dir) {
+        fs.accessSync(dir, fs.constants.W_OK);
+        return dir;
+      }
+    } catch {
+      /* next */
+    }
+  }
+  throw new Error("no writable directory outside /tmp for the test projects: set OCW_TEST_BASE");
+}
 const LIMIT_BYTES = 51200;
 const LIMIT_LINES = 2000;
 
@@ -22,9 +36,12 @@ after(async () => {
   for (const fn of cleanups.reverse()) await fn();
 });
 
-/** A project (a git repo with a commit) and a HOME with a planted key, outside /tmp. */
+/**
+ * A project (a git repo with a commit) and a HOME with a planted key, outside /tmp as a real
+ * home is (a job's /tmp is private: a HOME under it would be invisible and prove nothing).
+ */
 function makeProject() {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), "ocw-bash-test-"));
+  const root = fs.mkdtempSync(path.join(outsideTmp(), "ocw-bash-test-"));
   cleanups.push(() => fs.rmSync(root, { recursive: true, force: true }));
   const project = path.join(root, "project");
   const home = path.join(root, "home");
@@ -159,8 +176,10 @@ describe("bash: commands run in the sandbox, on the project", () => {
     assert.notEqual(read.metadata.exit, 0);
     assert.doesNotMatch(read.output, /PLANTED-SECRET-KEY/);
     assert.match(read.output, /opencode-worker sandbox/);
+    // `cd DIR && echo > NAME` passes the command policy (which refuses `> /etc/x` and
+    // `> .git/hooks/x` outright), so these reach the kernel's wall
     for (const target of [path.join(world.home, "planted"), "/etc/ocw-bash-test", path.join(world.project, ".git", "hooks", "pre-commit")]) {
-      const res = await bash(plugin.hooks, { command: `echo x > ${target}` }, bashCtx(world));
+      const res = await bash(plugin.hooks, { command: `cd ${path.dirname(target)} && echo x > ${path.basename(target)}` }, bashCtx(world));
       assert.notEqual(res.metadata.exit, 0, target);
       assert.ok(!fs.existsSync(target), `${target} was not written`);
       assert.match(res.output, /<shell_metadata>[\s\S]*only the project[\s\S]*isolation\.extra_rw[\s\S]*bash: "host"/, target);
@@ -201,7 +220,7 @@ describe("bash: commands run in the sandbox, on the project", () => {
     assert.equal(res.metadata.exit, null);
     assert.equal(res.metadata.status, "timeout");
     assert.match(res.output, /^before\n/);
-    assert.doesNotMatch(res.output, /after/);
+    assert.doesNotMatch(res.output, /^after$/m);
     assert.match(res.output, /<shell_metadata>\nshell tool terminated command after exceeding timeout 1000 ms\./);
     assert.ok(res.metadata.job_id);
   });

@@ -28,9 +28,32 @@ import { workerBinary } from "../../plugin-shim/test/helpers.mjs";
 const BIN = workerBinary();
 opencodeBinary();
 
-/** A world whose project is a git repo, with a ~/.gitconfig and a planted ~/.ssh key. */
+export function outsideTmp() {
+  for (const dir of [process.env.OCW_TEST_BASE, "/var/tmp"]) {
+    try {
+      if (dir) {
+        fs.accessSync(dir, fs.constants.W_OK);
+        return dir;
+      }
+    } catch {
+      /* next */
+    }
+  }
+  throw new Error("no writable directory outside /tmp for the test worlds: set OCW_TEST_BASE");
+}
+
+/**
+ * A world whose project is a git repo, with a ~/.gitconfig and a planted ~/.ssh key. It lives
+ * outside /tmp, as a real home does: a job gets a private /tmp, so a HOME under /tmp would simply
+ * be invisible to it and prove nothing about the credential stores.
+ */
 function bashWorld(fake, extra = {}) {
-  const world = makeWorld({ pluginOptions: { binary: BIN, ...(extra.pluginOptions ?? {}) }, baseURL: fake.baseURL, configPatch: extra.configPatch });
+  const world = makeWorld({
+    pluginOptions: { binary: BIN, ...(extra.pluginOptions ?? {}) },
+    baseURL: fake.baseURL,
+    configPatch: extra.configPatch,
+    base: outsideTmp(),
+  });
   fs.mkdirSync(path.join(world.home, ".ssh"), { recursive: true });
   fs.writeFileSync(path.join(world.home, ".ssh", "id_ed25519"), "PLANTED-SECRET-KEY\n", { mode: 0o600 });
   fs.writeFileSync(path.join(world.home, ".gitconfig"), "[user]\n\tname = E2E Agent\n\temail = agent@example.invalid\n");
@@ -65,9 +88,12 @@ describe(`OpenCode ${opencodeVersion()}: bash runs in the opencode-worker sandbo
     const commands = () => ({
       commit: "echo created-in-sandbox > created.txt && git add created.txt && git commit -qm 'sandbox commit' && git log --oneline -1 && pwd",
       key: `cat ${path.join(world.home, ".ssh", "id_ed25519")}`,
-      home: `echo x > ${path.join(world.home, "planted.txt")}`,
-      etc: `echo x > /etc/ocw-e2e-${world.marker}`,
-      hooks: "echo x > .git/hooks/pre-commit",
+      // `cd DIR && echo > NAME` passes the worker's command policy (which refuses `> /etc/x` and
+      // `> .git/hooks/x` outright), so these reach the kernel's wall
+      home: `cd ${world.home} && echo x > planted.txt`,
+      etc: `cd /etc && echo x > ocw-e2e-${world.marker}`,
+      hooks: "cd .git/hooks && echo x > pre-commit",
+      policy: `echo x > /etc/ocw-e2e-${world.marker}`,
       net: `curl -sS --max-time 5 http://127.0.0.1:${service.address().port}/`,
     });
     const fake = await startFakeModel((body) => {
@@ -119,6 +145,10 @@ describe(`OpenCode ${opencodeVersion()}: bash runs in the opencode-worker sandbo
       assert.match(ev.part.state.output, /<shell_metadata>[\s\S]*opencode-worker sandbox/, `${name}: the model is told why`);
     }
 
+    const policy = bashEvent(result.events, c.policy);
+    assert.equal(policy?.part.state.status, "error", why);
+    assert.match(policy.part.state.error, /policy denied \(-32002\)[\s\S]*write-etc[\s\S]*policy\.allow/);
+
     const net = bashEvent(result.events, c.net);
     assert.equal(net?.part.state.status, "completed", why);
     assert.notEqual(net.part.state.metadata.exit, 0);
@@ -162,7 +192,7 @@ describe(`OpenCode ${opencodeVersion()}: bash runs in the opencode-worker sandbo
     const timed = toolEvents(result.events, "bash")[1];
     assert.equal(timed?.part.state.status, "completed", why);
     assert.match(timed.part.state.output, /^before\n/);
-    assert.doesNotMatch(timed.part.state.output, /after/);
+    assert.doesNotMatch(timed.part.state.output, /^after$/m);
     assert.match(timed.part.state.output, /shell tool terminated command after exceeding timeout 1500 ms/);
     assert.equal(timed.part.state.metadata.exit, null);
     await waitFor(() => processesWithMarker(world.marker).length === 0, { timeoutMs: 15_000, what: "no process left" });
