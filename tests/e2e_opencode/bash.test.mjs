@@ -212,6 +212,7 @@ describe(`OpenCode ${opencodeVersion()}: bash runs in the opencode-worker sandbo
     const why = explain(result, world, fake);
     const [ev] = toolEvents(result.events, "bash");
     assert.equal(ev?.part.state.status, "error", why);
+    assert.match(ev.part.state.error, /specified a rule which prevents you/, "OpenCode's own deny, through ctx.ask");
     assert.ok(!fs.existsSync(path.join(world.project, "denied.txt")), "the command did not run");
     assert.equal(sidecarPidsFromLog(opencodeLog(world)).length, 1);
   });
