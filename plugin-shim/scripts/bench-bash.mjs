@@ -41,9 +41,11 @@ const ctx = () => {
 await hooks.tool.bash.execute({ command: "true" }, ctx());
 await hostSpawn();
 const sandboxed = [];
+const plainJob = [];
 const host = [];
 for (let i = 0; i < N; i++) {
   sandboxed.push(await timeIt(() => hooks.tool.bash.execute({ command: "true" }, ctx())));
+  plainJob.push(await timeIt(() => hooks.tool.worker_dispatch_job.execute({ command: "true", wait_ms: 60_000 }, ctx())));
   host.push(await timeIt(hostSpawn));
 }
 await hooks.dispose();
@@ -52,5 +54,6 @@ fs.rmSync(root, { recursive: true, force: true });
 console.log(`binary: ${BIN}`);
 console.log(`bash \`true\`, ${N} sequential, interleaved:`);
 console.log(`  sandboxed (plugin bash -> worker job, workspace write): ${fmt(sandboxed)}`);
+console.log(`  a worker job without workspace (worker_dispatch_job):  ${fmt(plainJob)}`);
 console.log(`  host spawn of /bin/sh -c true (the built-in's way):     ${fmt(host)}`);
 console.log(`  p50 ratio: ${(pct(sandboxed, 50) / pct(host, 50)).toFixed(1)}x, p50 difference ${(pct(sandboxed, 50) - pct(host, 50)).toFixed(2)} ms`);

@@ -10,6 +10,7 @@ import path from "node:path";
 import { OpencodeWorkerPlugin } from "../dist/index.js";
 import { bashSchema, MAX_TIMEOUT_MS } from "../dist/bash.js";
 import { bashPermission } from "../dist/permission.js";
+import { workspaceMissing } from "../dist/plugin.js";
 import { keepTail, modelOutput } from "../dist/tail.js";
 import { fakeCtx, fakeInput, pidAlive, sidecarPids, waitFor, workerBinary } from "./helpers.mjs";
 
@@ -305,6 +306,21 @@ describe("bash: fails closed", () => {
 });
 
 describe("bash: pieces", () => {
+  test("a worker without workspace support is detected from its dispatch schema (bash then fails closed)", async () => {
+    const { SidecarProcess } = await import("../dist/rpc.js");
+    const p = new SidecarProcess({ binary: BIN, args: [], env: process.env });
+    let init;
+    try {
+      init = await p.request("initialize", { client: { name: "test", version: "0" } }, { timeoutMs: 30_000 });
+    } finally {
+      await p.close();
+    }
+    assert.equal(workspaceMissing(init), undefined, "this binary runs workspace jobs");
+    const old = structuredClone(init);
+    delete old.tools.find((t) => t.name === "worker_dispatch_job").input_schema.properties.workspace;
+    assert.match(workspaceMissing(old), /cannot run jobs on the project[\s\S]*bash: "host"/);
+  });
+
   test("permission patterns follow OpenCode's arity table", () => {
     assert.deepEqual(bashPermission("cd src && npm run build | tee log.txt"), { patterns: ["npm run build", "tee log.txt"], always: ["npm run build *", "tee *"] });
     assert.deepEqual(bashPermission("FOO=1 git push origin main; echo $(git rev-parse HEAD)").always, ["git push *", "echo *", "git rev-parse *"]);
