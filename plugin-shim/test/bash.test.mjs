@@ -36,6 +36,10 @@ const cleanups = [];
 after(async () => {
   for (const fn of cleanups.reverse()) await fn();
 });
+// full outputs go to OpenCode's tool-output dir under XDG_DATA_HOME: keep them out of the real home
+const dataHome = fs.mkdtempSync(path.join(os.tmpdir(), "ocw-bash-data-"));
+process.env.XDG_DATA_HOME = dataHome;
+cleanups.push(() => fs.rmSync(dataHome, { recursive: true, force: true }));
 
 /**
  * A project (a git repo with a commit) and a HOME with a planted key, outside /tmp as a real
@@ -206,6 +210,7 @@ describe("bash: commands run in the sandbox, on the project", () => {
     const m = /^\.\.\.output truncated\.\.\.\n\nFull output saved to: (\S+)\n\n/.exec(res.output);
     assert.ok(m, res.output.slice(0, 300));
     assert.equal(res.metadata.outputPath, m[1]);
+    assert.ok(m[1].startsWith(path.join(dataHome, "opencode", "tool-output", "tool_")), m[1]);
     assert.equal(res.metadata.truncated, true);
     assert.ok(res.output.endsWith("\n99999\n100000\n"), "the tail is kept");
     const lines = res.output.slice(m[0].length).split("\n").filter(Boolean);
