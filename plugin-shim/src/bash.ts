@@ -314,19 +314,9 @@ export async function runBash(
       timer = setTimeout(tick, interval);
       timer.unref?.();
     };
-    // the dispatch may not be admitted yet when we ask: retry briefly
-    (async () => {
-      for (let i = 0; i < 40 && !stopped; i++) {
-        try {
-          const u = await client.subscribe(jobId, onEvent);
-          if (stopped) await u();
-          else unsubscribe = u;
-          return;
-        } catch {
-          await new Promise((r) => setTimeout(r, 25));
-        }
-      }
-    })().catch(() => undefined);
+    client
+      .follow(jobId, onEvent, { stopped: () => stopped, attempts: 40, delayMs: 25 })
+      .then((u) => (unsubscribe = u), () => undefined);
     tick();
   }
 

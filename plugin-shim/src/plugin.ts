@@ -352,19 +352,8 @@ export async function executeTool(
         if (done !== undefined) live.line = done.trim().slice(0, 120);
       }
     };
-    // The sidecar answers requests concurrently: the dispatch may not be admitted yet.
-    let attempts = 0;
     const follow = async () => {
-      while (!stopped && attempts++ < 20) {
-        try {
-          unsubscribe = await client.subscribe(jobId, onEvent);
-          if (stopped) await unsubscribe();
-          return true;
-        } catch {
-          await new Promise((r) => sleepTimer(50, () => r(undefined)));
-        }
-      }
-      return false;
+      unsubscribe = await client.follow(jobId, onEvent, { stopped: () => stopped });
     };
     const tick = async () => {
       if (stopped || !liveTitles) return; // nobody would see the title

@@ -12,23 +12,10 @@ import { bashSchema, MAX_TIMEOUT_MS } from "../dist/bash.js";
 import { bashPermission } from "../dist/permission.js";
 import { workspaceMissing } from "../dist/plugin.js";
 import { keepTail, modelOutput } from "../dist/tail.js";
-import { fakeCtx, fakeInput, pidAlive, sidecarPids, waitFor, workerBinary } from "./helpers.mjs";
+import { fakeCtx, fakeInput, outsideTmp, pidAlive, sidecarPids, waitFor, workerBinary } from "./helpers.mjs";
 
 const BIN = workerBinary();
 
-function outsideTmp() {
-  for (const dir of [process.env.OCW_TEST_BASE, "/var/tmp"]) {
-    try {
-      if (dir) {
-        fs.accessSync(dir, fs.constants.W_OK);
-        return dir;
-      }
-    } catch {
-      /* next */
-    }
-  }
-  throw new Error("no writable directory outside /tmp for the test projects: set OCW_TEST_BASE");
-}
 const LIMIT_BYTES = 51200;
 const LIMIT_LINES = 2000;
 

@@ -23,24 +23,11 @@ import {
   toolEvents,
   waitFor,
 } from "./harness.mjs";
-import { workerBinary } from "../../plugin-shim/test/helpers.mjs";
+import { outsideTmp, workerBinary } from "../../plugin-shim/test/helpers.mjs";
 
 const BIN = workerBinary();
 opencodeBinary();
 
-export function outsideTmp() {
-  for (const dir of [process.env.OCW_TEST_BASE, "/var/tmp"]) {
-    try {
-      if (dir) {
-        fs.accessSync(dir, fs.constants.W_OK);
-        return dir;
-      }
-    } catch {
-      /* next */
-    }
-  }
-  throw new Error("no writable directory outside /tmp for the test worlds: set OCW_TEST_BASE");
-}
 
 /**
  * A world whose project is a git repo, with a ~/.gitconfig and a planted ~/.ssh key. It lives
