@@ -139,6 +139,29 @@ export class WorkerClient {
     };
   }
 
+  /**
+   * `subscribe`, retried briefly: the sidecar answers requests concurrently, so the job of a
+   * dispatch just sent may not be admitted yet. Resolves to the unsubscribe function, or
+   * undefined when it never worked or `stopped()` became true (then nothing stays subscribed).
+   */
+  async follow(
+    jobId: string,
+    onEvent: (event: JobEvent) => void,
+    opts: { stopped: () => boolean; attempts?: number; delayMs?: number },
+  ): Promise<(() => Promise<void>) | undefined> {
+    for (let i = 0; i < (opts.attempts ?? 20) && !opts.stopped(); i++) {
+      try {
+        const unsubscribe = await this.subscribe(jobId, onEvent);
+        if (!opts.stopped()) return unsubscribe;
+        await unsubscribe();
+        return undefined;
+      } catch {
+        await new Promise((r) => setTimeout(r, opts.delayMs ?? 50).unref?.());
+      }
+    }
+    return undefined;
+  }
+
   private onNotification(message: any): void {
     if (message?.method !== "worker_job_event") return;
     const key = JSON.stringify(message.params?.subscription);

@@ -9,6 +9,7 @@ import { BinaryNotFoundError, installHint, locateBinary } from "./locate.js";
 import { errorText, isTerminal, renderGeneric, renderJob, renderOutput, statusLine } from "./render.js";
 import { SidecarGoneError } from "./rpc.js";
 import { argsFromInputSchema, schemaForModel, type JsonSchema } from "./schema.js";
+import { BASH_TOOL, bashSchema, makeBashTool, type BashMode, type BashNetwork } from "./bash.js";
 
 export const PLUGIN_NAME = "opencode-worker-plugin";
 export const PLUGIN_VERSION = "0.1.0";
@@ -33,6 +34,11 @@ export interface WorkerPluginOptions {
   /** how often the status, elapsed time and last output line of a waited-on job are refreshed
    * in the UI (ms, default 2000; 0: never). They come from the job's event stream. */
   pollMs?: number;
+  /** "sandbox" (default): the plugin's `bash` replaces OpenCode's, every shell command of the
+   * agent runs as a worker job on the project; "host": OpenCode's own bash is left alone. */
+  bash?: BashMode;
+  /** network for sandboxed bash commands (default: the worker's, i.e. none) */
+  bashNetwork?: BashNetwork;
 }
 
 type Level = "debug" | "info" | "warn" | "error";
@@ -61,6 +67,13 @@ export function parseOptions(raw: unknown): WorkerPluginOptions {
   out.initTimeoutMs = n("initTimeoutMs");
   out.maxRestarts = n("maxRestarts");
   out.pollMs = n("pollMs");
+  const oneOf = <T extends string>(k: keyof WorkerPluginOptions, allowed: readonly T[]): T | undefined => {
+    if (o[k] === undefined) return undefined;
+    if (!allowed.includes(o[k] as T)) throw optionError(k, allowed.map((a) => JSON.stringify(a)).join(" or "));
+    return o[k] as T;
+  };
+  out.bash = oneOf("bash", ["sandbox", "host"] as const);
+  out.bashNetwork = oneOf("bashNetwork", ["none", "open"] as const);
   if (o.args !== undefined) {
     if (!Array.isArray(o.args) || !o.args.every((a) => typeof a === "string")) throw optionError("args", "an array of strings");
     out.args = o.args as string[];
@@ -130,7 +143,7 @@ export function newJobId(): string {
   return `oc-${Date.now().toString(36)}-${randomBytes(5).toString("hex")}`;
 }
 
-function unavailableHooks(input: PluginInput, log: Logger, reason: string): Hooks {
+function unavailableHooks(input: PluginInput, log: Logger, reason: string, bash: BashMode = "sandbox"): Hooks {
   const message =
     `opencode-worker is not available, so its worker_* tools (worker_dispatch_job, worker_get_status, ` +
     `worker_collect_output, worker_cancel_job, ...) are not loaded in this OpenCode session.\n` +
@@ -142,8 +155,15 @@ function unavailableHooks(input: PluginInput, log: Logger, reason: string): Hook
   } catch {
     /* no TUI */
   }
+  const sandboxBash: NonNullable<Hooks["tool"]> =
+    bash === "sandbox"
+      ? { [BASH_TOOL]: makeBashTool({ unavailable: `Cause: ${reason} Fix: ${installHint()}`, projectDir: input?.directory || process.cwd(), log, newJobId }) }
+      : {};
   return {
+    // fail closed: with bash in the sandbox, a missing worker must not bring back the host's bash
+    ...(bash === "sandbox" ? bashDefinitionHook() : {}),
     tool: {
+      ...sandboxBash,
       [UNAVAILABLE_TOOL]: {
         description:
           `opencode-worker (sandboxed job runner) is NOT available in this session, so the worker_* tools are missing. ` +
@@ -164,15 +184,17 @@ export const OpencodeWorkerPlugin: Plugin = async (input, rawOptions) => {
   try {
     opts = parseOptions(rawOptions);
   } catch (err) {
-    return unavailableHooks(input, log, (err as Error).message);
+    // a bad option must not silently give the agent the host's bash either
+    return unavailableHooks(input, log, (err as Error).message, "sandbox");
   }
+  const bashMode = opts.bash ?? "sandbox";
   let binary: string;
   try {
     const located = locateBinary({ option: opts.binary, env: process.env, cwd: baseDir });
     binary = located.path;
     log("info", `using opencode-worker at ${located.path} (from ${located.source})`);
   } catch (err) {
-    return unavailableHooks(input, log, err instanceof BinaryNotFoundError ? err.message : String(err));
+    return unavailableHooks(input, log, err instanceof BinaryNotFoundError ? err.message : String(err), bashMode);
   }
   const client = new WorkerClient({
     spawn: {
@@ -193,17 +215,45 @@ export const OpencodeWorkerPlugin: Plugin = async (input, rawOptions) => {
     init = await client.start();
   } catch (err) {
     await client.dispose(0).catch(() => undefined);
-    return unavailableHooks(input, log, (err as Error).message);
+    return unavailableHooks(input, log, (err as Error).message, bashMode);
   }
   log("info", `opencode-worker ${init.version ?? "?"} (protocol ${init.protocol ?? "?"}) offers ${init.tools.length} tools`, {
     tools: init.tools.map((t) => t.name),
     isolation: init.isolation as any,
   });
-  return buildHooks(client, init.tools, { pollMs: opts.pollMs ?? 2000, log });
+  return buildHooks(client, init.tools, {
+    pollMs: opts.pollMs ?? 2000,
+    log,
+    bash: bashMode === "sandbox" ? { projectDir: baseDir, network: opts.bashNetwork, noWorkspace: workspaceMissing(init) } : undefined,
+  });
 };
 
+/** Why this worker cannot run the sandboxed bash (no `workspace` in its dispatch schema), if so. */
+export function workspaceMissing(init: InitializeResult): string | undefined {
+  const dispatch = init.tools.find((t) => t?.name === "worker_dispatch_job");
+  const props = (dispatch?.input_schema as any)?.properties;
+  if (props && typeof props === "object" && "workspace" in props) return undefined;
+  return (
+    `this opencode-worker (${init.version ?? "unknown version"}) cannot run jobs on the project (its worker_dispatch_job has no \`workspace\`), ` +
+    `which the sandboxed bash needs. Update the opencode-worker binary (cargo build --release), or set the plugin option \`bash: "host"\`, then restart OpenCode.`
+  );
+}
+
+/** OpenCode would mark every property of a plain-JSON-Schema tool required: give it ours. */
+function bashDefinitionHook(): Pick<Hooks, "tool.definition"> {
+  return {
+    "tool.definition": async (input, output) => {
+      if (input.toolID === BASH_TOOL) (output as any).jsonSchema = bashSchema();
+    },
+  };
+}
+
 /** The hooks for a started client: one tool per sidecar tool, the schema hook, dispose. */
-export function buildHooks(client: WorkerClient, tools: ToolInfo[], opts: { pollMs: number; log: Logger }): Hooks {
+export function buildHooks(
+  client: WorkerClient,
+  tools: ToolInfo[],
+  opts: { pollMs: number; log: Logger; bash?: { projectDir: string; network?: BashNetwork; noWorkspace?: string } },
+): Hooks {
   const schemas = new Map<string, JsonSchema>();
   const tool: NonNullable<Hooks["tool"]> = {};
   for (const t of tools) {
@@ -215,6 +265,12 @@ export function buildHooks(client: WorkerClient, tools: ToolInfo[], opts: { poll
       args: argsFromInputSchema(t.input_schema) as any,
       execute: (args: any, ctx: ToolContext) => executeTool(client, t.name, args, ctx, opts),
     };
+  }
+  if (opts.bash) {
+    // Same name as OpenCode's built-in: OpenCode lists plugin tools after its own and keys the
+    // model's tool set by name, so this one is what the model is offered and what runs.
+    tool[BASH_TOOL] = makeBashTool({ client, projectDir: opts.bash.projectDir, network: opts.bash.network, noWorkspace: opts.bash.noWorkspace, log: opts.log, newJobId });
+    schemas.set(BASH_TOOL, bashSchema());
   }
   return {
     tool,
@@ -296,19 +352,8 @@ export async function executeTool(
         if (done !== undefined) live.line = done.trim().slice(0, 120);
       }
     };
-    // The sidecar answers requests concurrently: the dispatch may not be admitted yet.
-    let attempts = 0;
     const follow = async () => {
-      while (!stopped && attempts++ < 20) {
-        try {
-          unsubscribe = await client.subscribe(jobId, onEvent);
-          if (stopped) await unsubscribe();
-          return true;
-        } catch {
-          await new Promise((r) => sleepTimer(50, () => r(undefined)));
-        }
-      }
-      return false;
+      unsubscribe = await client.follow(jobId, onEvent, { stopped: () => stopped });
     };
     const tick = async () => {
       if (stopped || !liveTitles) return; // nobody would see the title

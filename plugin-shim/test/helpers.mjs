@@ -86,3 +86,21 @@ export function sidecarPids(logs) {
     .filter(Boolean)
     .map((m) => Number(m[1]));
 }
+
+/**
+ * A writable directory outside /tmp for test worlds whose HOME must be visible to jobs (a job
+ * has a private /tmp): $OCW_TEST_BASE, else /var/tmp.
+ */
+export function outsideTmp() {
+  for (const dir of [process.env.OCW_TEST_BASE, "/var/tmp"]) {
+    try {
+      if (dir) {
+        fs.accessSync(dir, fs.constants.W_OK);
+        return dir;
+      }
+    } catch {
+      /* next */
+    }
+  }
+  throw new Error("no writable directory outside /tmp for the test worlds: set OCW_TEST_BASE");
+}

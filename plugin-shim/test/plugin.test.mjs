@@ -79,7 +79,8 @@ describe("registration from the sidecar's schemas", () => {
     for (const name of ["worker_dispatch_job", "worker_get_status", "worker_collect_output", "worker_cancel_job", "worker_list_sessions", "worker_get_metrics"]) {
       assert.ok(init.tools.some((t) => t.name === name), `binary offers ${name}`);
     }
-    assert.deepEqual(Object.keys(plugin.hooks.tool).sort(), init.tools.map((t) => t.name).sort());
+    // plus the sandboxed bash (test/bash.test.mjs), which is no tool of the binary's
+    assert.deepEqual(Object.keys(plugin.hooks.tool).sort(), [...init.tools.map((t) => t.name), "bash"].sort());
     for (const t of init.tools) {
       assert.equal(plugin.hooks.tool[t.name].description, t.description);
       assert.equal(typeof plugin.hooks.tool[t.name].execute, "function");
@@ -102,7 +103,7 @@ describe("registration from the sidecar's schemas", () => {
     }
     // and leaves other tools alone
     const other = { description: "x", parameters: {}, jsonSchema: { type: "object" } };
-    await plugin.hooks["tool.definition"]({ toolID: "bash" }, other);
+    await plugin.hooks["tool.definition"]({ toolID: "read" }, other);
     assert.deepEqual(other.jsonSchema, { type: "object" });
   });
 
@@ -383,7 +384,7 @@ describe("dispose and configuration", () => {
     const f = fakeInput(os.tmpdir());
     const hooks = await OpencodeWorkerPlugin(f.input, { binary: BIN, config: "/nonexistent/worker-config.json" });
     started.push(hooks);
-    assert.deepEqual(Object.keys(hooks.tool), ["worker_unavailable"]);
+    assert.deepEqual(Object.keys(hooks.tool).sort(), ["bash", "worker_unavailable"], "the sandboxed bash stays, failing closed");
     assert.match(hooks.tool.worker_unavailable.description, /NOT available/);
     const text = await hooks.tool.worker_unavailable.execute({}, fakeCtx().ctx);
     assert.match(text, /did not initialize/);
@@ -395,7 +396,7 @@ describe("missing binary", () => {
   test("a registered tool and a log line say how to build or install it", async () => {
     const f = fakeInput(os.tmpdir());
     const hooks = await OpencodeWorkerPlugin(f.input, { binary: "/nonexistent/dir/opencode-worker" });
-    assert.deepEqual(Object.keys(hooks.tool), ["worker_unavailable"]);
+    assert.deepEqual(Object.keys(hooks.tool).sort(), ["bash", "worker_unavailable"], "the sandboxed bash stays, failing closed");
     const desc = hooks.tool.worker_unavailable.description;
     assert.match(desc, /NOT available/);
     assert.match(desc, /\/nonexistent\/dir\/opencode-worker/);
@@ -410,7 +411,7 @@ describe("missing binary", () => {
   test("a bad plugin option is reported the same way", async () => {
     const f = fakeInput(os.tmpdir());
     const hooks = await OpencodeWorkerPlugin(f.input, { binary: BIN, args: "--oops" });
-    assert.deepEqual(Object.keys(hooks.tool), ["worker_unavailable"]);
+    assert.deepEqual(Object.keys(hooks.tool).sort(), ["bash", "worker_unavailable"], "the sandboxed bash stays, failing closed");
     assert.match(hooks.tool.worker_unavailable.description, /"args" must be an array of strings/);
   });
 });

@@ -62,8 +62,8 @@ function packageDir(name) {
  * A throwaway OpenCode world: HOME and XDG dirs, a config dir whose node_modules already holds
  * @opencode-ai/plugin (so OpenCode does not npm-install it on start), and a project dir.
  */
-export function makeWorld({ pluginOptions, baseURL, marker = crypto.randomBytes(8).toString("hex") }) {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), "ocw-e2e-"));
+export function makeWorld({ pluginOptions, baseURL, marker = crypto.randomBytes(8).toString("hex"), configPatch = {}, base = os.tmpdir() }) {
+  const root = fs.mkdtempSync(path.join(base, "ocw-e2e-"));
   const home = path.join(root, "home");
   const xdg = {
     XDG_CONFIG_HOME: path.join(home, ".config"),
@@ -109,6 +109,7 @@ export function makeWorld({ pluginOptions, baseURL, marker = crypto.randomBytes(
     permission: { "*": "allow" },
     autoupdate: false,
     share: "disabled",
+    ...configPatch,
   };
   fs.writeFileSync(path.join(project, "opencode.json"), JSON.stringify(config, null, 2));
   const env = {
