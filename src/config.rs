@@ -29,6 +29,11 @@ pub struct Config {
     pub workers: Vec<crate::fleet::WorkerEntry>,
     /// Egress allowlists: named sets, the default for jobs that do not say, name pins.
     pub network: crate::egress::NetworkConfig,
+    /// The user's projects jobs may work on (`JobSpec.workspace`).
+    pub workspace: crate::workspace::WorkspaceConfig,
+    /// The configuration file this was loaded from, if any: protected in `write` workspaces.
+    #[serde(skip)]
+    pub loaded_from: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,12 +47,23 @@ pub struct WorkerSection {
     pub retain_secs: u64,
     /// How many ended jobs stay answerable, oldest out first.
     pub retain_jobs: usize,
+    /// Bytes all retained ended jobs may hold together (output, inline artifacts, event
+    /// history, command and environment); the oldest go first beyond it.
+    pub retain_bytes: ByteSize,
     /// Longest request line accepted, in bytes.
     pub max_line_bytes: ByteSize,
     /// Longest `wait_ms` accepted.
     pub max_wait_ms: u64,
     /// Bytes of event history (state changes, output chunks) kept per job for subscribers.
     pub event_history_bytes: ByteSize,
+    /// Requests read and not yet answered, per connection (a batch counts each element);
+    /// at the bound the worker stops reading stdin until replies are written.
+    pub max_in_flight: usize,
+    /// Most elements in one batch; a longer batch is refused whole with -32600.
+    pub max_batch: usize,
+    /// After `shutdown` or a signal: how long requests already read may still be served
+    /// (waits honoured) before every job is killed.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for WorkerSection {
@@ -57,9 +73,13 @@ impl Default for WorkerSection {
             max_queued: 1000,
             retain_secs: 3600,
             retain_jobs: 1000,
+            retain_bytes: ByteSize::gib(1),
             max_line_bytes: ByteSize::mib(16),
             max_wait_ms: 3_600_000,
             event_history_bytes: ByteSize::mib(1),
+            max_in_flight: 1024,
+            max_batch: 500,
+            shutdown_grace_ms: 1000,
         }
     }
 }
@@ -230,6 +250,9 @@ impl Config {
                 let local = PathBuf::from(DEFAULT_CONFIG_FILE);
                 local.exists().then_some(local)
             });
+        let loaded_from = file
+            .as_ref()
+            .map(|path| std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()));
         if let Some(path) = file {
             if !path.is_file() {
                 return Err(ConfigError::File {
@@ -247,9 +270,10 @@ impl Config {
         for (key, value) in overrides {
             figment = figment.merge(Serialized::default(key, value));
         }
-        let config: Config = figment
+        let mut config: Config = figment
             .extract()
             .map_err(|error| ConfigError::Invalid(describe_figment_error(error)))?;
+        config.loaded_from = loaded_from;
         config.resolve()?;
         Ok(config)
     }
@@ -278,6 +302,16 @@ impl Config {
         if self.worker.max_line_bytes.bytes() < 1024 {
             return Err(ConfigError::Invalid(
                 "worker.max_line_bytes must be at least 1KiB".into(),
+            ));
+        }
+        if self.worker.max_in_flight == 0 || self.worker.max_batch == 0 {
+            return Err(ConfigError::Invalid(
+                "worker.max_in_flight and worker.max_batch must be at least 1".into(),
+            ));
+        }
+        if self.worker.max_batch > self.worker.max_in_flight {
+            return Err(ConfigError::Invalid(
+                "worker.max_batch must be at most worker.max_in_flight".into(),
             ));
         }
         crate::fleet::config::validate(&self.workers).map_err(ConfigError::Invalid)?;

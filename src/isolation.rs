@@ -51,5 +51,6 @@ pub fn baseline_report() -> IsolationReport {
             layer("file_size", Active, "RLIMIT_FSIZE per process"),
             layer("open_files", Active, "RLIMIT_NOFILE per process"),
         ],
+        hidden: Vec::new(),
     }
 }

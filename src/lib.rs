@@ -22,3 +22,4 @@ pub mod schema_cmd;
 pub mod serve;
 pub mod session;
 pub mod worker;
+pub mod workspace;

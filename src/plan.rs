@@ -18,7 +18,10 @@ pub struct JobPlan {
     pub program: Program,
     pub files: Vec<InjectedFile>,
     pub env: Vec<(String, String)>,
+    /// Relative to the session's work dir; `None` with a workspace (see `workspace.cwd`).
     pub cwd: Option<PathBuf>,
+    /// The user's project the job works on, checked.
+    pub workspace: Option<crate::workspace::WorkspacePlan>,
     pub stdin: Option<Vec<u8>>,
     pub limits: EffectiveLimits,
     pub network: NetworkMode,
@@ -106,6 +109,11 @@ pub fn plan(spec: JobSpec, config: &Config, resolved: &Resolved) -> Result<JobPl
         .map(|cwd| relative_path(&cwd).map_err(|reason| WorkerError::invalid_params("cwd", reason)))
         .transpose()?
         .filter(|path| !path.as_os_str().is_empty());
+    let workspace = spec
+        .workspace
+        .map(|workspace| crate::workspace::resolve(workspace, cwd.as_deref(), config))
+        .transpose()?;
+    let cwd = cwd.filter(|_| workspace.is_none());
     let limits = check_limits(spec.limits.unwrap_or_default(), resolved)?;
     let request = spec
         .network
@@ -144,6 +152,7 @@ pub fn plan(spec: JobSpec, config: &Config, resolved: &Resolved) -> Result<JobPl
         files,
         env,
         cwd,
+        workspace,
         stdin: spec.stdin.map(String::into_bytes),
         limits,
         network,

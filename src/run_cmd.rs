@@ -152,11 +152,13 @@ fn report(job: &Job, json: bool, followed: bool) -> i32 {
         }
         eprintln!("{summary}");
         for artifact in job.artifacts.iter().flatten() {
+            let hash = artifact
+                .sha256
+                .as_deref()
+                .map_or("not hashed".to_owned(), |h| format!("sha256 {}", &h[..12]));
             eprintln!(
-                "  artifact {} ({} bytes, sha256 {})",
-                artifact.path,
-                artifact.size,
-                &artifact.sha256[..12]
+                "  artifact {} ({} bytes, {hash})",
+                artifact.path, artifact.size
             );
         }
     }

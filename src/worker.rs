@@ -276,7 +276,7 @@ fn session_base(
     Ok((dir.path().to_owned(), Some(dir), lock))
 }
 
-const BASE_PREFIX: &str = "opencode-worker-";
+const BASE_PREFIX: &str = crate::sandbox::WORKER_DIR_PREFIX;
 pub const LOCK_FILE: &str = ".lock";
 /// A base dir this young without a lock file may belong to a worker still starting up.
 const UNLOCKED_GRACE: std::time::Duration = std::time::Duration::from_secs(60);

@@ -134,3 +134,110 @@ fn a_symlink_to_etc_shadow_in_output_does_not_leak_it() {
     assert!(!text.to_string().contains("root:"), "{text}");
     assert_healthy(&mut worker);
 }
+
+#[test]
+fn passing_the_output_limit_right_before_exit_still_ends_output_limit() {
+    let mut worker = Worker::start_walls(&["worker.max_concurrent_sessions=8"], &[]);
+    // The job exits right after passing its cap: its end must not depend on which of the
+    // exit and the pump's notice the runner sees first. Eight at a time, so the runner's
+    // wake-ups interleave the way they do on a busy host.
+    let mut ends = Vec::new();
+    for _ in 0..12 {
+        let ids: Vec<String> = (0..8)
+            .map(|_| {
+                let job = worker.dispatch(json!({
+                    "command": "head -c 70000 /dev/zero",
+                    "limits": {"output": 65536},
+                }));
+                job["job_id"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        for id in ids {
+            let job = worker.wait_ended(&id);
+            ends.push(format!("{}/{}", job["status"], job["reason"]));
+        }
+    }
+    let wrong: Vec<&String> = ends
+        .iter()
+        .filter(|end| *end != "\"killed\"/\"output_limit\"")
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of {} runs: {wrong:?}",
+        wrong.len(),
+        ends.len()
+    );
+    let job = worker.dispatch(json!({
+        "command": "head -c 65536 /dev/zero",
+        "limits": {"output": 65536},
+        "wait_ms": 20000,
+    }));
+    assert_eq!(
+        job["status"], "finished",
+        "exactly the cap is within it: {job}"
+    );
+    assert_healthy(&mut worker);
+}
+
+#[test]
+fn sparse_artifacts_are_collected_within_bounds() {
+    let mut worker = Worker::start_walls(&["governance.max_file_size=4GiB"], &[]);
+    let job = worker.dispatch(json!({
+        "command": "for i in 1 2 3 4 5 6 7 8; do truncate -s 2G \"$OUTPUT_DIR/sparse$i\"; done; \
+                    echo small > \"$OUTPUT_DIR/small.txt\"",
+        "limits": {"timeout": 10000},
+        "wait_ms": 120000,
+    }));
+    assert_eq!(job["status"], "finished", "{job}");
+    let collect_ms = job["metrics"]["collect_ms"].as_f64().unwrap_or(-1.0);
+    eprintln!("COLLECT of 8 sparse 2 GiB artifacts took {collect_ms} ms");
+    let artifacts = job["artifacts"].as_array().cloned().unwrap_or_default();
+    assert_eq!(artifacts.len(), 9, "{artifacts:?}");
+    for artifact in &artifacts {
+        if artifact["path"] == "small.txt" {
+            assert_eq!(artifact["content"], "small\n", "{artifact}");
+            assert!(artifact["sha256"].is_string(), "{artifact}");
+        } else {
+            // Past the hashing budget: listed with the exact size, no byte read.
+            assert_eq!(artifact["size"], 2u64 << 30, "{artifact}");
+            assert!(artifact.get("sha256").is_none(), "{artifact}");
+        }
+    }
+    assert_healthy(&mut worker);
+}
+
+#[test]
+fn cancel_works_during_collect() {
+    let mut worker = Worker::start_walls(&["governance.max_file_size=4GiB"], &[]);
+    // Dense files within the hashing budget: COLLECT reads them for a while.
+    let mut spec = json!({
+        "command": "for i in 1 2 3 4; do head -c 60000000 /dev/urandom > \"$OUTPUT_DIR/blob$i\"; done",
+        "limits": {"timeout": 60000},
+    });
+    worker.mark(&mut spec);
+    let job = worker.call("worker_dispatch_job", spec);
+    let id = job["job_id"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let in_collect = loop {
+        let job = worker.call("worker_get_status", json!({"job_id": id}));
+        if job["phase"] == "collect" {
+            break true;
+        }
+        if !matches!(job["status"].as_str(), Some("queued" | "running"))
+            || std::time::Instant::now() > deadline
+        {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    if !in_collect {
+        eprintln!("SKIPPED: COLLECT ended before a poll saw it (a fast machine)");
+        return;
+    }
+    let started = std::time::Instant::now();
+    let reply = worker.call("worker_cancel_job", json!({"job_id": id}));
+    eprintln!("cancel during COLLECT answered in {:?}", started.elapsed());
+    assert_eq!(reply["status"], "cancelled", "{reply}");
+    assert_eq!(worker.wait_ended(&id)["status"], "cancelled");
+    assert_healthy(&mut worker);
+}

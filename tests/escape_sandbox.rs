@@ -18,6 +18,22 @@ struct Sandboxed {
     home: tempfile::TempDir,
 }
 
+/// Where OpenCode, other agents and shells keep secrets, with a value a leak would show.
+const PLANTED: &[(&str, &str)] = &[
+    (".local/share/opencode/auth.json", "planted-opencode-key"),
+    (
+        ".config/opencode/opencode.json",
+        "planted-opencode-config-key",
+    ),
+    (".claude/.credentials.json", "planted-claude-token"),
+    (".codex/auth.json", "planted-codex-token"),
+    (".bash_history", "export PLANTED_HISTORY_TOKEN=1"),
+    (".local/share/fish/fish_history", "planted-fish-history"),
+    (".python_history", "planted-python-history"),
+    (".env", "PLANTED_ENV_FILE=1"),
+    (".env.local", "PLANTED_ENV_LOCAL=1"),
+];
+
 fn sandboxed_worker(settings: &[&str]) -> Option<Sandboxed> {
     // Outside /tmp: the job's private /tmp would hide it whatever the rules.
     let home = tempfile::tempdir_in("/var/tmp").expect("fake home");
@@ -28,6 +44,11 @@ fn sandboxed_worker(settings: &[&str]) -> Option<Sandboxed> {
     )
     .unwrap();
     std::fs::write(home.path().join("project.txt"), "project file").unwrap();
+    for (path, secret) in PLANTED {
+        let path = home.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, secret).unwrap();
+    }
     let home_str = home.path().to_str().unwrap().to_owned();
     let mut worker = Worker::start_walls(settings, &[("HOME", home_str.as_str())]);
     let init = worker.call("initialize", json!({}));
@@ -358,5 +379,203 @@ fn real_toolchains_work_under_the_default_profile() {
     assert!(
         out.contains("py 3") && out.contains("node 2") && out.ends_with("1\n"),
         "{out}"
+    );
+}
+
+#[test]
+fn opencode_and_agent_credentials_and_shell_histories_are_hidden() {
+    let Some(Sandboxed { mut worker, home }) = sandboxed_worker(&[]) else {
+        return;
+    };
+    let paths: Vec<String> = PLANTED
+        .iter()
+        .map(|(path, _)| home.path().join(path).display().to_string())
+        .collect();
+    let job = run(
+        &mut worker,
+        &format!(
+            "for f in {}; do cat \"$f\"; done; ls -a {} | sed s/^/listed:/; cat {}",
+            paths.join(" "),
+            home.path().join(".local/share/opencode").display(),
+            home.path().join("project.txt").display()
+        ),
+    );
+    for (path, secret) in PLANTED {
+        assert!(!stdout(&job).contains(secret), "{path} leaked: {job}");
+    }
+    assert!(!stdout(&job).contains("listed:auth.json"), "{job}");
+    // The rest of the home stays readable.
+    assert!(stdout(&job).ends_with("project file"), "{job}");
+
+    let init = worker.call("initialize", json!({}));
+    let hidden = init["isolation"]["hidden"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let category_of = |path: &str| {
+        hidden
+            .iter()
+            .find(|h| h["path"] == path)
+            .map(|h| h["category"].as_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(
+        category_of("~/.local/share/opencode").as_deref(),
+        Some("agent_credentials"),
+        "{hidden:?}"
+    );
+    assert_eq!(
+        category_of("~/.bash_history").as_deref(),
+        Some("shell_history")
+    );
+    assert_eq!(category_of("~/.env.*").as_deref(), Some("env_files"));
+
+    let doctor = std::process::Command::new(BIN)
+        .arg("doctor")
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("agent_credentials"))
+        .unwrap_or_else(|| panic!("doctor lists no agent_credentials: {text}"));
+    assert!(line.contains("~/.local/share/opencode"), "{line}");
+    assert!(text.contains("shell_history"), "{text}");
+    assert_healthy(&mut worker);
+}
+
+#[test]
+fn another_workers_sessions_and_processes_are_out_of_reach() {
+    // Outside /tmp: the job's private /tmp would hide it whatever the rules.
+    let shared = tempfile::tempdir_in("/var/tmp").unwrap();
+    let base = format!("session.base_dir={}", shared.path().display());
+    let Some(Sandboxed { worker: mut a, .. }) = sandboxed_worker(&[&base]) else {
+        return;
+    };
+    let mut b = Worker::start_walls(&[&base], &[]);
+    let tag = format!("holder-{}", b.marker);
+    let holder = b.dispatch(json!({
+        "command": format!("python3 -c 'import time; time.sleep(30)' \"$PWD/api-key.txt\" {tag}"),
+        "files": {"api-key.txt": "sk-planted-by-b"},
+    }));
+    let holder_id = holder["job_id"].as_str().unwrap().to_owned();
+    b.wait_status(&holder_id, "running");
+    let mut key = None;
+    eventually("worker B's session holds the key", || {
+        key = find_file(shared.path(), "api-key.txt", 4);
+        key.is_some()
+    });
+    let key = key.unwrap();
+    eventually("B's job runs", || {
+        !processes_with_marker(&b.marker).is_empty()
+    });
+    let job = run(
+        &mut a,
+        &format!(
+            "cat {}; ls {} | sed s/^/listed:/; cat /proc/[0-9]*/cmdline | tr '\\0' ' '",
+            key.display(),
+            key.parent().unwrap().display()
+        ),
+    );
+    assert!(!stdout(&job).contains("sk-planted-by-b"), "{job}");
+    assert!(!stdout(&job).contains("listed:api-key.txt"), "{job}");
+    let pid_namespace = job["isolation"].as_array().is_some_and(|layers| {
+        layers.iter().any(|l| {
+            l["name"] == "process_tree"
+                && l["mechanism"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("PID namespace"))
+        })
+    });
+    if pid_namespace {
+        assert!(
+            !stdout(&job).contains(&tag),
+            "worker A's job sees B's processes: {job}"
+        );
+    } else {
+        eprintln!("no PID namespace on this host: the /proc view is not checked");
+    }
+    b.call("worker_cancel_job", json!({"job_id": holder_id}));
+    assert_healthy(&mut a);
+}
+
+#[test]
+fn the_private_tmpfs_is_bounded_by_the_memory_limit() {
+    let Some(Sandboxed { mut worker, .. }) = sandboxed_worker(&[]) else {
+        return;
+    };
+    let job = worker.dispatch(json!({
+        "command": "for d in /tmp /dev/shm; do dd if=/dev/zero of=$d/fill bs=1M count=1536 2>&1; \
+                    echo rc=$?; echo kept=$(stat -c %s $d/fill); rm -f $d/fill; done",
+        "limits": {"memory": "128MiB", "timeout": 60000},
+        "wait_ms": 90000,
+    }));
+    let mounts = job["isolation"]
+        .as_array()
+        .and_then(|l| l.iter().find(|l| l["name"] == "mounts").cloned());
+    let Some(mounts) = mounts else {
+        eprintln!("SKIPPED: no mount namespace, no private tmpfs: {job}");
+        return;
+    };
+    assert_eq!(job["status"], "finished", "{job}");
+    let out = stdout(&job);
+    assert_eq!(out.matches("No space left on device").count(), 2, "{out}");
+    assert_eq!(out.matches("rc=1").count(), 2, "{out}");
+    let kept: u64 = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("kept="))
+        .map(|n| n.parse::<u64>().unwrap())
+        .sum();
+    assert!(kept <= 128 << 20, "{kept} bytes held in tmpfs: {out}");
+    assert!(
+        mounts["mechanism"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("at most"),
+        "{mounts}"
+    );
+    assert_healthy(&mut worker);
+}
+
+#[test]
+fn a_sigkilled_worker_leaves_no_job_process_behind() {
+    let Some(Sandboxed { mut worker, .. }) =
+        sandboxed_worker(&["worker.max_concurrent_sessions=4"])
+    else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let job = worker.dispatch(json!({
+            "command": "setsid sleep 300 >/dev/null 2>&1 & nohup sleep 301 >/dev/null 2>&1 & \
+                        (sleep 302 &); sleep 303",
+        }));
+        ids.push(job["job_id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        worker.wait_status(id, "running");
+    }
+    eventually("every job and its escapees started", || {
+        worker.leftover_processes().len() >= 4 * 4
+    });
+    let before = worker.leftover_processes().len();
+    worker.child.kill().unwrap();
+    worker.child.wait().unwrap();
+    eprintln!("{before} job processes before the worker was SIGKILLed");
+    // A bound on waiting for the kernel to deliver the deaths, not a speed assertion.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut left = worker.leftover_processes();
+    while !left.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        left = worker.leftover_processes();
+    }
+    for pid in &left {
+        // Clean up before failing, so a regression does not leave sleepers behind.
+        // SAFETY: plain signal delivery to a pid that carries this test's marker.
+        unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+    }
+    assert!(
+        left.is_empty(),
+        "job processes outlived the worker: {left:?}"
     );
 }

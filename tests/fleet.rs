@@ -71,6 +71,41 @@ impl FakeHost {
     }
 }
 
+/// Whatever the test did to it (frozen, killed, left running), the host's worker does not
+/// outlive the test: a stopped one is resumed and told to stop, and that it is gone is checked.
+impl Drop for FakeHost {
+    fn drop(&mut self) {
+        let Some(pid) = self.pid() else { return };
+        if !running(pid) {
+            return;
+        }
+        // SAFETY: plain kill(2) on a pid this test started.
+        unsafe {
+            libc::kill(pid, libc::SIGCONT);
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + common::PATIENCE;
+        while running(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if running(pid) {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            if !std::thread::panicking() {
+                panic!("host {}: its worker {pid} survived SIGTERM", self.name);
+            }
+        }
+    }
+}
+
+/// Alive and not a zombie waiting to be reaped.
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
+    })
+}
+
 fn fleet(workers: Value, extra: &[&str]) -> Worker {
     let workers = format!("workers={workers}");
     let mut settings = vec![workers.as_str(), "policy.mode=off"];
@@ -385,5 +420,31 @@ fn a_bad_workers_config_names_the_entry() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(needle), "{workers}: {stderr}");
         assert!(output.stdout.is_empty());
+    }
+}
+
+#[test]
+fn a_workspace_job_never_goes_to_a_remote_worker() {
+    let far = FakeHost::new("far", 2);
+    let project = tempfile::tempdir_in("/var/tmp").unwrap();
+    let root = format!("workspace.root={}", project.path().display());
+    let mut w = fleet(
+        json!([{"kind": "local", "name": "here"}, far.entry(&["gpu"])]),
+        &[root.as_str()],
+    );
+    for spec in [
+        json!({"command": "true", "workspace": {"mode": "read"}, "worker": "far"}),
+        json!({"command": "true", "workspace": {"mode": "read"}, "labels": ["gpu"]}),
+    ] {
+        let error = w.call_err("worker_dispatch_job", spec.clone());
+        assert_eq!(error["code"], -32602, "{spec}: {error}");
+        assert_eq!(error["data"]["field"], "workspace", "{spec}: {error}");
+    }
+    for _ in 0..3 {
+        let job = w.call(
+            "worker_dispatch_job",
+            json!({"command": "pwd", "workspace": {"mode": "read"}, "wait_ms": 30000}),
+        );
+        assert_eq!(worker_of(&job), "here", "{job}");
     }
 }

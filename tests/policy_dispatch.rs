@@ -66,3 +66,42 @@ fn a_rule_that_does_not_compile_stops_the_start() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("broken"), "{stderr}");
 }
+
+#[test]
+fn commands_run_by_other_commands_are_refused_where_they_act() {
+    let mut worker = Worker::start();
+    for (command, rule, part) in [
+        ("echo / | xargs rm -rf", "rm-rf-root", "rm -rf"),
+        ("cd / && rm -rf *", "rm-rf-root", "rm -rf *"),
+        ("find / -name '*.log' -delete", "find-delete", "find /"),
+        (
+            "python3 -c 'import os; os.system(\"rm -rf /\")'",
+            "rm-rf-root",
+            "os.system",
+        ),
+    ] {
+        let error = worker.call_err("worker_dispatch_job", json!({"command": command}));
+        assert_eq!(error["code"], -32002, "{command}: {error}");
+        assert_eq!(error["data"]["rule"], rule, "{command}: {error}");
+        let (start, end) = (
+            error["data"]["span"][0].as_u64().unwrap() as usize,
+            error["data"]["span"][1].as_u64().unwrap() as usize,
+        );
+        assert!(
+            command[start..end].contains(part),
+            "{command}: span {:?}",
+            &command[start..end]
+        );
+        let message = error["message"].as_str().unwrap();
+        assert_eq!(message.matches("instead").count(), 1, "{message}");
+        assert!(message.ends_with('.'), "{message}");
+    }
+    let metrics = worker.call("worker_get_metrics", json!({}));
+    assert_eq!(metrics["jobs"]["rejected"], 4);
+    // The same mechanism lets the everyday forms through, and they run.
+    let job = worker.dispatch(json!({
+        "command": "printf '%s\\n' b a | xargs -I{} echo item-{} | sort && cd / && echo in-$(pwd)",
+        "wait_ms": 20000
+    }));
+    assert_eq!(job["stdout"], "item-a\nitem-b\nin-/\n", "{job}");
+}

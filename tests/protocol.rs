@@ -37,7 +37,9 @@ fn initialize_lists_every_tool_with_schemas() {
             "worker_collect_output",
             "worker_cancel_job",
             "worker_list_sessions",
-            "worker_get_metrics"
+            "worker_get_metrics",
+            "worker_apply_changes",
+            "worker_discard_changes"
         ]
     );
     for tool in init["tools"].as_array().unwrap() {
@@ -243,4 +245,168 @@ fn nothing_but_protocol_on_stdout() {
     worker.call("shutdown", json!({}));
     // Every line the worker wrote parsed as JSON-RPC (the reader thread panics otherwise).
     assert!(worker.wait_exit(Duration::from_secs(5)).unwrap().success());
+}
+
+fn vm_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+/// A worker whose stdout nobody reads: its requests in flight (1024) and its outbox (8 MiB)
+/// are bounded, so past them it stops reading stdin and its memory stops growing.
+const UNREAD_RSS_BOUND_MIB: u64 = 160;
+
+#[test]
+fn a_client_that_never_reads_cannot_grow_the_worker() {
+    use std::io::Write;
+    let base = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args([
+            "serve",
+            "--set",
+            &format!("session.base_dir={}", base.path().display()),
+        ])
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let before = vm_rss_kib(pid);
+    // Kept open and never read.
+    let _stdout = child.stdout.take().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let writer = {
+        let sent = sent.clone();
+        std::thread::spawn(move || {
+            // `initialize` answers ~55 KB: 100k unread replies would be ~5 GB unbounded.
+            let line = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\"}\n";
+            for _ in 0..100_000 {
+                if stdin.write_all(line).is_err() {
+                    return;
+                }
+                sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+    };
+    // The writer stalls once the worker stops reading; wait until no more is taken.
+    let mut last = 0;
+    let mut peak = before;
+    loop {
+        std::thread::sleep(Duration::from_secs(2));
+        peak = peak.max(vm_rss_kib(pid));
+        let now = sent.load(std::sync::atomic::Ordering::Relaxed);
+        if now == last || writer.is_finished() {
+            break;
+        }
+        last = now;
+    }
+    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "never-reading client: {sent} requests taken, RSS {} KiB -> peak {peak} KiB",
+        before
+    );
+    assert!(
+        sent < 100_000,
+        "the worker read every request although nothing was answered"
+    );
+    assert!(
+        peak < UNREAD_RSS_BOUND_MIB * 1024,
+        "RSS {peak} KiB over {UNREAD_RSS_BOUND_MIB} MiB"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = writer.join();
+}
+
+#[test]
+fn a_batch_over_the_limit_is_refused_whole_naming_the_limit() {
+    let mut worker = Worker::start();
+    let element = r#"{"jsonrpc":"2.0","id":1,"method":"worker_list_sessions"}"#;
+    let batch = format!("[{}]", vec![element; 10_000].join(","));
+    worker.send_raw(batch.as_bytes());
+    let reply = worker.next_line();
+    assert_eq!(reply["error"]["code"], -32600, "{reply}");
+    assert_eq!(reply["error"]["data"]["field"], "batch", "{reply}");
+    assert_eq!(reply["error"]["data"]["limit"], 500, "{reply}");
+    // At the limit it is served.
+    let batch = format!("[{}]", vec![element; 500].join(","));
+    worker.send_raw(batch.as_bytes());
+    let reply = worker.next_line();
+    assert_eq!(reply.as_array().map(Vec::len), Some(500));
+}
+
+#[test]
+fn ids_of_any_json_number_are_echoed_as_sent() {
+    let mut worker = Worker::start();
+    for id in ["-1", "1.5", "18446744073709551616", "1e3", "0", "\"s\""] {
+        worker.send_raw(
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"worker_list_sessions"}}"#).as_bytes(),
+        );
+        // The exact spelling is checked on the raw line by the dispatcher's unit tests.
+        let reply = worker.next_line();
+        assert!(reply.get("result").is_some(), "{id}: {reply}");
+        let want: Value = serde_json::from_str(id).unwrap();
+        assert_eq!(reply["id"], want, "{id}: {reply}");
+    }
+    worker.send_raw(br#"{"jsonrpc":"2.0","id":-7,"method":"nope"}"#);
+    assert_eq!(worker.next_line()["id"], -7);
+}
+
+#[test]
+fn unsubscribe_with_malformed_params_is_invalid_params() {
+    let mut worker = Worker::start();
+    for params in [
+        json!({}),
+        json!([true]),
+        json!({"subscription": "abc"}),
+        json!([1, 2]),
+    ] {
+        let error = worker.call_err("worker_unsubscribe_job", params.clone());
+        assert_eq!(error["code"], -32602, "{params}: {error}");
+        assert_eq!(error["data"]["field"], "subscription", "{params}: {error}");
+    }
+    // Well formed but unknown: false, as before.
+    let reply = worker.call("worker_unsubscribe_job", json!({"subscription": 12345}));
+    assert_eq!(reply, json!(false));
+}
+
+/// 40 retained jobs given 15 MiB each would hold 600 MiB if a job kept its inputs.
+const INPUTS_RSS_BOUND_MIB: u64 = 64;
+
+#[test]
+fn ended_jobs_do_not_keep_their_inputs() {
+    let mut worker = Worker::start();
+    let pid = worker.child.id();
+    let body = "a".repeat(15 << 20);
+    let mut peak = 0;
+    for i in 0..40 {
+        let (files, stdin) = if i % 2 == 0 {
+            (json!({"big.txt": body}), json!(null))
+        } else {
+            (json!({}), json!(body))
+        };
+        let job = worker.dispatch(json!({
+            "command": "true", "files": files, "stdin": stdin, "wait_ms": 30_000,
+        }));
+        assert_eq!(job["status"], "finished", "{}", job["message"]);
+        peak = peak.max(vm_rss_kib(pid));
+    }
+    let listed = worker.call("worker_list_sessions", json!({}));
+    assert_eq!(
+        listed["sessions"].as_array().map(Vec::len),
+        Some(40),
+        "all retained"
+    );
+    eprintln!("40 jobs of 15 MiB inputs, all retained: peak RSS {peak} KiB");
+    assert!(
+        peak < INPUTS_RSS_BOUND_MIB * 1024,
+        "RSS {peak} KiB over {INPUTS_RSS_BOUND_MIB} MiB"
+    );
 }

@@ -171,3 +171,119 @@ fn a_worker_killed_with_sigkill_takes_its_jobs_along_and_its_dir_is_swept_later(
     });
     drop(second);
 }
+
+/// Two running jobs that ignore SIGTERM and leave a `setsid` grandchild, two queued, each
+/// dispatched with a long wait: the ids of the four dispatch calls.
+fn start_stubborn_jobs(worker: &mut Worker, wait_ms: u64) -> Vec<u64> {
+    let ids: Vec<u64> = (0..4)
+        .map(|i| {
+            let mut spec = json!({
+                "job_id": format!("stubborn-{i}"),
+                "command": "trap '' TERM; setsid sleep 3000 & sleep 3001",
+                "wait_ms": wait_ms,
+            });
+            worker.mark(&mut spec);
+            worker.request("worker_dispatch_job", spec)
+        })
+        .collect();
+    eventually("two jobs with their grandchildren are up", || {
+        worker.leftover_processes().len() >= 4
+    });
+    ids
+}
+
+#[test]
+fn every_way_to_stop_ends_running_and_queued_jobs_as_worker_shutdown() {
+    for how in ["shutdown", "SIGTERM", "SIGINT", "SIGHUP"] {
+        let mut worker = Worker::start_with(&["worker.max_concurrent_sessions=2"]);
+        let ids = start_stubborn_jobs(&mut worker, 60_000);
+        match how {
+            "shutdown" => {
+                let id = worker.request("shutdown", json!({}));
+                assert_eq!(worker.reply_to(id)["result"], json!({}));
+            }
+            signal => {
+                let number = match signal {
+                    "SIGTERM" => libc::SIGTERM,
+                    "SIGINT" => libc::SIGINT,
+                    _ => libc::SIGHUP,
+                };
+                unsafe { libc::kill(worker.child.id() as i32, number) };
+            }
+        }
+        let started = Instant::now();
+        for id in ids {
+            let job = &worker.reply_to(id)["result"];
+            assert_eq!(
+                (&job["status"], &job["reason"]),
+                (&json!("killed"), &json!("worker_shutdown")),
+                "{how}: {job}"
+            );
+        }
+        let status = worker.wait_exit(EXIT_BOUND).expect("exits");
+        eprintln!(
+            "{how} -> every owed reply and exit in {:?}",
+            started.elapsed()
+        );
+        assert!(status.success(), "{how}: {status:?}");
+        assert_nothing_left(&worker, how);
+    }
+}
+
+#[test]
+fn after_stdin_eof_the_requests_already_read_are_served_and_their_waits_honoured() {
+    let mut worker = Worker::start_with(&["worker.max_concurrent_sessions=2"]);
+    let ids = start_stubborn_jobs(&mut worker, 1500);
+    // Sent and then EOF at once: the worker must answer it, not refuse it as shutting down.
+    let mut spec = json!({"job_id": "late", "command": "echo late", "wait_ms": 100});
+    worker.mark(&mut spec);
+    let late = worker.request("worker_dispatch_job", spec);
+    worker.close_stdin();
+    for id in ids {
+        let job = &worker.reply_to(id)["result"];
+        // The wait ran its full length: the job was still there, running or queued.
+        assert!(
+            matches!(job["status"].as_str(), Some("running" | "queued")),
+            "{job}"
+        );
+    }
+    let late = worker.reply_to(late);
+    assert_eq!(late["result"]["status"], "queued", "{late}");
+    let status = worker.wait_exit(EXIT_BOUND).expect("exits after the waits");
+    assert!(status.success(), "{status:?}");
+    assert_nothing_left(&worker, "stdin EOF after waits");
+}
+
+#[test]
+fn the_readme_pipe_returns_the_result_every_time() {
+    let line = r#"{"jsonrpc":"2.0","id":1,"method":"worker_dispatch_job","params":{"command":"echo hi","wait_ms":5000}}"#;
+    let base = tempfile::tempdir().unwrap();
+    let mut results = Vec::new();
+    for _ in 0..20 {
+        let mut child = std::process::Command::new(BIN)
+            .args([
+                "--set",
+                &format!("session.base_dir={}", base.path().display()),
+            ])
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            writeln!(stdin, "{line}").unwrap();
+        }
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success());
+        let reply: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        results.push((
+            reply["result"]["status"].clone(),
+            reply["result"]["stdout"].clone(),
+        ));
+    }
+    let want = (json!("finished"), json!("hi\n"));
+    assert!(results.iter().all(|got| *got == want), "{results:?}");
+    assert!(std::fs::read_dir(base.path()).unwrap().next().is_none());
+}

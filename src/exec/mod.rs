@@ -12,4 +12,4 @@ pub use env::{SessionPaths, job_environment};
 pub use output::{StreamBuffer, Tap, pump};
 pub use process::{ExitInfo, JobProcess, LaunchSpec, Program, ResourceUse};
 pub use rlimits::RlimitPlan;
-pub use sandboxed::{apply_usage, isolation_report, sandbox_request};
+pub use sandboxed::{apply_usage, isolation_report, sandbox_request, workspace_view};

@@ -66,6 +66,12 @@ impl StreamBuffer {
         self.total
     }
 
+    /// True once more than the cap was written: the job broke its output limit, however
+    /// the race between its exit and the pump's notice went.
+    pub fn over_cap(&self) -> bool {
+        self.total > self.cap
+    }
+
     pub fn truncated(&self) -> bool {
         self.total > self.kept.len() as u64
     }

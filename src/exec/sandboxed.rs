@@ -4,7 +4,7 @@
 
 use crate::plan::JobPlan;
 use crate::protocol::{self, JobMetrics, NetworkMode};
-use crate::sandbox::{Host, JobRequest, Profile, Usage};
+use crate::sandbox::{Host, JobRequest, Profile, Usage, WorkspaceView};
 use crate::session::SessionDirs;
 
 /// What `JobSandbox::prepare` needs from a planned job. A limit of 0 means none.
@@ -12,6 +12,7 @@ pub fn sandbox_request<'a>(
     dirs: &'a SessionDirs,
     plan: &JobPlan,
     profile: Profile,
+    workspace: Option<WorkspaceView>,
 ) -> JobRequest<'a> {
     let limits = &plan.limits;
     JobRequest {
@@ -24,6 +25,22 @@ pub fn sandbox_request<'a>(
         pids: Some(limits.pids).filter(|p| *p > 0),
         cpu_cores: Some(limits.cpu).filter(|c| *c > 0.0),
         profile,
+        workspace,
+    }
+}
+
+/// The sandbox's view of a planned workspace with its protection in place.
+pub fn workspace_view(
+    plan: &crate::workspace::WorkspacePlan,
+    protection: Option<&crate::workspace::Protection>,
+    overlay: Option<crate::sandbox::OverlayDirs>,
+) -> WorkspaceView {
+    WorkspaceView {
+        overlay,
+        path: plan.path.clone(),
+        writable: plan.mode == crate::protocol::WorkspaceMode::Write,
+        pins: protection.map(|p| p.pins.clone()).unwrap_or_default(),
+        read_only: protection.map(|p| p.read_only.clone()).unwrap_or_default(),
     }
 }
 
@@ -35,6 +52,7 @@ pub fn isolation_report(core: protocol::IsolationReport, host: &Host) -> protoco
         profile: sandbox.profile,
         layers: core.layers.into_iter().chain(sandbox.layers).collect(),
         limits: core.limits.into_iter().chain(sandbox.limits).collect(),
+        hidden: sandbox.hidden,
     }
 }
 

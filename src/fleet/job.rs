@@ -170,6 +170,7 @@ impl RoutedJob {
             isolation: None,
             policy_audit: None,
             network_denied: None,
+            changes: None,
         }
     }
 

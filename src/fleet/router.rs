@@ -126,12 +126,24 @@ impl Router {
 
     /// The workers a job may run on, or which field rules every worker out.
     pub fn candidates(&self, spec: &JobSpec) -> Result<Vec<usize>, WorkerError> {
-        candidates(
+        let mut chosen = candidates(
             self.members
                 .iter()
                 .map(|m| (m.name.as_str(), m.labels.as_slice())),
             spec,
-        )
+        )?;
+        if spec.workspace.is_some() {
+            // A remote worker has no access to this machine's project.
+            chosen.retain(|&m| matches!(self.members[m].kind, MemberKind::Local { .. }));
+            if chosen.is_empty() {
+                return Err(WorkerError::invalid_params(
+                    "workspace",
+                    "a workspace job runs only on the local worker: the worker(s) this job may \
+                     run on are remote and cannot see this machine's project",
+                ));
+            }
+        }
+        Ok(chosen)
     }
 
     fn pick(&self, book: &Book, candidates: &[usize]) -> Option<usize> {

@@ -404,6 +404,8 @@ impl Builtin<'_> {
     }
 }
 
+/// `find`'s start points, then one that is `/`, home, a parent, or a system directory.
+const FIND_DANGEROUS_START: &str = r"^find( -[HLP]| -D [^ ]+| -O[0-9]*)*( [^-(!|][^ ]*)* (/[/.]*|~[A-Za-z0-9_.-]*/?|\$HOME/?|\$\{HOME\}/?|\.\.(/\.\.)*/?|/+(bin|boot|dev|etc|home|lib|lib32|lib64|opt|proc|root|sbin|srv|sys|usr|var)/*)( |$)";
 const RECURSIVE: &str = r" (-[a-zA-Z]*[rR][a-zA-Z]*|--recursive)( |$)";
 const SHELLS_RE: &str = r"(sh|bash|dash|zsh|ksh|ash|mksh|fish)";
 const INTERPRETERS_RE: &str = r"(python[0-9.]*|perl|ruby|node|nodejs|php|lua|deno|bun)";
@@ -423,6 +425,17 @@ pub(crate) fn deny_rules() -> Vec<RuleConfig> {
             suggestion: "delete a specific path inside the work directory, such as `rm -rf ./build`",
             matches: &["rm -rf /", "rm -fr ~", "rm -r -f /*", "rm --recursive --force $HOME", "rm -rf / --no-preserve-root", "rm -rf /./", "rm -rf -- /", "rm -rf ~root"],
             not_match: &["rm -rf ./build", "rm -rf /tmp/x", "rm -f ~/.cache/x", "rm -rf target"],
+        }
+        .config(),
+        Builtin {
+            name: "find-delete",
+            on: Command,
+            pattern: &[FIND_DANGEROUS_START, r" -delete( |$)| -(exec|execdir|ok|okdir) ([^ ]*/)?(rm|rmdir|unlink|shred)( |$)"],
+            unless: &[],
+            reason: "it deletes what it finds under the filesystem root, the home directory, a system directory or a directory above the work directory",
+            suggestion: "start find at a path inside the work directory, such as `find ./build -name '*.o' -delete`",
+            matches: &["find / -name '*.log' -delete", "find ~ -delete", "find .. -type f -delete", "find -L /usr -exec rm -f {} +", "cd / && find . -delete", "find $HOME -name x -execdir rm -rf {} \\;"],
+            not_match: &["find . -name '*.pyc' -delete", "find ./build -delete", "find /tmp/x -type f -delete", "find / -name x -print", "find . -path / -delete"],
         }
         .config(),
         Builtin {
@@ -497,7 +510,7 @@ pub(crate) fn deny_rules() -> Vec<RuleConfig> {
             pattern: &[r"^(mkfs(\.[a-z0-9]+)?|mke2fs|mkswap|wipefs|fdisk|sfdisk|parted|blkdiscard)( |$)"],
             unless: &[],
             reason: "it formats or repartitions a disk",
-            suggestion: "work with files in the work directory instead",
+            suggestion: "work with files in the work directory",
             matches: &["mkfs.ext4 /dev/sda1", "mkfs -t ext4 /dev/sdb", "wipefs -a /dev/sda"],
             not_match: &["mkdir fs"],
         }
@@ -541,7 +554,7 @@ pub(crate) fn deny_rules() -> Vec<RuleConfig> {
             pattern: &[r"(^|/)\.git/+hooks(/|$)"],
             unless: &[],
             reason: "it writes a git hook, code that git would run later outside this command",
-            suggestion: "run the check directly instead of installing a hook",
+            suggestion: "run the check directly rather than installing a hook",
             matches: &["echo x > .git/hooks/pre-commit", "cp hook.sh .git/hooks/post-checkout", "ln -s ../../x .git/hooks/pre-push"],
             not_match: &["ls .git/hooks", "cat .git/hooks/pre-commit.sample"],
         }
@@ -563,7 +576,7 @@ pub(crate) fn deny_rules() -> Vec<RuleConfig> {
             pattern: &[r"(^|/)\.ssh(/|$)"],
             unless: &[],
             reason: "it changes SSH keys or configuration",
-            suggestion: "leave ~/.ssh alone; pass options on the command line instead",
+            suggestion: "leave ~/.ssh alone and pass options on the command line",
             matches: &["echo key >> ~/.ssh/authorized_keys", "cp id ~/.ssh/"],
             not_match: &["cat ~/.ssh/known_hosts"],
         }

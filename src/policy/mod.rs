@@ -8,6 +8,7 @@ mod defaults;
 mod eval;
 mod finding;
 mod git;
+mod inline;
 mod opts;
 mod parse;
 mod programs;

@@ -3,7 +3,7 @@
 use super::finding::Finding;
 use super::opts::{OptSpec, scan};
 use super::word::Word;
-use super::{git, sed};
+use super::{git, inline, sed};
 
 const fn flags_then(short_arg: &'static str, long_arg: &'static [&'static str]) -> OptSpec {
     OptSpec {
@@ -19,6 +19,7 @@ pub(crate) fn inspect(name: &str, args: &[Word], out: &mut Vec<Finding>) {
     match name {
         "find" => find(args, out),
         "git" => git::inspect(args, out),
+        n if inline::is_interpreter(n) => inline::inspect(n, args, out),
         "sed" => sed_cmd(args, out),
         "tar" => tar(args, out),
         "rg" => {
@@ -60,7 +61,7 @@ pub(crate) fn inspect(name: &str, args: &[Word], out: &mut Vec<Finding>) {
             out.push(Finding::refuse(
                 "unsafe-builtin",
                 "`hash -p` makes a command name run a different file",
-                "call the program by its path instead",
+                "call the program by its path",
                 args[0].span,
             ))
         }

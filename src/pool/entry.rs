@@ -11,7 +11,11 @@ use std::time::{Instant, SystemTime};
 use tokio::sync::watch;
 
 pub struct JobEntry {
+    /// The spec as planned, without its inputs (see `inputs`).
     pub plan: JobPlan,
+    /// Files and stdin, until the runner takes them or the job ends unstarted: a queued job
+    /// needs them, a started or ended one does not, so retention never holds them.
+    inputs: Mutex<Option<Inputs>>,
     pub session_id: String,
     pub created_at: SystemTime,
     pub created: Instant,
@@ -24,12 +28,20 @@ pub struct JobEntry {
     stop: watch::Sender<Option<StopRequest>>,
 }
 
+#[derive(Default)]
+pub struct Inputs {
+    pub files: Vec<crate::session::InjectedFile>,
+    pub stdin: Option<Vec<u8>>,
+}
+
 pub struct Record {
     pub state: JobState,
     pub artifacts: Option<Vec<Artifact>>,
     pub metrics: JobMetrics,
     /// The isolation layers the job actually ran under.
     pub layers: Option<Vec<crate::sandbox::AppliedLayer>>,
+    /// What an `overlay` workspace job changed.
+    pub changes: Option<crate::protocol::WorkspaceChanges>,
 }
 
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -46,7 +58,7 @@ impl JobEntry {
     /// `events`: a log the job's subscribers already follow (a job the fleet held back before
     /// it came here); absent, a new one.
     pub fn new(
-        plan: JobPlan,
+        mut plan: JobPlan,
         config: &crate::config::Config,
         events: Option<Arc<EventLog>>,
     ) -> Self {
@@ -74,7 +86,12 @@ impl JobEntry {
                 StreamBuffer::new(output_cap).with(keep, Some(tap)),
             ))
         };
+        let inputs = Inputs {
+            files: std::mem::take(&mut plan.files),
+            stdin: plan.stdin.take(),
+        };
         JobEntry {
+            inputs: Mutex::new(Some(inputs)),
             session_id: uuid::Uuid::now_v7().simple().to_string(),
             created_at: SystemTime::now(),
             created,
@@ -86,6 +103,7 @@ impl JobEntry {
                 artifacts: None,
                 metrics,
                 layers: None,
+                changes: None,
             }),
             ended: watch::channel(false).0,
             stop: watch::channel(None).0,
@@ -95,6 +113,11 @@ impl JobEntry {
 
     pub fn id(&self) -> &str {
         &self.plan.job_id
+    }
+
+    /// The job's files and stdin, once; later calls get none.
+    pub fn take_inputs(&self) -> Inputs {
+        lock(&self.inputs).take().unwrap_or_default()
     }
 
     pub fn record(&self) -> MutexGuard<'_, Record> {
@@ -133,6 +156,7 @@ impl JobEntry {
             }
             record.state = JobState::Ended(ended);
         }
+        drop(self.take_inputs());
         self.events.end(self.view(false));
         self.ended.send_replace(true);
     }
@@ -173,7 +197,18 @@ impl JobEntry {
             .flatten()
             .filter_map(|a| a.content.as_ref().map(String::len))
             .sum();
-        (output + artifacts) as u64 + self.events.held_bytes()
+        (output + artifacts + self.plan_bytes()) as u64 + self.events.held_bytes()
+    }
+
+    /// What the plan itself still holds once its inputs are gone: the command and environment
+    /// can be megabytes too.
+    fn plan_bytes(&self) -> usize {
+        let program = match &self.plan.program {
+            crate::exec::Program::Shell(command) => command.len(),
+            crate::exec::Program::Argv(argv) => argv.iter().map(String::len).sum(),
+        };
+        let env: usize = self.plan.env.iter().map(|(k, v)| k.len() + v.len()).sum();
+        program + env
     }
 
     pub fn summary(&self) -> JobSummary {
@@ -217,6 +252,11 @@ impl JobEntry {
             network_denied: ended
                 .and(record.metrics.network.as_ref())
                 .map(|network| network.denied.clone()),
+            changes: if include {
+                record.changes.clone()
+            } else {
+                None
+            },
         }
     }
 }

@@ -31,8 +31,6 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
 pub(crate) const DEFAULT_PAGE_BYTES: u64 = 64 * 1024;
 /// Matches the schema's `maximum` on `max_bytes`.
 pub(crate) const MAX_PAGE_BYTES: u64 = 16 * 1024 * 1024;
-/// Bytes of output and inline artifacts all retained jobs may hold together.
-const RETAIN_BYTES: u64 = 1 << 30;
 
 pub struct Pool {
     shared: Arc<Shared>,
@@ -48,6 +46,8 @@ pub(crate) struct Shared {
     pub metrics: Metrics,
     pub cpus: CpuPicker,
     pub runners: TaskTracker,
+    /// Change sets of ended overlay jobs, until applied, discarded or expired.
+    pub changes: crate::workspace::PendingChanges,
     state: Mutex<PoolState>,
 }
 
@@ -67,6 +67,7 @@ impl Pool {
         let spares = resolved.max_concurrent.clamp(2, 16);
         let host = crate::sandbox::Host::probe(&config.sandbox());
         tracing::info!(probe_ms = host.probe_ms(), "sandbox probed");
+        let retain = Duration::from_secs(config.worker.retain_secs);
         Ok(Pool {
             shared: Arc::new(Shared {
                 config,
@@ -77,6 +78,7 @@ impl Pool {
                 metrics: Metrics::default(),
                 cpus: CpuPicker::from_current_affinity(),
                 runners: TaskTracker::new(),
+                changes: crate::workspace::PendingChanges::new(retain),
                 state: Mutex::new(PoolState {
                     jobs: HashMap::new(),
                     queue: VecDeque::new(),
@@ -103,6 +105,11 @@ impl Pool {
 
     pub fn base_dir(&self) -> &Path {
         &self.shared.base_dir
+    }
+
+    /// Pending workspace change sets (`worker_apply_changes`, `worker_discard_changes`).
+    pub fn changes(&self) -> &crate::workspace::PendingChanges {
+        &self.shared.changes
     }
 
     pub fn host(&self) -> &crate::sandbox::Host {
@@ -218,10 +225,13 @@ impl Pool {
         let output =
             crate::session::SessionDirs::plan(&self.shared.base_dir, &entry.session_id).output;
         let caps = self.shared.artifact_caps();
-        tokio::task::spawn_blocking(move || crate::session::collect_artifacts(&output, caps).ok())
-            .await
-            .ok()
-            .flatten()
+        let bounds = crate::session::CollectBounds::new(Default::default());
+        tokio::task::spawn_blocking(move || {
+            crate::session::collect_artifacts(&output, caps, &bounds).ok()
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     pub async fn cancel(&self, job_id: &str, reason: Option<String>) -> Result<Job, WorkerError> {
@@ -440,10 +450,11 @@ impl Shared {
     fn expire(&self, state: &mut PoolState) {
         let max_age = Duration::from_secs(self.config.worker.retain_secs);
         let max_jobs = self.config.worker.retain_jobs;
+        let max_bytes = self.config.worker.retain_bytes.bytes();
         while let Some((entry, since, bytes)) = state.retained.front() {
             let over = state.retained.len() > max_jobs
                 || since.elapsed() > max_age
-                || state.retained_bytes > RETAIN_BYTES;
+                || state.retained_bytes > max_bytes;
             if !over {
                 break;
             }

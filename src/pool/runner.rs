@@ -7,7 +7,8 @@ use super::{SHUTDOWN_GRACE, Shared};
 use crate::exec::{
     ExitInfo, JobProcess, LaunchSpec, ResourceUse, RlimitPlan, SessionPaths, job_environment, pump,
 };
-use crate::session::{SessionDirs, collect_artifacts, remove_tree, write_files};
+use crate::protocol::WorkspaceMode;
+use crate::session::{CollectBounds, SessionDirs, collect_artifacts, remove_tree, write_files};
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -86,37 +87,168 @@ async fn phases(shared: &Arc<Shared>, entry: &Arc<JobEntry>) -> Outcome {
     };
     let dirs = &dirs;
     entry.set_phase(ActivePhase::Prepare);
-    if let Err(error) = prepare(plan, dirs).await {
+    // Taken, not borrowed: once the job has started its entry holds no inputs.
+    let inputs = entry.take_inputs();
+    if let Err(error) = prepare(plan, inputs.files, dirs).await {
         return Outcome::PrepareFailed(format!("could not write the job's files: {error}"));
     }
+    // Held until the job's processes are gone: it owns the placeholders its mounts sit on.
+    let protection = match plan
+        .workspace
+        .as_ref()
+        .filter(|w| w.mode == WorkspaceMode::Write)
+    {
+        Some(workspace) => match crate::workspace::Protection::prepare(workspace) {
+            Ok(protection) => Some(protection),
+            Err(error) => {
+                return Outcome::PrepareFailed(format!(
+                    "could not prepare the workspace's protected paths: {error}"
+                ));
+            }
+        },
+        None => None,
+    };
+    let layer = match plan
+        .workspace
+        .as_ref()
+        .filter(|w| w.mode == WorkspaceMode::Overlay)
+    {
+        Some(_) => match crate::workspace::Layer::create(&shared.base_dir, &entry.session_id) {
+            Ok(layer) => Some(layer),
+            Err(error) => {
+                return Outcome::PrepareFailed(format!(
+                    "could not create the workspace's overlay layer: {error}"
+                ));
+            }
+        },
+        None => None,
+    };
+    let view = plan.workspace.as_ref().map(|w| {
+        crate::exec::workspace_view(w, protection.as_ref(), layer.as_ref().map(|l| l.dirs()))
+    });
     entry.record().metrics.prepare_ms = ms(prepare_start.elapsed());
 
     entry.set_phase(ActivePhase::Execute);
-    let outcome = execute(shared, entry, dirs).await;
+    let outcome = execute(shared, entry, dirs, inputs.stdin, view).await;
+    drop(protection);
 
     entry.set_phase(ActivePhase::Collect);
     let collect_start = Instant::now();
-    let output = dirs.output.clone();
-    let caps = shared.artifact_caps();
-    let artifacts = tokio::task::spawn_blocking(move || collect_artifacts(&output, caps))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
+    let (artifacts, outcome) = collect(shared, entry, dirs, outcome).await;
+    let changes = match (layer, &plan.workspace) {
+        (Some(layer), Some(workspace)) => {
+            Some(collect_changes(shared, &entry.session_id, &plan.job_id, layer, workspace).await)
+        }
+        _ => None,
+    };
     let mut record = entry.record();
     record.artifacts = Some(artifacts);
+    record.changes = changes;
     record.metrics.collect_ms = ms(collect_start.elapsed());
     outcome
 }
 
-async fn prepare(plan: &crate::plan::JobPlan, dirs: &SessionDirs) -> std::io::Result<()> {
-    let size: usize = plan.files.iter().map(|f| f.content.len()).sum();
+/// COLLECT, bounded (see `CollectBounds`) and stoppable: a cancel or shutdown that arrives
+/// now stops the hashing at once, and a cancel turns a job that ended on its own into a
+/// cancelled one (it was still running as far as the client could tell).
+async fn collect(
+    shared: &Arc<Shared>,
+    entry: &Arc<JobEntry>,
+    dirs: &SessionDirs,
+    outcome: Outcome,
+) -> (Vec<crate::protocol::Artifact>, Outcome) {
+    let output = dirs.output.clone();
+    let caps = shared.artifact_caps();
+    let bounds = CollectBounds::new(Arc::default());
+    let stop = bounds.stop.clone();
+    let mut stops = entry.stop_requests();
+    // A stop seen during EXECUTE already shaped the outcome; only a new one counts here.
+    let stopped_before = stops.borrow_and_update().is_some();
+    let mut work = tokio::task::spawn_blocking(move || collect_artifacts(&output, caps, &bounds));
+    let mut late_stop = None;
+    let result = loop {
+        tokio::select! {
+            result = &mut work => break result,
+            request = stops.wait_for(Option::is_some), if !stopped_before && late_stop.is_none() => {
+                late_stop = Some(request.ok().and_then(|r| r.clone()).unwrap_or(StopRequest::Shutdown));
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    };
+    let artifacts = result.ok().and_then(Result::ok).unwrap_or_default();
+    let outcome = match (late_stop, outcome) {
+        (Some(StopRequest::Cancel(message)), Outcome::Exited { code }) => Outcome::Cancelled {
+            message,
+            exit: Some(ExitInfo {
+                code: Some(code),
+                signal: None,
+            }),
+        },
+        (Some(StopRequest::Cancel(message)), Outcome::Signaled { signal }) => Outcome::Cancelled {
+            message,
+            exit: Some(ExitInfo {
+                code: None,
+                signal: Some(signal),
+            }),
+        },
+        (_, outcome) => outcome,
+    };
+    (artifacts, outcome)
+}
+
+/// Most diff text a result carries.
+const DIFF_CAP: usize = 256 << 10;
+
+/// The change set of an overlay job, read once its processes are gone; the layer is kept for
+/// `worker_apply_changes` while there is something to apply.
+async fn collect_changes(
+    shared: &Arc<Shared>,
+    session: &str,
+    job_id: &str,
+    layer: crate::workspace::Layer,
+    workspace: &crate::workspace::WorkspacePlan,
+) -> crate::protocol::WorkspaceChanges {
+    layer.unmounted();
+    shared.changes.note_running(session, None);
+    let shared = shared.clone();
+    let job_id = job_id.to_owned();
+    let workspace = workspace.clone();
+    let computed = tokio::task::spawn_blocking(move || {
+        let changes = crate::workspace::changes::compute(&workspace.path, &layer.upper, DIFF_CAP);
+        match &changes {
+            Ok(changes) if !changes.files.is_empty() => {
+                let files = changes.files.clone();
+                if let Err(error) = shared.changes.keep(&job_id, layer, &workspace, &files) {
+                    tracing::error!(%error, "the overlay job's changes cannot be kept for apply");
+                }
+            }
+            _ => {
+                if let Err(error) = layer.remove() {
+                    tracing::warn!(%error, "overlay layer could not be removed");
+                }
+            }
+        }
+        changes
+    })
+    .await
+    .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())));
+    computed.unwrap_or_else(|error| {
+        tracing::error!(%error, "reading the overlay job's changes failed");
+        crate::protocol::WorkspaceChanges::default()
+    })
+}
+
+async fn prepare(
+    plan: &crate::plan::JobPlan,
+    files: Vec<crate::session::InjectedFile>,
+    dirs: &SessionDirs,
+) -> std::io::Result<()> {
+    let size: usize = files.iter().map(|f| f.content.len()).sum();
     if size > BLOCKING_WRITE_BYTES {
-        let files = plan.files.clone();
         let work = dirs.work.clone();
         tokio::task::spawn_blocking(move || write_files(&work, &files)).await??;
     } else {
-        write_files(&dirs.work, &plan.files)?;
+        write_files(&dirs.work, &files)?;
     }
     if let Some(cwd) = &plan.cwd {
         std::fs::create_dir_all(dirs.work.join(cwd))?;
@@ -129,11 +261,19 @@ enum Interrupt {
     Timeout,
     Stop(StopRequest),
     OutputLimit,
+    /// The overlay layer outgrew the workspace disk budget.
+    DiskLimit,
     /// The kernel enforced a limit (an OOM kill, a failed fork at the pids limit).
     Breach(crate::sandbox::Breach),
 }
 
-async fn execute(shared: &Arc<Shared>, entry: &Arc<JobEntry>, dirs: &SessionDirs) -> Outcome {
+async fn execute(
+    shared: &Arc<Shared>,
+    entry: &Arc<JobEntry>,
+    dirs: &SessionDirs,
+    stdin: Option<Vec<u8>>,
+    workspace: Option<crate::sandbox::WorkspaceView>,
+) -> Outcome {
     let plan = &entry.plan;
     let governance = &shared.config.governance;
     let rlimits = RlimitPlan::new(
@@ -159,18 +299,23 @@ async fn execute(shared: &Arc<Shared>, entry: &Arc<JobEntry>, dirs: &SessionDirs
     );
     let spec = LaunchSpec {
         program: plan.program.clone(),
-        cwd: plan
-            .cwd
-            .as_ref()
-            .map_or_else(|| dirs.work.clone(), |cwd| dirs.work.join(cwd)),
+        cwd: match (&plan.workspace, &plan.cwd) {
+            (Some(workspace), _) => workspace.cwd.clone(),
+            (None, Some(cwd)) => dirs.work.join(cwd),
+            (None, None) => dirs.work.clone(),
+        },
         env,
-        stdin: plan.stdin.is_some(),
+        stdin: stdin.is_some(),
         rlimits,
         cpu_set: shared.cpus.pick(plan.limits.cpu),
     };
 
+    let upper = workspace
+        .as_ref()
+        .and_then(|w| w.overlay.as_ref())
+        .map(|o| o.upper.clone());
     let spawn_start = Instant::now();
-    let request = crate::exec::sandbox_request(dirs, plan, plan.profile);
+    let request = crate::exec::sandbox_request(dirs, plan, plan.profile, workspace);
     let sandbox =
         match crate::sandbox::JobSandbox::prepare(&shared.host, &request).and_then(|mut sandbox| {
             if plan.egress.is_some() {
@@ -230,7 +375,7 @@ async fn execute(shared: &Arc<Shared>, entry: &Arc<JobEntry>, dirs: &SessionDirs
             over_limit.clone(),
         )));
     }
-    if let (Some(mut stdin), Some(bytes)) = (process.stdin.take(), plan.stdin.clone()) {
+    if let (Some(mut stdin), Some(bytes)) = (process.stdin.take(), stdin) {
         // A job that never reads its stdin must not stall the runner, so the write runs apart.
         tokio::spawn(async move {
             let _ = stdin.write_all(&bytes).await;
@@ -248,6 +393,7 @@ async fn execute(shared: &Arc<Shared>, entry: &Arc<JobEntry>, dirs: &SessionDirs
         }
         _ = over_limit.notified() => Some(Interrupt::OutputLimit),
         breach = sandbox.breached() => Some(Interrupt::Breach(breach)),
+        _ = watch_disk(shared, &entry.session_id, upper.as_deref()) => Some(Interrupt::DiskLimit),
         request = stops.wait_for(Option::is_some) => {
             Some(Interrupt::Stop(request.ok().and_then(|r| r.clone()).unwrap_or(StopRequest::Shutdown)))
         }
@@ -256,7 +402,7 @@ async fn execute(shared: &Arc<Shared>, entry: &Arc<JobEntry>, dirs: &SessionDirs
 
     if let Some(interrupt) = &interrupt {
         let grace = match interrupt {
-            Interrupt::OutputLimit | Interrupt::Breach(_) => Duration::ZERO,
+            Interrupt::OutputLimit | Interrupt::Breach(_) | Interrupt::DiskLimit => Duration::ZERO,
             Interrupt::Stop(StopRequest::Shutdown) => SHUTDOWN_GRACE,
             _ => Duration::from_millis(shared.config.session.kill_grace_ms),
         };
@@ -279,9 +425,46 @@ async fn execute(shared: &Arc<Shared>, entry: &Arc<JobEntry>, dirs: &SessionDirs
     };
     record_usage(entry, usage);
     crate::exec::apply_usage(&mut entry.record().metrics, sandbox.usage());
+    // The job may exit right after passing its output cap, before the pump's notice won the
+    // select: the byte count decides, not the timing.
+    let over_cap = [&entry.stdout, &entry.stderr].iter().any(|buffer| {
+        buffer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .over_cap()
+    });
+    let interrupt = interrupt.or_else(|| over_cap.then_some(Interrupt::OutputLimit));
     // An OOM kill can end the leader before the breach poll sees it: ask once more.
     let interrupt = interrupt.or_else(|| sandbox.breach().map(Interrupt::Breach));
     classify(interrupt, exit, usage, &rlimits)
+}
+
+/// How often a running overlay job's layer is measured.
+const DISK_POLL: Duration = Duration::from_millis(200);
+
+/// Resolves when the overlay layer at `upper` outgrows the job's or the worker's budget;
+/// never without a layer.
+async fn watch_disk(shared: &Arc<Shared>, session: &str, upper: Option<&std::path::Path>) {
+    let Some(upper) = upper else {
+        return std::future::pending().await;
+    };
+    let config = &shared.config.workspace;
+    let (per_job, total) = (
+        config.max_upper_bytes.bytes(),
+        config.max_total_upper_bytes.bytes(),
+    );
+    loop {
+        tokio::time::sleep(DISK_POLL).await;
+        let dir = upper.to_path_buf();
+        let bytes = tokio::task::spawn_blocking(move || crate::workspace::apply::disk_usage(&dir))
+            .await
+            .unwrap_or(0);
+        shared.changes.note_running(session, Some(bytes));
+        if bytes > per_job || shared.changes.total_bytes() > total {
+            tracing::warn!(bytes, per_job, total, "overlay layer over the disk budget");
+            return;
+        }
+    }
 }
 
 /// SIGTERM to the whole tree, SIGKILL after `grace` (sooner if the worker starts shutting
@@ -342,6 +525,10 @@ fn classify(
         Some(Interrupt::Timeout) => Outcome::TimedOut { exit: exit_seen },
         Some(Interrupt::OutputLimit) => Outcome::Killed {
             reason: KillReason::OutputLimit,
+            exit: exit_seen,
+        },
+        Some(Interrupt::DiskLimit) => Outcome::Killed {
+            reason: KillReason::DiskLimit,
             exit: exit_seen,
         },
         Some(Interrupt::Breach(breach)) => Outcome::Killed {

@@ -62,6 +62,7 @@ pub enum KillReason {
     PidsLimit,
     CpuTimeLimit,
     WorkerShutdown,
+    DiskLimit,
 }
 
 impl KillReason {
@@ -72,6 +73,7 @@ impl KillReason {
             KillReason::PidsLimit => EndReason::PidsLimit,
             KillReason::CpuTimeLimit => EndReason::CpuTimeLimit,
             KillReason::WorkerShutdown => EndReason::WorkerShutdown,
+            KillReason::DiskLimit => EndReason::DiskLimit,
         }
     }
 }
@@ -183,6 +185,10 @@ impl Outcome {
                     KillReason::PidsLimit => "the job ran more processes than limits.pids",
                     KillReason::CpuTimeLimit => "a process of the job used up its CPU time",
                     KillReason::WorkerShutdown => "the worker shut down",
+                    KillReason::DiskLimit => {
+                        "the job's overlay layer outgrew workspace.max_upper_bytes (or all layers \
+                         workspace.max_total_upper_bytes); what it wrote so far is in `changes`"
+                    }
                 }
                 .into(),
             ),

@@ -92,10 +92,12 @@ pub enum EndReason {
     /// `failed`: the remote worker running the job was lost (its SSH connection dropped or
     /// went silent); whether the job got to finish there is unknown.
     WorkerLost,
+    /// `killed`: an `overlay` job wrote more than the worker's workspace disk budget.
+    DiskLimit,
 }
 
 impl EndReason {
-    pub const ALL: [EndReason; 12] = [
+    pub const ALL: [EndReason; 13] = [
         EndReason::ExitCode,
         EndReason::Signal,
         EndReason::PrepareError,
@@ -108,6 +110,7 @@ impl EndReason {
         EndReason::CpuTimeLimit,
         EndReason::WorkerShutdown,
         EndReason::WorkerLost,
+        EndReason::DiskLimit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -124,6 +127,7 @@ impl EndReason {
             EndReason::CpuTimeLimit => "cpu_time_limit",
             EndReason::WorkerShutdown => "worker_shutdown",
             EndReason::WorkerLost => "worker_lost",
+            EndReason::DiskLimit => "disk_limit",
         }
     }
 }
@@ -186,6 +190,9 @@ pub struct Job {
     /// which to add to `network.allow`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_denied: Option<Vec<DeniedConnection>>,
+    /// An `overlay` workspace job, once ended: what it changed (not yet in the project).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<super::WorkspaceChanges>,
 }
 
 /// One line per job in `worker_list_sessions`.
@@ -217,8 +224,10 @@ pub struct Artifact {
     /// Path relative to the output directory.
     pub path: String,
     pub size: u64,
-    /// Hex SHA-256 of the whole file.
-    pub sha256: String,
+    /// Hex SHA-256 of the whole file; absent when COLLECT's hashing budget (bytes or time)
+    /// was spent or the job was cancelled during COLLECT: `size` is still exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     /// The content, when it fits the inline cap and was asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,

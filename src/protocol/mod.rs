@@ -4,6 +4,7 @@
 //! `initialize` returns, so a field added here shows up in OpenCode without hand-written shapes.
 
 pub mod bytesize;
+pub mod changes;
 pub mod events;
 pub mod job;
 pub mod methods;
@@ -11,6 +12,10 @@ pub mod spec;
 pub mod tools;
 
 pub use bytesize::ByteSize;
+pub use changes::{
+    ApplyOutcome, ApplyParams, ApplyResult, ChangeDiff, ChangeKind, DiscardResult, FileChange,
+    IgnoredChanges, PathOutcome, WorkspaceChanges,
+};
 pub use events::*;
 pub use job::{
     Artifact, DeniedConnection, EndReason, Job, JobMetrics, JobStatus, JobSummary, NetworkMetrics,
@@ -19,5 +24,5 @@ pub use job::{
 pub use methods::*;
 pub use spec::{
     Allowlist, FileEncoding, FileEntry, JobSpec, LimitsRequest, NetworkMode, NetworkRequest,
-    SeedConfig,
+    SeedConfig, WorkspaceMode, WorkspaceSpec,
 };

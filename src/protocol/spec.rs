@@ -36,9 +36,19 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<BTreeMap<String, String>>,
 
-    /// Working directory relative to the session's work directory (created if missing).
+    /// Working directory relative to the session's work directory (created if missing), or,
+    /// with `workspace`, relative to the workspace (it must exist there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
+
+    /// Run on the user's real project instead of an empty work directory. To build or test
+    /// the project (for example "run the tests"), use `{"mode": "overlay"}` with the command
+    /// (`cargo test`, `npm test`, `pytest`): the job reads the live project and its writes
+    /// (build output, edits) go to a throwaway layer that is reported as `changes`, so the
+    /// project is never modified. Use `write` only when the user asked for changes in place,
+    /// `read` for inspection. The job starts in the workspace, at its real path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<WorkspaceSpec>,
 
     /// Text written to the job's standard input, which is then closed. Without it stdin is empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,6 +89,44 @@ pub struct JobSpec {
     /// Compatibility with the TypeScript worker's `config` object. Only `network` has an effect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<SeedConfig>,
+}
+
+/// The project a job works on, and how.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceSpec {
+    /// The project directory: absolute, or relative to the worker's project root (the
+    /// OpenCode project). Absent: the project root itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// `overlay` (build, test, try edits: copy-on-write, the project is never modified),
+    /// `write` (edit in place; `.git/hooks`, `.git/config`, OpenCode's config and `.envrc` stay
+    /// read-only), or `read` (read-only).
+    pub mode: WorkspaceMode,
+}
+
+/// How a job may touch its workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkspaceMode {
+    /// Copy-on-write: the job sees the live project and may write anywhere in it, but its
+    /// writes land in a separate layer reported as `changes`; the project is untouched.
+    Overlay,
+    /// The project is writable in place, except paths that would let a job run code outside
+    /// the sandbox later (git hooks and config, OpenCode's config, `.envrc`).
+    Write,
+    /// The project is visible and read-only.
+    Read,
+}
+
+impl WorkspaceMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkspaceMode::Overlay => "overlay",
+            WorkspaceMode::Write => "write",
+            WorkspaceMode::Read => "read",
+        }
+    }
 }
 
 /// A file to inject: its text, or its content with an encoding.

@@ -21,10 +21,13 @@ const TOOLS: &[ToolDef] = &[
     ToolDef {
         name: "worker_dispatch_job",
         description: "Run a shell command (or an argv) in a fresh, isolated, disposable session with \
-            CPU, memory, time and output limits and no network unless asked. Inject files into the \
-            work directory with `files`; the job writes artifacts to $OUTPUT_DIR. Give `wait_ms` to \
-            get the full result in the reply when the job ends in time; otherwise poll with \
-            worker_get_status and read output with worker_collect_output.",
+            CPU, memory, time and output limits and no network unless asked. To build or test the \
+            user's project, give `workspace: {\"mode\": \"overlay\"}`: the job runs in the project at \
+            its real path, its writes are kept apart and reported as `changes` (apply them with \
+            worker_apply_changes). Otherwise inject files into the work directory with `files`; the \
+            job writes artifacts to $OUTPUT_DIR. Give `wait_ms` to get the full result in the reply \
+            when the job ends in time; otherwise poll with worker_get_status and read output with \
+            worker_collect_output.",
         input: root::<JobSpec>,
         output: root::<Job>,
     },
@@ -63,6 +66,21 @@ const TOOLS: &[ToolDef] = &[
             sessions, per-phase latency percentiles, uptime and host CPU and memory.",
         input: root::<MetricsParams>,
         output: root::<MetricsResult>,
+    },
+    ToolDef {
+        name: "worker_apply_changes",
+        description: "Write the changes an ended `overlay` job made (its result's `changes`) into \
+            the project: all of them, or the listed `paths`. Each path answers `applied`, \
+            `conflict` (it changed on disk since the job ended: left alone) or `skipped` \
+            (protected, or not in the change set).",
+        input: root::<ApplyParams>,
+        output: root::<ApplyResult>,
+    },
+    ToolDef {
+        name: "worker_discard_changes",
+        description: "Drop the pending changes of an ended `overlay` job without applying them.",
+        input: root::<JobRef>,
+        output: root::<DiscardResult>,
     },
 ];
 

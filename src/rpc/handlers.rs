@@ -80,6 +80,32 @@ pub fn build_module(worker: Arc<Fleet>) -> RpcModule<Fleet> {
             })
             .map(|_| ()),
         module
+            .register_async_method("worker_apply_changes", |params, worker, _| async move {
+                let request: ApplyParams = reply(decode(&params))?;
+                let done = tokio::task::spawn_blocking(move || {
+                    worker
+                        .local
+                        .pool
+                        .changes()
+                        .apply(&request.job_id, request.paths)
+                })
+                .await
+                .unwrap_or_else(|join| Err(WorkerError::internal(join)));
+                reply(done)
+            })
+            .map(|_| ()),
+        module
+            .register_async_method("worker_discard_changes", |params, worker, _| async move {
+                let request: JobRef = reply(decode(&params))?;
+                let done = tokio::task::spawn_blocking(move || {
+                    worker.local.pool.changes().discard(&request.job_id)
+                })
+                .await
+                .unwrap_or_else(|join| Err(WorkerError::internal(join)));
+                reply(done)
+            })
+            .map(|_| ()),
+        module
             .register_method("shutdown", |params, worker, _| -> Reply<Empty> {
                 let _: ShutdownParams = reply(decode(&params))?;
                 worker.local.shutdown.cancel();

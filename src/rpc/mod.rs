@@ -8,7 +8,7 @@ mod outbox;
 mod params;
 mod subscribe;
 
-pub use dispatch::{Dispatcher, Handled};
+pub use dispatch::{Dispatcher, Handled, Limits};
 pub use framing::{Frame, LineReader};
 pub use handlers::build_module;
 pub use outbox::{Line, OUTBOX_BYTES, Outbox, outbox};

@@ -62,27 +62,118 @@ pub struct SandboxConfig {
     pub allow_network: bool,
 }
 
-/// Credential stores of common tools: what an agent-invented command must never read.
-pub const DEFAULT_HIDDEN: &[&str] = &[
-    "~/.ssh",
-    "~/.aws",
-    "~/.azure",
-    "~/.gnupg",
-    "~/.password-store",
-    "~/.config/gh",
-    "~/.config/gcloud",
-    "~/.config/hub",
-    "~/.docker",
-    "~/.kube",
-    "~/.netrc",
-    "~/.git-credentials",
-    "~/.npmrc",
-    "~/.pypirc",
-    "~/.cargo/credentials",
-    "~/.cargo/credentials.toml",
-    "~/.local/share/keyrings",
-    "~/.vault-token",
+/// What an agent-invented command must never read, by category: credential stores of coding
+/// agents (OpenCode's own first), clouds, registries and VCS hosts, keys and keyrings, shell
+/// and REPL histories, `.env` files and browser profiles (cookies are credentials). A last
+/// component ending in `*` hides every entry of that directory starting with the rest.
+///
+/// The home as a whole stays readable: per-user toolchains (~/.cargo, ~/.rustup, ~/.nvm,
+/// ~/.pyenv, ~/.local/bin, ~/.m2, ~/.gradle caches) live there and a job has no other way to
+/// them. An operator who wants the stricter view adds `"~"` to `isolation.hidden`.
+pub const DEFAULT_HIDDEN: &[(&str, &str)] = &[
+    // Coding agents: model-provider API keys, OAuth tokens, transcripts of past sessions.
+    ("agent_credentials", "~/.local/share/opencode"),
+    ("agent_credentials", "~/.local/state/opencode"),
+    ("agent_credentials", "~/.config/opencode"),
+    ("agent_credentials", "~/.claude"),
+    ("agent_credentials", "~/.claude.json"),
+    ("agent_credentials", "~/.codex"),
+    ("agent_credentials", "~/.gemini"),
+    ("agent_credentials", "~/.qwen"),
+    ("agent_credentials", "~/.aider"),
+    ("agent_credentials", "~/.aider.conf.yml"),
+    ("agent_credentials", "~/.cursor"),
+    ("agent_credentials", "~/.config/Cursor"),
+    ("agent_credentials", "~/.config/github-copilot"),
+    ("agent_credentials", "~/.continue"),
+    ("agent_credentials", "~/.codeium"),
+    ("agent_credentials", "~/.config/goose"),
+    ("agent_credentials", "~/.local/share/amp"),
+    ("agent_credentials", "~/.cache/huggingface/token"),
+    ("agent_credentials", "~/.huggingface"),
+    // Clouds and clusters.
+    ("cloud_credentials", "~/.aws"),
+    ("cloud_credentials", "~/.azure"),
+    ("cloud_credentials", "~/.config/gcloud"),
+    ("cloud_credentials", "~/.oci"),
+    ("cloud_credentials", "~/.kube"),
+    ("cloud_credentials", "~/.docker"),
+    ("cloud_credentials", "~/.vault-token"),
+    ("cloud_credentials", "~/.terraform.d/credentials.tfrc.json"),
+    ("cloud_credentials", "~/.pulumi/credentials.json"),
+    ("cloud_credentials", "~/.config/doctl"),
+    ("cloud_credentials", "~/.config/rclone"),
+    ("cloud_credentials", "~/.s3cfg"),
+    ("cloud_credentials", "~/.boto"),
+    ("cloud_credentials", "~/.databrickscfg"),
+    // Git hosts and package registries.
+    ("registry_tokens", "~/.config/gh"),
+    ("registry_tokens", "~/.config/hub"),
+    ("registry_tokens", "~/.git-credentials"),
+    ("registry_tokens", "~/.config/git/credentials"),
+    ("registry_tokens", "~/.netrc"),
+    ("registry_tokens", "~/.npmrc"),
+    ("registry_tokens", "~/.yarnrc.yml"),
+    ("registry_tokens", "~/.pypirc"),
+    ("registry_tokens", "~/.cargo/credentials"),
+    ("registry_tokens", "~/.cargo/credentials.toml"),
+    ("registry_tokens", "~/.gem/credentials"),
+    ("registry_tokens", "~/.composer/auth.json"),
+    ("registry_tokens", "~/.config/composer/auth.json"),
+    // Private keys and keyrings.
+    ("keys_and_keyrings", "~/.ssh"),
+    ("keys_and_keyrings", "~/.gnupg"),
+    ("keys_and_keyrings", "~/.password-store"),
+    ("keys_and_keyrings", "~/.local/share/keyrings"),
+    ("keys_and_keyrings", "~/.local/share/kwalletd"),
+    ("keys_and_keyrings", "~/.pki"),
+    ("keys_and_keyrings", "~/.ollama/id_ed25519"),
+    // Shell and REPL histories: pasted tokens, `export KEY=...`, connection strings.
+    ("shell_history", "~/.bash_history"),
+    ("shell_history", "~/.zsh_history"),
+    ("shell_history", "~/.zhistory"),
+    ("shell_history", "~/.histfile"),
+    ("shell_history", "~/.sh_history"),
+    ("shell_history", "~/.local/share/fish"),
+    ("shell_history", "~/.local/share/atuin"),
+    ("shell_history", "~/.python_history"),
+    ("shell_history", "~/.ipython/profile_default/history.sqlite"),
+    ("shell_history", "~/.node_repl_history"),
+    ("shell_history", "~/.psql_history"),
+    ("shell_history", "~/.mysql_history"),
+    ("shell_history", "~/.sqlite_history"),
+    ("shell_history", "~/.rediscli_history"),
+    ("shell_history", "~/.irb_history"),
+    ("shell_history", "~/.lesshst"),
+    ("shell_history", "~/.viminfo"),
+    ("shell_history", "~/.local/state/nvim/shada"),
+    // Environment files in the home.
+    ("env_files", "~/.env"),
+    ("env_files", "~/.env.*"),
+    // Browser profiles: session cookies and saved passwords.
+    ("browser_profiles", "~/.mozilla"),
+    ("browser_profiles", "~/.config/google-chrome"),
+    ("browser_profiles", "~/.config/chromium"),
 ];
+
+/// The category a hidden path is listed under in `doctor` and `initialize`.
+pub fn hidden_category(path: &Path) -> &'static str {
+    DEFAULT_HIDDEN
+        .iter()
+        .find(|(_, default)| Path::new(default) == path)
+        .map(|(category, _)| *category)
+        .or_else(|| {
+            ROOT_HIDDEN
+                .iter()
+                .any(|root| Path::new(root) == path)
+                .then_some("system_secrets")
+        })
+        .unwrap_or("configured")
+}
+
+/// Name prefix of a worker's own dir under the configured session base dir. Several workers
+/// may share that base; each job sees only its own session, never a sibling worker's dir.
+pub const WORKER_DIR_PREFIX: &str = "opencode-worker-";
 
 /// Readable only by root: hidden too when the worker runs as root, whose jobs keep uid 0 (inside
 /// their user namespace) and so pass the permission check. Costs ~140 Landlock rules (the
@@ -104,7 +195,10 @@ impl Default for SandboxConfig {
             profile: Profile::Standard,
             extra_ro: Vec::new(),
             extra_rw: Vec::new(),
-            hidden: DEFAULT_HIDDEN.iter().map(PathBuf::from).collect(),
+            hidden: DEFAULT_HIDDEN
+                .iter()
+                .map(|(_, path)| PathBuf::from(path))
+                .collect(),
             allow_network: true,
         }
     }
@@ -152,5 +246,15 @@ mod tests {
         assert_eq!(config.profile, Profile::Strict);
         assert!(config.hidden.iter().any(|p| p == Path::new("~/.ssh")));
         assert!(serde_json::from_str::<SandboxConfig>(r#"{"nope":1}"#).is_err());
+    }
+
+    #[test]
+    fn every_default_has_a_category_and_opencode_comes_first() {
+        assert_eq!(DEFAULT_HIDDEN[0].1, "~/.local/share/opencode");
+        for (category, path) in DEFAULT_HIDDEN {
+            assert_eq!(hidden_category(Path::new(path)), *category);
+        }
+        assert_eq!(hidden_category(Path::new("/etc/shadow")), "system_secrets");
+        assert_eq!(hidden_category(Path::new("~/mine")), "configured");
     }
 }

@@ -152,6 +152,25 @@ pub fn doctor_report(host: &Host) -> String {
             }
         }
     }
+    let hidden = i.hidden_report();
+    if !hidden.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "hidden from jobs (add more with `isolation.hidden`):");
+        let mut categories: Vec<&str> = Vec::new();
+        for entry in &hidden {
+            if !categories.contains(&entry.category.as_str()) {
+                categories.push(&entry.category);
+            }
+        }
+        for category in categories {
+            let paths: Vec<&str> = hidden
+                .iter()
+                .filter(|h| h.category == category)
+                .map(|h| h.path.as_str())
+                .collect();
+            let _ = writeln!(out, "  {:<18} {}", category, paths.join(" "));
+        }
+    }
     let gaps = host.strict_gaps();
     let _ = writeln!(out);
     if gaps.is_empty() {

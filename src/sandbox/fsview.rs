@@ -35,13 +35,59 @@ pub struct ReadView {
     walked: Vec<(PathBuf, i64, i64)>,
 }
 
+/// The name prefix of a hidden path whose last component ends in `*` (`~/.env*`): every entry
+/// of that directory starting with it is hidden, including those created after start-up.
+pub fn pattern_prefix(path: &Path) -> Option<&str> {
+    path.file_name()?.to_str()?.strip_suffix('*')
+}
+
+/// True when `path` is `hidden` or matches it as a pattern.
+pub fn matches(hidden: &Path, path: &Path) -> bool {
+    match pattern_prefix(hidden) {
+        Some(prefix) => {
+            hidden.parent() == path.parent()
+                && path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(prefix))
+        }
+        None => hidden == path,
+    }
+}
+
+/// What a hidden path names right now: itself, or for a pattern every existing match (for the
+/// mount fallback, which can only mask what exists).
+pub fn expand(hidden: &Path) -> Vec<PathBuf> {
+    if pattern_prefix(hidden).is_none() {
+        return vec![hidden.to_path_buf()];
+    }
+    let Some(dir) = hidden.parent() else {
+        return Vec::new();
+    };
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| matches(hidden, p))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Resolves symlinks of hidden paths that exist, so a link cannot smuggle a path past the walk;
 /// paths that do not exist yet are kept literally (their parent is watched for their creation).
+/// A pattern keeps its last component and has its directory resolved.
 pub fn normalise(paths: impl IntoIterator<Item = PathBuf>) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = paths
         .into_iter()
         .filter(|p| p.is_absolute())
-        .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
+        .map(|p| match (pattern_prefix(&p), p.parent(), p.file_name()) {
+            (Some(_), Some(dir), Some(name)) => std::fs::canonicalize(dir)
+                .map(|dir| dir.join(name))
+                .unwrap_or(p.clone()),
+            _ => std::fs::canonicalize(&p).unwrap_or(p),
+        })
         .collect();
     out.sort();
     out.dedup();
@@ -91,7 +137,7 @@ impl ReadView {
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             let path = entry.path();
-            if self.excluded.contains(&path) {
+            if self.excluded.iter().any(|hidden| matches(hidden, &path)) {
                 continue;
             }
             let kind = entry.file_type()?;
@@ -171,6 +217,20 @@ mod tests {
                 "{secret} granted"
             );
         }
+        for pattern in ["home/.env", "home/.env.local"] {
+            std::fs::write(b.join(pattern), "KEY=1").unwrap();
+        }
+        std::fs::write(b.join("home/.envrc-not"), "").unwrap();
+        let view =
+            ReadView::build(normalise([b.join("home/.env.*"), b.join("home/.env")]), &[]).unwrap();
+        let paths: Vec<&Path> = view.entries.iter().map(|e| e.path.as_path()).collect();
+        assert!(!paths.contains(&b.join("home/.env").as_path()));
+        assert!(!paths.contains(&b.join("home/.env.local").as_path()));
+        assert!(paths.contains(&b.join("home/.envrc-not").as_path()));
+        assert_eq!(
+            expand(&b.join("home/.env.*")),
+            vec![b.join("home/.env.local")]
+        );
         // Freshness right after the build is not asserted: the walk also covers the shared
         // /tmp, which other tests change at any moment.
         std::fs::create_dir(b.join("home/new")).unwrap();

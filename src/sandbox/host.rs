@@ -1,9 +1,9 @@
 //! What this host can enforce, probed once at start-up and reported honestly.
 
 use super::cgroup::{self, Cgroups};
-use super::config::{ROOT_HIDDEN, SandboxConfig, expand_home};
+use super::config::{ROOT_HIDDEN, SandboxConfig, WORKER_DIR_PREFIX, expand_home, hidden_category};
 use super::fsview::{self, ReadView};
-use super::report::{IsolationReport, LayerReport, active, degraded, unavailable};
+use super::report::{HiddenPath, IsolationReport, LayerReport, active, degraded, unavailable};
 use super::{landlock, ns, seccomp};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -132,6 +132,7 @@ impl Host {
                 i.cpu_limit(),
                 i.accounting(),
             ],
+            hidden: i.hidden_report(),
         }
     }
 
@@ -173,6 +174,16 @@ pub(super) const STRICT_LAYERS: &[&str] = &[
     "memory",
     "pids",
 ];
+
+/// Every worker's dir beside `sessions_root` (ours included), as a hidden pattern, when the
+/// sessions root is a worker dir under a shared base.
+pub(super) fn sibling_workers(sessions_root: &Path) -> Option<PathBuf> {
+    let name = sessions_root.file_name()?.to_str()?;
+    name.starts_with(WORKER_DIR_PREFIX)
+        .then(|| sessions_root.parent())
+        .flatten()
+        .map(|base| base.join(format!("{WORKER_DIR_PREFIX}*")))
+}
 
 impl Inner {
     pub fn userns(&self) -> bool {
@@ -218,6 +229,8 @@ impl Inner {
         let mut excluded: Vec<PathBuf> = self.hidden.clone();
         excluded.push(PathBuf::from("/dev"));
         excluded.extend(sessions_root.map(Path::to_path_buf));
+        // Other workers sharing the configured base dir keep their sessions beside ours.
+        excluded.extend(sessions_root.and_then(sibling_workers));
         excluded.sort();
         excluded.dedup();
         let mut cache = self
@@ -241,15 +254,36 @@ impl Inner {
         Ok(view)
     }
 
-    fn hidden_list(&self) -> String {
-        let names: Vec<String> = self
-            .config
+    /// The configured hidden paths (and the root-only ones on a root worker), by category;
+    /// empty when neither Landlock nor a mount namespace can hide anything.
+    pub fn hidden_report(&self) -> Vec<HiddenPath> {
+        if self.landlock.is_err() && !self.mountns() {
+            return Vec::new();
+        }
+        let root_only = ROOT_HIDDEN.iter().map(PathBuf::from).filter(|_| self.root);
+        self.config
             .hidden
             .iter()
-            .take(7)
-            .map(|p| p.display().to_string())
-            .collect();
-        format!("{}, ...", names.join(", "))
+            .cloned()
+            .chain(root_only)
+            .map(|path| HiddenPath {
+                category: hidden_category(&path).to_owned(),
+                path: path.display().to_string(),
+            })
+            .collect()
+    }
+
+    fn hidden_list(&self) -> String {
+        let mut categories: Vec<String> = Vec::new();
+        for hidden in self.hidden_report() {
+            if !categories.contains(&hidden.category) {
+                categories.push(hidden.category);
+            }
+        }
+        format!(
+            "the hidden paths ({}; listed in `hidden`)",
+            categories.join(", ")
+        )
     }
 
     fn filesystem_layer(&self) -> LayerReport {
@@ -263,8 +297,8 @@ impl Inner {
                 "filesystem",
                 format!(
                     "Landlock ABI {abi} (restriction checked enforced): writes only to the session \
-                     dir and private tmp, the rest read-only; unreadable: {}, other sessions, raw \
-                     devices{mounts}",
+                     dir and private tmp, the rest read-only; unreadable: {}, other sessions (of \
+                     every worker sharing the base dir), raw devices{mounts}",
                     self.hidden_list()
                 ),
             ),
@@ -390,8 +424,15 @@ impl Inner {
             TreeKill::Cgroup => active(
                 "process_tree",
                 format!(
-                    "{} kills the whole tree, setsid and double-forked processes included",
-                    self.cgroups.layout.kill().unwrap_or("cgroup")
+                    "{} kills the whole tree, setsid and double-forked processes included{}",
+                    self.cgroups.layout.kill().unwrap_or("cgroup"),
+                    if self.pidns() {
+                        "; a PID namespace per job (the job as its init, with the parent-death \
+                         signal) also ends it when the worker itself is killed"
+                    } else {
+                        "; no PID namespace here: a SIGKILLed worker leaves setsid escapees \
+                         running until the next worker start sweeps them"
+                    }
                 ),
             ),
             TreeKill::PidNamespace => active(
@@ -455,25 +496,43 @@ impl Inner {
     }
 
     fn memory_limit(&self) -> LayerReport {
+        let tmpfs = if self.mountns() {
+            "; the job's private /tmp and /dev/shm are tmpfs sized to 3/4 and 1/4 of the limit \
+             (writes past it fail with ENOSPC)"
+        } else {
+            "; no mount namespace: no private tmpfs, files count on the host's disks"
+        };
         match self.cgroups.layout.memory() {
             Some(mechanism) => active(
                 "memory",
-                format!("{mechanism} on the whole job tree; the kernel OOM-kills at the limit"),
+                format!(
+                    "{mechanism} on the whole job tree; the kernel OOM-kills at the limit{tmpfs}"
+                ),
             ),
             None => degraded(
                 "memory",
-                "RLIMIT_DATA per process (allocations fail past it); not the tree total. \
-                 RLIMIT_AS is not used: it breaks node and Java",
+                format!(
+                    "RLIMIT_DATA per process (allocations fail past it); not the tree total. \
+                     RLIMIT_AS is not used: it breaks node and Java{tmpfs}"
+                ),
             ),
         }
     }
 
     fn pids_limit(&self) -> LayerReport {
         match self.cgroups.layout.pids() {
-            Some(mechanism) => active("pids", format!("{mechanism} on the whole job tree")),
+            Some(mechanism) => active(
+                "pids",
+                format!(
+                    "{mechanism} on the whole job tree; a refused fork ends the job as \
+                     killed/pids_limit (read from pids.events)"
+                ),
+            ),
             None if self.userns() && !self.root => active(
                 "pids",
-                "RLIMIT_NPROC set inside the job's user namespace (counts only the job's processes)",
+                "RLIMIT_NPROC set inside the job's user namespace (counts only the job's \
+                 processes); the kernel keeps no count of refused forks, so the job ends as its \
+                 own exit, not pids_limit",
             ),
             None => unavailable(
                 "pids",

@@ -28,6 +28,29 @@ pub struct JobRequest<'a> {
     pub pids: Option<u64>,
     pub cpu_cores: Option<f64>,
     pub profile: Profile,
+    /// The user's project, mounted at its own path (see `crate::workspace`).
+    pub workspace: Option<WorkspaceView>,
+}
+
+/// How a job sees the user's project: at its real path, read-only or writable, with the
+/// protected paths of a writable one bind-mounted read-only in the job's mount namespace.
+#[derive(Debug, Clone)]
+pub struct WorkspaceView {
+    pub path: PathBuf,
+    pub writable: bool,
+    /// Directories bound over themselves (read-write) so they cannot be renamed away.
+    pub pins: Vec<PathBuf>,
+    /// Paths bound over themselves read-only.
+    pub read_only: Vec<PathBuf>,
+    /// Copy-on-write: an overlay of the project is mounted over it, writes go to `upper`.
+    pub overlay: Option<OverlayDirs>,
+}
+
+/// The overlay's own directories (empty, on one filesystem, owned by the worker).
+#[derive(Debug, Clone)]
+pub struct OverlayDirs {
+    pub upper: PathBuf,
+    pub work: PathBuf,
 }
 
 /// Two small cgroupfs reads per poll (~10 µs).
@@ -147,20 +170,22 @@ impl JobSandbox {
             layers.push(layer("cpu", format!("{mechanism} = {cores} cores")));
         }
 
-        let use_pidns = sandboxed
-            && h.pidns()
-            && (h.tree_kill() != TreeKill::Cgroup
-                || !in_cgroup
-                || h.landlock_abi().is_none_or(|abi| abi < 6)
-                || profile == Profile::Strict);
+        // Always where the host allows it, cgroup.kill or not: the job as init of its own
+        // namespace (with the parent-death signal on it) dies with the worker even when the
+        // worker is SIGKILLed and nothing runs `cgroup.kill`, and its /proc shows no host
+        // process (other workers' jobs and their command lines included).
+        let use_pidns = sandboxed && h.pidns();
         let userns = sandboxed && h.userns();
         if let (Some(n), None) = (req.pids, pids_cg) {
             if userns && !h.root {
-                // The relay process of a PID namespace counts too.
-                child.nproc = Some(n + u64::from(use_pidns));
+                // The relay and the init of a PID namespace count too.
+                child.nproc = Some(n + 2 * u64::from(use_pidns));
                 layers.push(layer(
                     "pids",
-                    format!("RLIMIT_NPROC = {n} in the job's user namespace"),
+                    format!(
+                        "RLIMIT_NPROC = {n} in the job's user namespace (refused forks are not \
+                         seen by the worker: the end is the job's own, not pids_limit)"
+                    ),
                 ));
             }
         } else if let (Some(n), Some(mechanism)) = (req.pids, pids_cg) {
@@ -193,46 +218,86 @@ impl JobSandbox {
         }
         match h.tree_kill() {
             TreeKill::Cgroup if in_cgroup => {
-                layers.push(layer("process_tree", layout.kill().unwrap_or("cgroup")));
+                let kill = layout.kill().unwrap_or("cgroup");
+                layers.push(layer(
+                    "process_tree",
+                    if child.pid_namespace {
+                        format!("{kill} + PID namespace")
+                    } else {
+                        kill.to_owned()
+                    },
+                ));
             }
             _ if child.pid_namespace => layers.push(layer("process_tree", "PID namespace")),
             _ => layers.push(layer("process_tree", "process group")),
         }
 
         let keep = keep_paths(req, h);
+        if req.workspace.is_some() && child.unshare & libc::CLONE_NEWNS == 0 {
+            return Err(SandboxError::WorkspaceUnavailable(
+                "a workspace job needs a mount namespace (its read-only paths are mounts), \
+                 which this worker cannot create here or under profile `none`"
+                    .into(),
+            ));
+        }
         if child.unshare & libc::CLONE_NEWNS != 0 {
             let landlock_ok = h.landlock_abi().is_some();
-            let mut masks: Vec<(PathBuf, bool, &'static str)> = vec![
-                (PathBuf::from("/tmp"), true, "mode=1777"),
-                (PathBuf::from("/dev/shm"), true, "mode=1777"),
+            let (tmp_size, shm_size) = tmpfs_sizes(req.memory_bytes);
+            let mut masks: Vec<(PathBuf, bool, String)> = vec![
+                (PathBuf::from("/tmp"), true, format!("mode=1777{tmp_size}")),
+                (
+                    PathBuf::from("/dev/shm"),
+                    true,
+                    format!("mode=1777{shm_size}"),
+                ),
             ];
             if !req.network_open {
-                masks.push((PathBuf::from("/run"), false, "mode=755"));
-                masks.push((PathBuf::from("/var/run"), false, "mode=755"));
+                masks.push((PathBuf::from("/run"), false, masked("mode=755")));
+                masks.push((PathBuf::from("/var/run"), false, masked("mode=755")));
             }
             let mut hidden_files = Vec::new();
             if !landlock_ok {
                 // Without Landlock the mounts are the only thing hiding secrets.
-                for path in &h.hidden {
+                for path in h.hidden.iter().flat_map(|p| super::fsview::expand(p)) {
                     if path.is_dir() {
-                        masks.push((path.clone(), false, "mode=000"));
+                        masks.push((path, false, masked("mode=000")));
                     } else if path.exists() {
-                        hidden_files.push(path.clone());
+                        hidden_files.push(path);
                     }
                 }
                 if let Some(root) = sessions_root(req) {
-                    masks.push((root, false, "mode=755"));
+                    let siblings = super::host::sibling_workers(&root)
+                        .map(|pattern| super::fsview::expand(&pattern))
+                        .unwrap_or_default();
+                    for sibling in siblings.into_iter().filter(|s| *s != root) {
+                        masks.push((sibling, false, masked("mode=000")));
+                    }
+                    masks.push((root, false, masked("mode=755")));
                 }
             }
             let masks = real_dirs(masks);
-            let (steps, keeps) = ns::plan_mounts(&masks, &hidden_files, &keep)
+            let (mut steps, mut keeps) = ns::plan_mounts(&masks, &hidden_files, &keep)
                 .map_err(io_err("planning the job's mounts"))?;
+            if let Some(workspace) = &req.workspace {
+                let mounts = workspace_mounts(workspace, &mut steps, &mut keeps)
+                    .map_err(io_err("planning the workspace mounts"))?;
+                steps.extend(mounts);
+                layers.push(layer("workspace", workspace_mechanism(workspace)));
+            }
             child.mounts = steps;
             child.keeps = keeps;
             child.rechdir = true;
             layers.push(layer(
                 "mounts",
-                "mount namespace: private /tmp and /dev/shm",
+                match req.memory_bytes {
+                    Some(bytes) => format!(
+                        "mount namespace: private /tmp and /dev/shm, tmpfs of at most {} and {} \
+                         bytes (their sum is the memory limit)",
+                        bytes - bytes / 4,
+                        bytes / 4
+                    ),
+                    None => "mount namespace: private /tmp and /dev/shm".to_owned(),
+                },
             ));
             if !req.network_open {
                 layers.push(layer("unix_sockets", "tmpfs over /run and /tmp"));
@@ -377,7 +442,8 @@ impl JobSandbox {
                     target,
                     writable: true,
                     ..
-                } = step
+                }
+                | MountStep::Overlay { target, .. } = step
                 {
                     landlock::add_rule_at(ruleset.raw_fd(), target, ruleset.rights().all_fs)?;
                 }
@@ -432,7 +498,7 @@ impl JobSandbox {
         } == 0;
         if alive {
             // The leader is not reaped, so its group id still names the job's group. With a
-            // PID namespace, killing the relay takes the namespace down through the job's
+            // PID namespace, killing the relay takes the namespace down through its init's
             // parent-death signal.
             // SAFETY: plain signal delivery.
             unsafe { libc::killpg(*pid, libc::SIGKILL) };
@@ -496,11 +562,71 @@ fn sessions_root(req: &JobRequest) -> Option<PathBuf> {
     (root != Path::new("/")).then_some(root)
 }
 
+/// The workspace's own mounts, made after the masks (a workspace under /tmp is back in place
+/// by then): the whole tree read-only for `read`; for `write`, pins then read-only holes.
+fn workspace_mounts(
+    workspace: &WorkspaceView,
+    steps: &mut Vec<MountStep>,
+    keeps: &mut Vec<ns::Keep>,
+) -> io::Result<Vec<MountStep>> {
+    if let Some(dirs) = &workspace.overlay {
+        // The layers are opened right after the namespace is made, before any mask can hide
+        // them; the handles also keep commas or colons in a path out of the option string.
+        let mut layers = [0usize; 3];
+        for (slot, path) in layers
+            .iter_mut()
+            .zip([&workspace.path, &dirs.upper, &dirs.work])
+        {
+            *slot = keeps.len();
+            keeps.push(ns::Keep::new(path)?);
+            steps.insert(1, MountStep::Open(*slot));
+        }
+        return Ok(vec![MountStep::Overlay {
+            target: ns::cstring(&workspace.path)?,
+            layers,
+        }]);
+    }
+    if !workspace.writable {
+        return Ok(vec![MountStep::BindSelf {
+            target: ns::cstring(&workspace.path)?,
+            read_only: true,
+        }]);
+    }
+    let pins = workspace.pins.iter().map(|p| (p, false));
+    let holes = workspace.read_only.iter().map(|p| (p, true));
+    pins.chain(holes)
+        .map(|(path, read_only)| {
+            Ok(MountStep::BindSelf {
+                target: ns::cstring(path)?,
+                read_only,
+            })
+        })
+        .collect()
+}
+
+fn workspace_mechanism(workspace: &WorkspaceView) -> String {
+    if workspace.overlay.is_some() {
+        format!(
+            "{} copy-on-write overlayfs; writes kept apart as changes",
+            workspace.path.display()
+        )
+    } else if workspace.writable {
+        format!(
+            "{} writable in place (Landlock); {} protected path(s) read-only bind mounts",
+            workspace.path.display(),
+            workspace.read_only.len()
+        )
+    } else {
+        format!("{} read-only bind mount", workspace.path.display())
+    }
+}
+
 /// Paths the job must keep seeing where they are, even under a masked directory.
 fn keep_paths(req: &JobRequest, h: &super::host::Inner) -> Vec<PathBuf> {
     let mut keep: Vec<PathBuf> = [req.session_dir, req.work_dir, req.output_dir, req.tmp_dir]
         .into_iter()
         .map(Path::to_path_buf)
+        .chain(req.workspace.iter().map(|w| w.path.clone()))
         .chain(h.config.extra_rw.iter().cloned())
         .chain(h.config.extra_ro.iter().cloned())
         .filter_map(|p| std::fs::canonicalize(p).ok())
@@ -513,10 +639,30 @@ fn keep_paths(req: &JobRequest, h: &super::host::Inner) -> Vec<PathBuf> {
     keep
 }
 
+/// `size=` options for the job's writable tmpfs mounts: a tmpfs lives in RAM, and where no
+/// memory cgroup charges its pages to the job (RLIMIT_DATA does not count them) the size is
+/// the only bound. /tmp gets three quarters of the memory limit and /dev/shm the rest, so
+/// together they never hold more than the limit. Without a limit, the kernel's default.
+fn tmpfs_sizes(memory_bytes: Option<u64>) -> (String, String) {
+    match memory_bytes {
+        Some(bytes) => (
+            format!(",size={}", (bytes - bytes / 4).max(4096)),
+            format!(",size={}", (bytes / 4).max(4096)),
+        ),
+        None => (String::new(), String::new()),
+    }
+}
+
+/// Options of a tmpfs that only hides what is below it: the job cannot write there through
+/// Landlock, and the size keeps it harmless where Landlock is missing.
+fn masked(mode: &str) -> String {
+    format!("{mode},size=1m")
+}
+
 /// Masks only apply to directories that exist; a symlink (/var/run -> /run) is masked through
 /// its target once.
-fn real_dirs(masks: Vec<(PathBuf, bool, &'static str)>) -> Vec<(PathBuf, bool, &'static str)> {
-    let mut out: Vec<(PathBuf, bool, &'static str)> = Vec::new();
+fn real_dirs(masks: Vec<(PathBuf, bool, String)>) -> Vec<(PathBuf, bool, String)> {
+    let mut out: Vec<(PathBuf, bool, String)> = Vec::new();
     for (path, writable, options) in masks {
         let Ok(real) = std::fs::canonicalize(&path) else {
             continue;
@@ -553,6 +699,9 @@ fn build_ruleset(
     }
     for path in &h.config.extra_ro {
         ruleset.allow(path, rights.read)?;
+    }
+    if let Some(workspace) = req.workspace.as_ref().filter(|w| w.writable) {
+        ruleset.allow(&workspace.path, rights.all_fs)?;
     }
     Ok(ruleset)
 }

@@ -44,11 +44,13 @@ mod bench;
 #[cfg(test)]
 mod tests;
 
-pub use config::{DEFAULT_HIDDEN, Profile, SandboxConfig};
+pub use config::{DEFAULT_HIDDEN, Profile, SandboxConfig, WORKER_DIR_PREFIX};
 pub use doctor::doctor_report;
 pub use host::Host;
-pub use job::{JobRequest, JobSandbox};
-pub use report::{AppliedLayer, Breach, IsolationReport, LayerReport, LayerState, Usage};
+pub use job::{JobRequest, JobSandbox, OverlayDirs, WorkspaceView};
+pub use report::{
+    AppliedLayer, Breach, HiddenPath, IsolationReport, LayerReport, LayerState, Usage,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -62,6 +64,9 @@ pub enum SandboxError {
     /// A network allowlist needs the job in its own network namespace.
     #[error("a network allowlist needs the job in its own network namespace: {0}")]
     EgressUnavailable(String),
+    /// A workspace job cannot get the mounts that enforce its mode here.
+    #[error("workspace jobs cannot run here: {0}")]
+    WorkspaceUnavailable(String),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -76,6 +81,7 @@ impl SandboxError {
         match self {
             SandboxError::Refused { layer, .. } => Some(layer),
             SandboxError::NetworkNotAllowed | SandboxError::EgressUnavailable(_) => Some("network"),
+            SandboxError::WorkspaceUnavailable(_) => Some("workspace"),
             SandboxError::Io { .. } => None,
         }
     }

@@ -3,9 +3,10 @@
 //! host Unix sockets and give a private /tmp, an IPC namespace, and optionally a PID namespace.
 //!
 //! A PID namespace only applies to children of the caller, so the process `spawn` forked (the
-//! "relay") forks once more: the job runs as pid 1 of the new namespace, and when it exits the
-//! kernel kills everything left inside, `setsid` escapees included. The relay waits and exits
-//! the way the job did, so the core's wait status and rusage still describe the job.
+//! "relay") forks once more: a minimal init runs as pid 1 of the new namespace and forks the
+//! job (pid 2); when the job exits the init exits and the kernel kills everything left inside,
+//! `setsid` escapees included. The relay waits and exits the way the job did, so the core's
+//! wait status and rusage still describe the job.
 
 use super::sys::{self, check_int};
 use std::ffi::{CStr, CString};
@@ -32,6 +33,13 @@ pub enum MountStep {
     Bind(usize),
     /// Hides a file (no Landlock to do it) behind /dev/null.
     HideFile(CString),
+    /// Binds a path over itself, making it a mount point (which cannot be renamed or removed)
+    /// and, with `read_only`, unwritable whatever Landlock grants around it.
+    BindSelf { target: CString, read_only: bool },
+    /// An overlayfs over a directory; `layers` index the kept handles of the lower, upper and
+    /// work directories, taken in the new namespace (overlayfs refuses a layer reached through
+    /// a mount of another namespace).
+    Overlay { target: CString, layers: [usize; 3] },
 }
 
 /// A path that lives under a masked directory and must stay visible (the session itself when
@@ -42,6 +50,16 @@ pub struct Keep {
     fd: AtomicI32,
 }
 
+impl Keep {
+    /// A handle taken by an `Open` step.
+    pub fn new(path: &Path) -> io::Result<Keep> {
+        Ok(Keep {
+            path: cstring(path)?,
+            fd: AtomicI32::new(-1),
+        })
+    }
+}
+
 pub fn cstring(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
@@ -50,7 +68,7 @@ pub fn cstring(path: &Path) -> io::Result<CString> {
 /// The mount steps masking `masks` while keeping `keep` (paths that live under a mask) in
 /// place.
 pub fn plan_mounts(
-    masks: &[(PathBuf, bool, &'static str)],
+    masks: &[(PathBuf, bool, String)],
     hidden_files: &[PathBuf],
     keep: &[PathBuf],
 ) -> io::Result<(Vec<MountStep>, Vec<Keep>)> {
@@ -65,7 +83,7 @@ pub fn plan_mounts(
         }
         later.push(MountStep::Tmpfs {
             target: cstring(mask)?,
-            options: CString::new(*options)
+            options: CString::new(options.as_str())
                 .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
             writable: *writable,
         });
@@ -164,8 +182,75 @@ impl MountStep {
             MountStep::HideFile(target) => {
                 sys::mount(Some(c"/dev/null"), target, None, libc::MS_BIND, None)
             }
+            MountStep::BindSelf { target, read_only } => {
+                sys::mount(
+                    Some(target),
+                    target,
+                    None,
+                    libc::MS_BIND | libc::MS_REC,
+                    None,
+                )?;
+                if *read_only {
+                    remount_read_only(target)?;
+                }
+                Ok(())
+            }
+            MountStep::Overlay { target, layers } => {
+                let mut options = [0u8; 128];
+                let mut len = 0;
+                for (key, index) in [",lowerdir=", ",upperdir=", ",workdir="]
+                    .into_iter()
+                    .zip(layers)
+                {
+                    let mut buf = [0u8; 32];
+                    let path = fd_path(keeps[*index].fd.load(Ordering::Relaxed), &mut buf);
+                    for part in [key.as_bytes(), path.to_bytes()] {
+                        options[len..len + part.len()].copy_from_slice(part);
+                        len += part.len();
+                    }
+                }
+                let tail = b",userxattr\0";
+                options[len..len + tail.len()].copy_from_slice(tail);
+                let options = CStr::from_bytes_until_nul(&options[1..]).unwrap_or(c"");
+                let result = sys::mount(
+                    Some(c"overlay"),
+                    target,
+                    Some(c"overlay"),
+                    libc::MS_NOSUID | libc::MS_NODEV,
+                    Some(options),
+                );
+                for index in layers {
+                    // SAFETY: closing the handles Open took.
+                    unsafe { libc::close(keeps[*index].fd.load(Ordering::Relaxed)) };
+                }
+                result
+            }
         }
     }
+}
+
+/// Async-signal-safe. In a user namespace a remount must repeat the flags the mount inherited
+/// (nosuid, nodev, noexec, atime) or the kernel refuses it: they are read back with statfs.
+fn remount_read_only(target: &CStr) -> io::Result<()> {
+    // SAFETY: statvfs fills a zeroed struct for a NUL-terminated path (glibc takes the flags
+    // from the statfs syscall on any kernel since 2.6.36).
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    check_int(unsafe { libc::statvfs(target.as_ptr(), &mut stat) })?;
+    let have = stat.f_flag as libc::c_ulong;
+    let mut flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
+    for (st, ms) in [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ] {
+        if have & st != 0 {
+            flags |= ms;
+        }
+    }
+    sys::mount(None, target, None, flags, None)
 }
 
 /// uid/gid maps that keep the caller's ids: the job sees the same owner on its files, and
@@ -196,31 +281,45 @@ impl UserMaps {
     }
 }
 
-/// Async-signal-safe. Called after `unshare(CLONE_NEWPID)`: forks the job into the new
-/// namespace. Returns in the child (pid 1 there); the calling process never returns.
+/// Async-signal-safe. Called after `unshare(CLONE_NEWPID)`: forks a minimal init into the new
+/// namespace (pid 1), which forks the job (pid 2). Returns in the job; the calling process (the
+/// relay) and the init never return.
+///
+/// The job is not pid 1 itself: the kernel drops every signal to a namespace's init that has
+/// no handler, so as pid 1 `kill -SEGV $$` would do nothing and SIGTERM at a timeout or cancel
+/// would be ignored until the SIGKILL after the grace period.
 pub fn fork_into_pid_namespace() -> io::Result<()> {
     // SAFETY: every call below is async-signal-safe and uses only stack memory.
     unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
-        // The relay must not die of the job's signals (SIGTERM to the group would leave the
-        // core believing the job ended while it runs on); blocked now, restored in the child.
+        // The relay and the init must not die of the job's signals (SIGTERM to the group would
+        // leave the core believing the job ended while it runs on); blocked now, restored in
+        // the job.
         libc::sigprocmask(libc::SIG_SETMASK, &all, &mut old);
+        let fail = |old: &libc::sigset_t| {
+            let error = io::Error::last_os_error();
+            libc::sigprocmask(libc::SIG_SETMASK, old, std::ptr::null_mut());
+            Err(error)
+        };
         let mut lifeline = [0 as libc::c_int; 2];
         if libc::pipe2(lifeline.as_mut_ptr(), libc::O_CLOEXEC) < 0 {
-            let error = io::Error::last_os_error();
-            libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-            return Err(error);
+            return fail(&old);
+        }
+        // The init writes the job's raw wait status here: an init cannot die of a signal to
+        // pass it on, so its own exit status cannot say "killed by SIGSEGV".
+        let mut status_pipe = [0 as libc::c_int; 2];
+        if libc::pipe2(status_pipe.as_mut_ptr(), libc::O_CLOEXEC) < 0 {
+            return fail(&old);
         }
         let pid = libc::fork();
         if pid < 0 {
-            let error = io::Error::last_os_error();
-            libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-            return Err(error);
+            return fail(&old);
         }
         if pid == 0 {
             libc::close(lifeline[1]);
+            libc::close(status_pipe[0]);
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
             // The relay may have been killed before the death signal was armed; its end of
             // the lifeline is then closed and poll reports a hang-up.
@@ -234,24 +333,77 @@ pub fn fork_into_pid_namespace() -> io::Result<()> {
                 libc::_exit(1);
             }
             libc::close(lifeline[0]);
-            libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-            return Ok(());
+            let job = libc::fork();
+            if job < 0 {
+                libc::close(status_pipe[1]);
+                return fail(&old);
+            }
+            if job == 0 {
+                libc::close(status_pipe[1]);
+                // When the init dies the namespace dies with it; the death signal only makes
+                // that immediate for the job too.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+                if libc::getppid() != 1 {
+                    libc::_exit(1);
+                }
+                libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+                return Ok(());
+            }
+            init(job, status_pipe[1])
         }
-        relay(pid, lifeline)
+        libc::close(status_pipe[1]);
+        relay(pid, lifeline, status_pipe[0])
     }
 }
 
-/// The relay: holds the lifeline, closes everything else (the spawn error pipe above all, or
-/// `spawn` would block until the job ends), waits for the job and exits as it did.
-unsafe fn relay(pid: libc::pid_t, lifeline: [libc::c_int; 2]) -> ! {
+/// Closes every descriptor from 3 up except `keep` (the spawn error pipe above all, or `spawn`
+/// would block until the job ends).
+unsafe fn close_all_but(keep: &mut [libc::c_int]) {
+    keep.sort_unstable();
+    let mut from = 3u32;
+    for fd in keep.iter().map(|fd| *fd as u32) {
+        if fd > from {
+            // SAFETY: closing our own descriptors.
+            unsafe { libc::syscall(libc::SYS_close_range, from, fd - 1, 0u32) };
+        }
+        from = from.max(fd + 1);
+    }
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_close_range, from, u32::MAX, 0u32) };
+}
+
+/// pid 1 of the job's namespace: reaps whatever is reparented to it and, when the job ends,
+/// hands its wait status to the relay and exits, which makes the kernel kill everything left
+/// in the namespace (`setsid` escapees included).
+unsafe fn init(job: libc::pid_t, status_out: libc::c_int) -> ! {
+    // SAFETY: async-signal-safe calls on our own fds and children.
+    unsafe {
+        close_all_but(&mut [status_out]);
+        let mut status = 0;
+        loop {
+            let rc = libc::waitpid(-1, &mut status, 0);
+            if rc == job {
+                break;
+            }
+            if rc < 0 && *libc::__errno_location() != libc::EINTR {
+                libc::_exit(125);
+            }
+        }
+        let _ = sys::write_all(status_out, &status.to_ne_bytes());
+        if libc::WIFEXITED(status) {
+            libc::_exit(libc::WEXITSTATUS(status));
+        }
+        libc::_exit(128 + libc::WTERMSIG(status))
+    }
+}
+
+/// The relay: holds the lifeline, closes everything else, waits for the init and exits as the
+/// job did (same code, or the same signal re-raised).
+unsafe fn relay(pid: libc::pid_t, lifeline: [libc::c_int; 2], status_in: libc::c_int) -> ! {
     // SAFETY: async-signal-safe calls on our own fds and child.
     unsafe {
         libc::close(lifeline[0]);
-        let keep = lifeline[1] as libc::c_uint;
-        if keep > 3 {
-            libc::syscall(libc::SYS_close_range, 3u32, keep - 1, 0u32);
-        }
-        libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32);
+        close_all_but(&mut [lifeline[1], status_in]);
         let mut status = 0;
         loop {
             let rc = libc::waitpid(pid, &mut status, 0);
@@ -261,6 +413,11 @@ unsafe fn relay(pid: libc::pid_t, lifeline: [libc::c_int; 2]) -> ! {
             if rc < 0 && *libc::__errno_location() != libc::EINTR {
                 libc::_exit(125);
             }
+        }
+        // The job's own status, when the init lived to report it.
+        let mut raw = [0u8; 4];
+        if libc::read(status_in, raw.as_mut_ptr().cast(), raw.len()) == raw.len() as isize {
+            status = libc::c_int::from_ne_bytes(raw);
         }
         if libc::WIFEXITED(status) {
             libc::_exit(libc::WEXITSTATUS(status));

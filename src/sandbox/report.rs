@@ -34,6 +34,20 @@ pub struct IsolationReport {
     pub layers: Vec<LayerReport>,
     /// How each limit the sandbox owns is enforced.
     pub limits: Vec<LayerReport>,
+    /// Paths no job can read or list, as configured (`~/` is the worker user's home), each
+    /// with its category. Empty when the host can hide nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hidden: Vec<HiddenPath>,
+}
+
+/// One path jobs cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HiddenPath {
+    pub path: String,
+    /// `agent_credentials`, `cloud_credentials`, `registry_tokens`, `keys_and_keyrings`,
+    /// `shell_history`, `env_files`, `browser_profiles`, `system_secrets` (root workers only)
+    /// or `configured` (added in `isolation.hidden`).
+    pub category: String,
 }
 
 impl IsolationReport {

@@ -75,6 +75,7 @@ impl Fixture {
             pids: None,
             cpu_cores: None,
             profile: Profile::Standard,
+            workspace: None,
         }
     }
 }

@@ -127,7 +127,7 @@ impl Eval<'_> {
                 name,
                 "fork-bomb",
                 "the function starts copies of itself without bound",
-                "call the function in a bounded loop instead of recursively",
+                "call the function in a bounded loop rather than recursively",
             );
         }
         Ok(())

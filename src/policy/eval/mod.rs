@@ -13,6 +13,7 @@ use super::refusal::Refusal;
 use super::word::{self, DynKind, Word};
 use super::{programs, wrappers};
 
+mod cwd;
 mod guards;
 mod simple;
 
@@ -70,6 +71,18 @@ pub(crate) enum Stdin {
     Script(String, SpanMap),
     /// Text built at run time.
     Dynamic,
+    /// The output of the previous pipeline stage, known before running (`echo a b |`).
+    Known(String),
+}
+
+impl Stdin {
+    /// The text a program will read, when it is known before running.
+    pub fn known_text(&self) -> Option<&str> {
+        match self {
+            Stdin::Script(t, _) | Stdin::Known(t) => Some(t),
+            _ => None,
+        }
+    }
 }
 
 pub(crate) struct Eval<'p> {
@@ -79,6 +92,11 @@ pub(crate) struct Eval<'p> {
     functions: Vec<(String, usize)>,
     visits: usize,
     deadline: Instant,
+    /// The shell's working directory as far as it is known: `.` where the job starts, a path
+    /// relative to that, an absolute path, `~`-based, or `None` once it cannot be known.
+    cwd: Option<String>,
+    /// The next simple command is a project tool's (`uv run X`): see `wrappers::Inner::tool`.
+    tool_program: bool,
 }
 
 fn basename(path: &str) -> &str {
@@ -168,6 +186,8 @@ impl<'p> Eval<'p> {
             functions: Vec::new(),
             visits: 0,
             deadline: Instant::now() + BUDGET,
+            cwd: Some(".".to_string()),
+            tool_program: false,
         }
     }
 
@@ -311,10 +331,12 @@ impl<'p> Eval<'p> {
         // A nested script is another shell (or an `eval` the policy treats as one): it neither
         // sees nor leaves behind function definitions.
         let outer = std::mem::take(&mut self.functions);
+        let cwd = self.cwd.clone();
         let result = self
             .collect_functions(&f, root)
             .and_then(|()| self.walk(&f, root, &Stdin::Inherit, 0));
         self.functions = outer;
+        self.cwd = cwd;
         result
     }
 
@@ -355,7 +377,7 @@ impl<'p> Eval<'p> {
             }
             "function_definition" => {
                 self.fork_bomb(f, node)?;
-                self.children(f, node, stdin, nest)
+                self.in_subshell(|ev| ev.children(f, node, stdin, nest))
             }
             "file_redirect" => {
                 self.file_redirect(f, node)?;
@@ -365,7 +387,9 @@ impl<'p> Eval<'p> {
             "command_substitution" if text(f, node).starts_with('`') => {
                 self.backquoted(f, node)
             }
-            "command_substitution" => self.children(f, node, &Stdin::Inherit, nest),
+            "command_substitution" => {
+                self.in_subshell(|ev| ev.children(f, node, &Stdin::Inherit, nest))
+            }
             "process_substitution" => {
                 // `>(cmd)` reads what the outer command writes into it.
                 let inner = if text(f, node).starts_with('>') {
@@ -373,8 +397,9 @@ impl<'p> Eval<'p> {
                 } else {
                     Stdin::Inherit
                 };
-                self.children(f, node, &inner, nest)
+                self.in_subshell(|ev| ev.children(f, node, &inner, nest))
             }
+            "subshell" => self.in_subshell(|ev| ev.children(f, node, stdin, nest)),
             "word" | "string_content" | "heredoc_content" | "regex" | "extglob_pattern"
                 if has_backquote(text(f, node)) =>
             {
@@ -384,7 +409,7 @@ impl<'p> Eval<'p> {
                     "",
                     "unsupported-syntax",
                     "a backquoted substitution here is not parsed the way the shell runs it",
-                    "use $(...) instead of backquotes",
+                    "use $(...) rather than backquotes",
                 )
             }
             // `${x@P}` expands x as a prompt string, which runs command substitutions in it.
@@ -407,7 +432,7 @@ impl<'p> Eval<'p> {
             "comment" | "heredoc_start" | "heredoc_end" | "heredoc_content" | "string_content"
             | "raw_string" | "ansi_c_string" | "word" | "variable_name" | "special_variable_name"
             | "file_descriptor" | "test_operator" | "regex" | "extglob_pattern" => Ok(()),
-            "compound_statement" | "subshell" | "do_group" | "if_statement" | "elif_clause"
+            "compound_statement" | "do_group" | "if_statement" | "elif_clause"
             | "else_clause" | "while_statement" | "for_statement" | "c_style_for_statement"
             | "case_statement" | "case_item" | "negated_command" | "test_command"
             | "declaration_command" | "unset_command" | "variable_assignments"
@@ -450,9 +475,14 @@ impl<'p> Eval<'p> {
                 "",
             )?;
         }
+        // Each stage runs in a subshell of its own: a `cd` in one moves none of the others.
+        let mut io = stdin.clone();
+        let last = stages.len().saturating_sub(1);
         for (i, s) in stages.into_iter().enumerate() {
-            let io = if i == 0 { stdin.clone() } else { Stdin::Pipe };
-            self.walk(f, s, &io, nest + 1)?;
+            self.in_subshell(|ev| ev.walk(f, s, &io, nest + 1))?;
+            if i < last {
+                io = self.output_of(f, s).map_or(Stdin::Pipe, Stdin::Known);
+            }
         }
         Ok(())
     }
@@ -479,8 +509,8 @@ impl<'p> Eval<'p> {
                 break;
             }
             let mut scratch = Vec::new();
-            match wrappers::inspect(&name, &rest[1..], &mut scratch) {
-                Some(i) => rest = &rest[1 + i..],
+            match wrappers::inspect(&name, &rest[1..], None, &mut scratch) {
+                Some(inner) => rest = &rest[1 + inner.start..],
                 None => break,
             }
         }
@@ -601,8 +631,7 @@ impl<'p> Eval<'p> {
             return Ok(());
         };
         let w = self.word(f, dest)?;
-        let target = w.canonical();
-        self.rules(f, RuleTarget::Redirect, &target, span(node), "")?;
+        self.path_rules(f, RuleTarget::Redirect, &w, span(node), "")?;
         let op = fields(node)
             .into_iter()
             .find(|(_, n)| !n.is_named())
@@ -611,7 +640,7 @@ impl<'p> Eval<'p> {
         // `>&2` and `2>&1` duplicate descriptors; `>& file` (a non-number) writes a file.
         let dup = matches!(op, ">&" | "<&" | ">&-" | "<&-") && dest.kind() == "number";
         if op.contains('>') && !dup {
-            self.rules(f, RuleTarget::Write, &target, span(node), "")?;
+            self.path_rules(f, RuleTarget::Write, &w, span(node), "")?;
         }
         Ok(())
     }

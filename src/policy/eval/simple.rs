@@ -11,6 +11,7 @@ impl Eval<'_> {
         at: (usize, usize),
         nest: usize,
     ) -> Check {
+        let tool = std::mem::take(&mut self.tool_program);
         if nest > MAX_NEST {
             return self.too_complex(f, at);
         }
@@ -36,6 +37,16 @@ impl Eval<'_> {
             at,
             &name,
         )?;
+        // After `cd /`, `rm -rf *` acts on `/*`: the rules see it that way too.
+        if let Some(resolved) = self.resolved_args(args) {
+            self.rules(
+                f,
+                RuleTarget::Command,
+                &command_text(&name, &resolved),
+                at,
+                &name,
+            )?;
+        }
 
         let is_function = !path.contains('/') && self.is_function(&name, prog.span.0);
         let is_builtin = !path.contains('/')
@@ -53,8 +64,12 @@ impl Eval<'_> {
                 "drop the sudo/doas and run the command as is",
             );
         }
-        if !is_function && !is_builtin {
+        let project_tool = tool && self.policy.allow_local_programs;
+        if !is_function && !is_builtin && !project_tool {
             self.program_allowed(f, prog, &path, &name)?;
+        }
+        if is_builtin && matches!(name.as_str(), "cd" | "pushd" | "popd") {
+            self.change_dir(&name, args);
         }
 
         match name.as_str() {
@@ -82,7 +97,7 @@ impl Eval<'_> {
 
         let mut found = Vec::new();
         let inner = if wrappers::is_wrapper(&name) {
-            wrappers::inspect(&name, args, &mut found)
+            wrappers::inspect(&name, args, stdin.known_text(), &mut found)
         } else {
             programs::inspect(&name, args, &mut found);
             None
@@ -90,8 +105,9 @@ impl Eval<'_> {
         for finding in found {
             self.finding(f, finding, &name, nest)?;
         }
-        if let Some(i) = inner {
-            let rest = &args[i..];
+        if let Some(inner) = inner {
+            let rest = &args[inner.start..];
+            self.tool_program = inner.tool;
             self.simple(f, rest, stdin, words_span(rest), nest + 1)?;
         }
         Ok(())
@@ -134,7 +150,7 @@ impl Eval<'_> {
                         "eval",
                         "dynamic-eval",
                         "eval runs text built at run time, which cannot be checked",
-                        "write the command out instead of building it in a string",
+                        "write the command out rather than building it in a string",
                     );
                 }
             }
@@ -220,7 +236,7 @@ impl Eval<'_> {
                 "the shell reads a script that is expanded at run time",
                 "quote the heredoc delimiter (<<'EOF') or pass the script with -c",
             ),
-            Stdin::Pipe | Stdin::Inherit => {
+            Stdin::Pipe | Stdin::Inherit | Stdin::Known(_) => {
                 let at = args.first().map_or((0, f.src.len()), |w| w.span);
                 self.refuse(
                     f,
@@ -270,7 +286,7 @@ impl Eval<'_> {
                 let value = w.strip_literal_prefix(&format!("{name}="));
                 self.assignment(f, &name, value.as_ref(), w.span)
             }
-            Finding::Write(w) => self.rules(f, RuleTarget::Write, &w.canonical(), w.span, program),
+            Finding::Write(w) => self.path_rules(f, RuleTarget::Write, &w, w.span, program),
             Finding::Refuse {
                 rule,
                 reason,

@@ -1,0 +1,358 @@
+//! The change set of an `overlay` job, read from its upper layer against the project.
+//!
+//! In the upper layer a 0/0 character device is a whiteout (the path was deleted), a directory
+//! with the `overlay.opaque` xattr replaced the lower one (everything below it that the upper
+//! layer does not hold was deleted), and anything else is the job's version of the path. A file
+//! copied up without a change (opened for writing, touched) is no change.
+
+use crate::protocol::{ChangeDiff, ChangeKind, FileChange, IgnoredChanges, WorkspaceChanges};
+use ignore::Match;
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fs::Metadata;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Text files above this size are listed but left out of the diff.
+const DIFF_FILE_BYTES: u64 = 1 << 20;
+
+/// Compares `upper` with `project`; the diff text is cut at `diff_cap` bytes.
+pub fn compute(project: &Path, upper: &Path, diff_cap: usize) -> io::Result<WorkspaceChanges> {
+    let mut scan = Scan {
+        project,
+        upper,
+        ignores: Ignores::new(project),
+        files: Vec::new(),
+        ignored: IgnoredChanges::default(),
+        diff: String::new(),
+        diff_total: 0,
+        diff_cap,
+    };
+    scan.walk(Path::new(""))?;
+    scan.files.sort_by(|a, b| a.path.cmp(&b.path));
+    let truncated = scan.diff_total > scan.diff.len() as u64;
+    Ok(WorkspaceChanges {
+        files: scan.files,
+        diff: (scan.diff_total > 0).then_some(ChangeDiff {
+            text: scan.diff,
+            offset: 0,
+            total_bytes: scan.diff_total,
+            truncated,
+        }),
+        ignored: scan.ignored,
+    })
+}
+
+/// True for a whiteout: overlayfs marks a deleted path with a 0/0 character device.
+pub fn is_whiteout(meta: &Metadata) -> bool {
+    meta.file_type().is_char_device() && meta.rdev() == 0
+}
+
+/// True when an upper directory hides the lower one entirely.
+pub fn is_opaque(dir: &Path) -> bool {
+    ["user.overlay.opaque", "trusted.overlay.opaque"]
+        .iter()
+        .any(|name| xattr_is_y(dir, name))
+}
+
+fn xattr_is_y(path: &Path, name: &str) -> bool {
+    let (Ok(path), Ok(name)) = (
+        std::ffi::CString::new(path.as_os_str().as_encoded_bytes()),
+        std::ffi::CString::new(name),
+    ) else {
+        return false;
+    };
+    let mut value = [0u8; 4];
+    // SAFETY: NUL-terminated strings and a buffer of the given length.
+    let n = unsafe {
+        libc::lgetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    n == 1 && value[0] == b'y'
+}
+
+struct Scan<'a> {
+    project: &'a Path,
+    upper: &'a Path,
+    ignores: Ignores,
+    files: Vec<FileChange>,
+    ignored: IgnoredChanges,
+    diff: String,
+    diff_total: u64,
+    diff_cap: usize,
+}
+
+impl Scan<'_> {
+    fn walk(&mut self, rel: &Path) -> io::Result<()> {
+        let mut names: Vec<_> = std::fs::read_dir(self.upper.join(rel))?
+            .map(|entry| entry.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()?;
+        names.sort();
+        for name in names {
+            let rel = rel.join(&name);
+            let up = std::fs::symlink_metadata(self.upper.join(&rel))?;
+            let low = std::fs::symlink_metadata(self.project.join(&rel)).ok();
+            if is_whiteout(&up) {
+                if let Some(low) = low {
+                    self.deleted(&rel, &low)?;
+                }
+                continue;
+            }
+            if up.is_dir() {
+                match &low {
+                    Some(low) if low.is_dir() && is_opaque(&self.upper.join(&rel)) => {
+                        self.deleted_below_opaque(&rel)?;
+                    }
+                    Some(low) if !low.is_dir() => {
+                        self.record(&rel, ChangeKind::TypeChanged, &up)?
+                    }
+                    _ => {}
+                }
+                self.walk(&rel)?;
+                continue;
+            }
+            let kind = match &low {
+                None => ChangeKind::Added,
+                Some(low) if low.file_type() != up.file_type() => ChangeKind::TypeChanged,
+                Some(low) if self.same(&rel, low, &up)? => continue,
+                Some(_) => ChangeKind::Modified,
+            };
+            self.record(&rel, kind, &up)?;
+        }
+        Ok(())
+    }
+
+    fn same(&self, rel: &Path, low: &Metadata, up: &Metadata) -> io::Result<bool> {
+        if up.file_type().is_symlink() {
+            return Ok(std::fs::read_link(self.project.join(rel))?
+                == std::fs::read_link(self.upper.join(rel))?);
+        }
+        if !up.is_file() {
+            return Ok(low.rdev() == up.rdev() && low.mode() == up.mode());
+        }
+        Ok(low.len() == up.len()
+            && low.permissions().mode() & 0o7777 == up.permissions().mode() & 0o7777
+            && std::fs::read(self.project.join(rel))? == std::fs::read(self.upper.join(rel))?)
+    }
+
+    /// A lower path the job removed: each file under a removed directory is listed.
+    fn deleted(&mut self, rel: &Path, low: &Metadata) -> io::Result<()> {
+        if !low.is_dir() {
+            return self.record_deleted(rel, low);
+        }
+        for entry in walkdir::WalkDir::new(self.project.join(rel)).sort_by_file_name() {
+            let entry = entry.map_err(io::Error::other)?;
+            if entry.file_type().is_dir() {
+                continue;
+            }
+            let path = entry
+                .path()
+                .strip_prefix(self.project)
+                .unwrap_or(entry.path());
+            let meta = entry.metadata().map_err(io::Error::other)?;
+            self.record_deleted(path, &meta)?;
+        }
+        Ok(())
+    }
+
+    /// Lower entries an opaque upper directory hides.
+    fn deleted_below_opaque(&mut self, rel: &Path) -> io::Result<()> {
+        for entry in std::fs::read_dir(self.project.join(rel))? {
+            let entry = entry?;
+            let child = rel.join(entry.file_name());
+            if std::fs::symlink_metadata(self.upper.join(&child)).is_err() {
+                let meta = std::fs::symlink_metadata(entry.path())?;
+                self.deleted(&child, &meta)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn record_deleted(&mut self, rel: &Path, low: &Metadata) -> io::Result<()> {
+        if self.ignores.ignored(rel, false) {
+            self.count_ignored(low);
+            return Ok(());
+        }
+        if low.is_file() && low.len() <= DIFF_FILE_BYTES {
+            let old = std::fs::read(self.project.join(rel))?;
+            self.add_diff(rel, Some(&old), None);
+        }
+        self.files.push(FileChange {
+            path: rel.to_string_lossy().into_owned(),
+            kind: ChangeKind::Deleted,
+            size: None,
+            sha256: None,
+            mode: None,
+            link_target: None,
+        });
+        Ok(())
+    }
+
+    fn record(&mut self, rel: &Path, kind: ChangeKind, up: &Metadata) -> io::Result<()> {
+        if self.ignores.ignored(rel, up.is_dir()) {
+            self.count_ignored(up);
+            return Ok(());
+        }
+        let upper = self.upper.join(rel);
+        let mut change = FileChange {
+            path: rel.to_string_lossy().into_owned(),
+            kind,
+            size: None,
+            sha256: None,
+            mode: Some(up.permissions().mode() & 0o7777),
+            link_target: None,
+        };
+        if up.file_type().is_symlink() {
+            change.link_target = Some(std::fs::read_link(&upper)?.to_string_lossy().into_owned());
+            change.mode = None;
+        } else if up.is_file() {
+            let new = std::fs::read(&upper)?;
+            change.size = Some(new.len() as u64);
+            change.sha256 = Some(hex(&Sha256::digest(&new)));
+            if new.len() as u64 <= DIFF_FILE_BYTES {
+                let lower = self.project.join(rel);
+                let old = match kind {
+                    ChangeKind::Modified => Some(std::fs::read(&lower)?),
+                    _ => None,
+                };
+                self.add_diff(rel, old.as_deref(), Some(&new));
+            }
+        }
+        self.files.push(change);
+        Ok(())
+    }
+
+    fn count_ignored(&mut self, meta: &Metadata) {
+        self.ignored.count += 1;
+        if meta.is_file() {
+            self.ignored.bytes += meta.len();
+        }
+    }
+
+    /// Appends a unified diff of two text versions (`None` = absent); binary content is
+    /// left out of the diff.
+    fn add_diff(&mut self, rel: &Path, old: Option<&[u8]>, new: Option<&[u8]>) {
+        let (Ok(old_text), Ok(new_text)) = (
+            std::str::from_utf8(old.unwrap_or_default()),
+            std::str::from_utf8(new.unwrap_or_default()),
+        ) else {
+            return;
+        };
+        if old_text.contains('\0') || new_text.contains('\0') {
+            return;
+        }
+        let path = rel.to_string_lossy();
+        let a = old.map_or("/dev/null".to_owned(), |_| format!("a/{path}"));
+        let b = new.map_or("/dev/null".to_owned(), |_| format!("b/{path}"));
+        let diff = similar::TextDiff::from_lines(old_text, new_text);
+        let text = diff
+            .unified_diff()
+            .context_radius(3)
+            .header(&a, &b)
+            .to_string();
+        self.diff_total += text.len() as u64;
+        let room = self.diff_cap.saturating_sub(self.diff.len());
+        if room > 0 {
+            let mut cut = text.len().min(room);
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.diff.push_str(&text[..cut]);
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The project's ignore rules: `.gitignore` in every directory (deeper files win) and
+/// `.git/info/exclude`; everything in `.git/` counts as ignored.
+struct Ignores {
+    project: PathBuf,
+    by_dir: HashMap<PathBuf, Option<Gitignore>>,
+}
+
+impl Ignores {
+    fn new(project: &Path) -> Ignores {
+        Ignores {
+            project: project.to_path_buf(),
+            by_dir: HashMap::new(),
+        }
+    }
+
+    fn ignored(&mut self, rel: &Path, is_dir: bool) -> bool {
+        if rel.starts_with(".git") {
+            return true;
+        }
+        let full = self.project.join(rel);
+        let mut verdict = false;
+        let mut dir = PathBuf::new();
+        let parents: Vec<PathBuf> = rel
+            .parent()
+            .map(|p| p.components().map(|c| c.as_os_str().into()).collect())
+            .unwrap_or_default();
+        for next in std::iter::once(None).chain(parents.iter().map(Some)) {
+            if let Some(component) = next {
+                dir.push(component);
+            }
+            if let Some(matcher) = self.matcher(&dir) {
+                match matcher.matched_path_or_any_parents(&full, is_dir) {
+                    Match::Ignore(_) => verdict = true,
+                    Match::Whitelist(_) => verdict = false,
+                    Match::None => {}
+                }
+            }
+        }
+        verdict
+    }
+
+    fn matcher(&mut self, dir: &Path) -> Option<&Gitignore> {
+        let project = &self.project;
+        self.by_dir
+            .entry(dir.to_path_buf())
+            .or_insert_with(|| {
+                let root = project.join(dir);
+                let mut builder = GitignoreBuilder::new(&root);
+                let mut any = false;
+                let mut files = vec![root.join(".gitignore")];
+                if dir.as_os_str().is_empty() {
+                    files.push(root.join(".git/info/exclude"));
+                }
+                for file in files {
+                    if file.is_file() {
+                        any |= builder.add(file).is_none();
+                    }
+                }
+                any.then(|| builder.build().ok()).flatten()
+            })
+            .as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_ignore_rules_and_dot_git() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path();
+        std::fs::create_dir_all(p.join("a/b")).unwrap();
+        std::fs::write(p.join(".gitignore"), "target/\n*.log\n").unwrap();
+        std::fs::write(p.join("a/.gitignore"), "!keep.log\ngen/\n").unwrap();
+        let mut ignores = Ignores::new(p);
+        assert!(ignores.ignored(Path::new("target/debug/x"), false));
+        assert!(ignores.ignored(Path::new("x.log"), false));
+        assert!(!ignores.ignored(Path::new("a/keep.log"), false));
+        assert!(ignores.ignored(Path::new("a/gen/f.rs"), false));
+        assert!(ignores.ignored(Path::new(".git/index"), false));
+        assert!(!ignores.ignored(Path::new("a/b/c.rs"), false));
+    }
+}

@@ -1,0 +1,99 @@
+//! `doctor`: can this host mount an overlay the way an `overlay` job does (unprivileged, in a
+//! new user+mount namespace)? Tried for real in a throwaway child, not guessed from the kernel
+//! version.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+
+/// `Ok(())` when a child could mount an overlayfs in its own user+mount namespace.
+pub fn overlay() -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    for sub in ["lower", "upper", "work"] {
+        std::fs::create_dir(dir.path().join(sub)).map_err(|e| format!("temp dir: {e}"))?;
+    }
+    let path = |sub: &str| dir.path().join(sub).display().to_string();
+    let options = CString::new(format!(
+        "lowerdir={},upperdir={},workdir={},userxattr",
+        path("lower"),
+        path("upper"),
+        path("work")
+    ))
+    .map_err(|e| e.to_string())?;
+    let target =
+        CString::new(dir.path().join("lower").as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let uid_map = format!("{uid} {uid} 1\n");
+    let gid_map = format!("{gid} {gid} 1\n");
+    let mut command = std::process::Command::new("/bin/true");
+    command.stdin(std::process::Stdio::null());
+    // SAFETY: the closure makes only system calls on memory prepared above.
+    unsafe {
+        command.pre_exec(move || {
+            check(libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS))?;
+            write(c"/proc/self/setgroups", b"deny")?;
+            write(c"/proc/self/uid_map", uid_map.as_bytes())?;
+            write(c"/proc/self/gid_map", gid_map.as_bytes())?;
+            check(libc::mount(
+                c"none".as_ptr(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
+            check(libc::mount(
+                c"overlay".as_ptr(),
+                target.as_ptr(),
+                c"overlay".as_ptr(),
+                0,
+                options.as_ptr().cast(),
+            ))?;
+            Ok(())
+        });
+    }
+    match command.status() {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(format!("the probe child failed: {status}")),
+        Err(error) => Err(format!(
+            "unprivileged overlayfs in a user+mount namespace: {error}"
+        )),
+    }
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn write(path: &std::ffi::CStr, bytes: &[u8]) -> io::Result<()> {
+    // SAFETY: NUL-terminated path; the buffer outlives the call.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        check(fd)?;
+        let n = libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+        libc::close(fd);
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The doctor's line about workspaces, with the fix when overlay jobs cannot run.
+pub fn doctor_line() -> String {
+    match overlay() {
+        Ok(()) => "workspaces: read, write and overlay available (overlayfs in a user namespace \
+                   verified by a mount)\n"
+            .into(),
+        Err(why) => format!(
+            "workspaces: overlay jobs cannot run here ({why}); read and write still work where \
+             a mount namespace is available. Fix: a kernel >= 5.11 with overlayfs, and \
+             unprivileged user namespaces allowed (see the `privileges` fix above)\n"
+        ),
+    }
+}
