@@ -27,13 +27,13 @@ pub struct Config {
     pub logging: LoggingSection,
     /// Where jobs may run: `local` and `ssh` entries. Empty: this process alone.
     pub workers: Vec<crate::fleet::WorkerEntry>,
+    /// Egress allowlists: named sets, the default for jobs that do not say, name pins.
+    pub network: crate::egress::NetworkConfig,
     /// The user's projects jobs may work on (`JobSpec.workspace`).
     pub workspace: crate::workspace::WorkspaceConfig,
     /// The configuration file this was loaded from, if any: protected in `write` workspaces.
     #[serde(skip)]
     pub loaded_from: Option<PathBuf>,
-    /// Egress allowlists: named sets, the default for jobs that do not say, name pins.
-    pub network: crate::egress::NetworkConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -169,8 +169,8 @@ impl RoutedJob {
             metrics: None,
             isolation: None,
             policy_audit: None,
-            changes: None,
             network_denied: None,
+            changes: None,
         }
     }
 

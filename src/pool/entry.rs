@@ -249,14 +249,14 @@ impl JobEntry {
             metrics: ended.map(|_| record.metrics.clone()),
             isolation: record.layers.clone(),
             policy_audit: self.plan.policy_audit.clone(),
+            network_denied: ended
+                .and(record.metrics.network.as_ref())
+                .map(|network| network.denied.clone()),
             changes: if include {
                 record.changes.clone()
             } else {
                 None
             },
-            network_denied: ended
-                .and(record.metrics.network.as_ref())
-                .map(|network| network.denied.clone()),
         }
     }
 }

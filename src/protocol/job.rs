@@ -186,13 +186,13 @@ pub struct Job {
     /// Policy `audit` mode: the refusal this job would have got under `enforce`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_audit: Option<crate::policy::Refusal>,
-    /// An `overlay` workspace job, once ended: what it changed (not yet in the project).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub changes: Option<super::WorkspaceChanges>,
     /// Destinations the egress proxy refused (jobs with a network allowlist): tell the user
     /// which to add to `network.allow`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_denied: Option<Vec<DeniedConnection>>,
+    /// An `overlay` workspace job, once ended: what it changed (not yet in the project).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<super::WorkspaceChanges>,
 }
 
 /// One line per job in `worker_list_sessions`.

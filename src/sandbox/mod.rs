@@ -61,12 +61,12 @@ pub enum SandboxError {
     Refused { layer: String, why: String },
     #[error("network \"open\" is not allowed by this worker's configuration")]
     NetworkNotAllowed,
-    /// A workspace job cannot get the mounts that enforce its mode here.
-    #[error("workspace jobs cannot run here: {0}")]
-    WorkspaceUnavailable(String),
     /// A network allowlist needs the job in its own network namespace.
     #[error("a network allowlist needs the job in its own network namespace: {0}")]
     EgressUnavailable(String),
+    /// A workspace job cannot get the mounts that enforce its mode here.
+    #[error("workspace jobs cannot run here: {0}")]
+    WorkspaceUnavailable(String),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
