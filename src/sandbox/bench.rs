@@ -154,6 +154,7 @@ fn layer_costs() {
     let full = Host::probe(&fx.config());
     let no_ipc = variant(&fx, |i| i.ns.ipc = no("off"));
     let no_mount = variant(&fx, |i| i.ns.mount = no("off"));
+    let no_pid = variant(&fx, |i| i.ns.pid = no("off"));
     let has_bwrap = std::path::Path::new("/usr/bin/bwrap").exists();
 
     type Run<'a> = Box<dyn Fn() + 'a>;
@@ -191,6 +192,10 @@ fn layer_costs() {
         (
             "  same without the mount namespace",
             Box::new(|| job(&no_mount, &limited)),
+        ),
+        (
+            "  same without the PID namespace",
+            Box::new(|| job(&no_pid, &limited)),
         ),
         (
             "FULL standard, network open, limits",

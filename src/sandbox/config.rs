@@ -62,15 +62,23 @@ pub struct SandboxConfig {
     pub allow_network: bool,
 }
 
-/// What an agent-invented command must never read, by category: credential stores of coding
-/// agents (OpenCode's own first), clouds, registries and VCS hosts, keys and keyrings, shell
-/// and REPL histories, `.env` files and browser profiles (cookies are credentials). A last
+/// What an agent-invented command must never read, by category: keys and keyrings, credential
+/// stores of coding agents (OpenCode's own first), clouds, registries and VCS hosts, shell and
+/// REPL histories, `.env` files and browser profiles (cookies are credentials). A last
 /// component ending in `*` hides every entry of that directory starting with the rest.
 ///
 /// The home as a whole stays readable: per-user toolchains (~/.cargo, ~/.rustup, ~/.nvm,
 /// ~/.pyenv, ~/.local/bin, ~/.m2, ~/.gradle caches) live there and a job has no other way to
 /// them. An operator who wants the stricter view adds `"~"` to `isolation.hidden`.
 pub const DEFAULT_HIDDEN: &[(&str, &str)] = &[
+    // Private keys and keyrings.
+    ("keys_and_keyrings", "~/.ssh"),
+    ("keys_and_keyrings", "~/.gnupg"),
+    ("keys_and_keyrings", "~/.password-store"),
+    ("keys_and_keyrings", "~/.local/share/keyrings"),
+    ("keys_and_keyrings", "~/.local/share/kwalletd"),
+    ("keys_and_keyrings", "~/.pki"),
+    ("keys_and_keyrings", "~/.ollama/id_ed25519"),
     // Coding agents: model-provider API keys, OAuth tokens, transcripts of past sessions.
     ("agent_credentials", "~/.local/share/opencode"),
     ("agent_credentials", "~/.local/state/opencode"),
@@ -120,14 +128,6 @@ pub const DEFAULT_HIDDEN: &[(&str, &str)] = &[
     ("registry_tokens", "~/.gem/credentials"),
     ("registry_tokens", "~/.composer/auth.json"),
     ("registry_tokens", "~/.config/composer/auth.json"),
-    // Private keys and keyrings.
-    ("keys_and_keyrings", "~/.ssh"),
-    ("keys_and_keyrings", "~/.gnupg"),
-    ("keys_and_keyrings", "~/.password-store"),
-    ("keys_and_keyrings", "~/.local/share/keyrings"),
-    ("keys_and_keyrings", "~/.local/share/kwalletd"),
-    ("keys_and_keyrings", "~/.pki"),
-    ("keys_and_keyrings", "~/.ollama/id_ed25519"),
     // Shell and REPL histories: pasted tokens, `export KEY=...`, connection strings.
     ("shell_history", "~/.bash_history"),
     ("shell_history", "~/.zsh_history"),
@@ -249,8 +249,14 @@ mod tests {
     }
 
     #[test]
-    fn every_default_has_a_category_and_opencode_comes_first() {
-        assert_eq!(DEFAULT_HIDDEN[0].1, "~/.local/share/opencode");
+    fn every_default_has_a_category() {
+        // `~/.ssh` first: messages that name the first hidden path under a directory (a
+        // workspace refused for holding one) name the store users recognise.
+        assert_eq!(DEFAULT_HIDDEN[0].1, "~/.ssh");
+        assert_eq!(
+            hidden_category(Path::new("~/.local/share/opencode")),
+            "agent_credentials"
+        );
         for (category, path) in DEFAULT_HIDDEN {
             assert_eq!(hidden_category(Path::new(path)), *category);
         }
