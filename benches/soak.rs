@@ -256,7 +256,17 @@ fn main() {
         }
         done_jobs += 1;
         if done_jobs % sample_every == 0 {
-            curve.push((done_jobs, proc_status(pid, "VmRSS:"), fds(pid)));
+            let sample = (done_jobs, proc_status(pid, "VmRSS:"), fds(pid));
+            // As it goes, so a long run that is stopped early still tells something.
+            println!(
+                "  {} jobs, {:.0} s: RSS {} KiB, {} fds, {} wrong",
+                sample.0,
+                started.elapsed().as_secs_f64(),
+                sample.1,
+                sample.2,
+                wrong.len()
+            );
+            curve.push(sample);
         }
     }
     let elapsed = started.elapsed();
