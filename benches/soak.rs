@@ -221,13 +221,9 @@ fn main() {
                 let job_id = format!("{marker}-{sent_jobs}");
                 spec["job_id"] = json!(job_id);
                 let id = send(&mut stdin, "worker_dispatch_job", spec);
-                owed.insert(id, (sent_jobs, "cancel-dispatch", None));
-                let id = send(
-                    &mut stdin,
-                    "worker_cancel_job",
-                    json!({"job_id": job_id, "reason": "soak"}),
-                );
-                owed.insert(id, (sent_jobs, name, Some(check)));
+                // The cancel goes once the dispatch is answered: requests are served
+                // concurrently, so one sent at once may overtake it (-32001).
+                owed.insert(id, (sent_jobs, "cancel-dispatch", Some(check)));
             } else {
                 spec["wait_ms"] = json!(60_000);
                 let id = send(&mut stdin, "worker_dispatch_job", spec);
@@ -244,25 +240,53 @@ fn main() {
             wrong.push(format!("a reply nobody was owed: {}", clip(&reply)));
             continue;
         };
-        let Some(check) = check else {
+        let Some(check) = check else { continue };
+        if name == "cancel-dispatch" {
             if reply.get("result").is_none() {
                 wrong.push(format!("job {n} cancel-dispatch: {}", clip(&reply)));
+                done_jobs += 1;
+                continue;
             }
+            let job_id = format!("{marker}-{n}");
+            let id = send(
+                &mut stdin,
+                "worker_cancel_job",
+                json!({"job_id": job_id, "reason": "soak"}),
+            );
+            stdin.flush().unwrap();
+            owed.insert(id, (n, "cancel", Some(check)));
             continue;
-        };
+        }
         *by_kind.entry(name).or_default() += 1;
         if let Err(why) = check(&reply) {
             wrong.push(format!("job {n} {name}: {why}"));
         }
         done_jobs += 1;
         if done_jobs % sample_every == 0 {
-            curve.push((done_jobs, proc_status(pid, "VmRSS:"), fds(pid)));
+            let sample = (done_jobs, proc_status(pid, "VmRSS:"), fds(pid));
+            // As it goes, so a long run that is stopped early still tells something.
+            println!(
+                "  {} jobs, {:.0} s: RSS {} KiB, {} fds, {} wrong",
+                sample.0,
+                started.elapsed().as_secs_f64(),
+                sample.1,
+                sample.2,
+                wrong.len()
+            );
+            curve.push(sample);
         }
     }
     let elapsed = started.elapsed();
     let lost = owed.len();
-    // Orphans: job processes still alive once their jobs ended (the retained ones included).
-    std::thread::sleep(Duration::from_millis(500));
+    // Orphans and dirs: a cancel may answer before its job's DESTROY is over (its patience
+    // is the kill grace plus 1 s), so give the last ones up to 10 s.
+    let settle = Instant::now();
+    while (with_marker(&marker) > 0 || session_dirs(base.path()) > 0)
+        && settle.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let settled_ms = settle.elapsed().as_millis();
     let orphans = with_marker(&marker);
     let dirs = session_dirs(base.path());
     let rss_end = proc_status(pid, "VmRSS:");
@@ -294,7 +318,7 @@ fn main() {
     kinds.sort();
     println!("by kind: {kinds:?}");
     println!(
-        "lost {lost}, wrong {}, orphans {orphans}, leftover session dirs {dirs}, left after exit {dirs_after_exit}, exit {status}",
+        "lost {lost}, wrong {}, orphans {orphans}, leftover session dirs {dirs} ({settled_ms} ms after the last reply), left after exit {dirs_after_exit}, exit {status}",
         wrong.len()
     );
     for line in wrong.iter().take(10) {
