@@ -581,7 +581,14 @@ fn unprivileged_suite_passes() {
     // The build tree may sit under a directory the user cannot enter (/root): run a copy.
     let copy_dir = tempfile::tempdir().unwrap();
     let exe = copy_dir.path().join("sandbox-tests");
-    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    // Copied by another process: a write fd held here would leak into whatever other tests
+    // fork meanwhile, and exec of the copy would then fail with ETXTBSY.
+    let copied = Command::new("cp")
+        .arg(std::env::current_exe().unwrap())
+        .arg(&exe)
+        .status()
+        .expect("cp");
+    assert!(copied.success(), "copying the test binary failed");
     for path in [copy_dir.path(), exe.as_path()] {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
