@@ -46,6 +46,7 @@ impl Worker {
         let worker_id = uuid::Uuid::now_v7().simple().to_string();
         let policy = crate::policy::Policy::from_config(&config.policy)?;
         let (base, private_base, liveness) = session_base(&config, &worker_id)?;
+        crate::workspace::journal_in(&base);
         let pool = Pool::new(config, base)?;
         let isolation =
             crate::exec::isolation_report(crate::isolation::baseline_report(), pool.host());
@@ -312,6 +313,7 @@ fn sweep_abandoned(parent: &std::path::Path) {
                 .is_some_and(|age| age > UNLOCKED_GRACE),
         };
         if abandoned {
+            crate::workspace::sweep_journal(&path);
             match crate::session::remove_tree(&path) {
                 Ok(()) => {
                     tracing::info!(dir = %path.display(), "removed a session base dir a dead worker left")

@@ -783,3 +783,45 @@ fn python_and_node_tests_run_in_overlay_without_touching_the_project() {
     assert!(stdout(&node).contains("pass 1"), "{node}");
     assert_eq!(snapshot(&project), before, "the project on disk changed");
 }
+
+/// A worker SIGKILLed while a `write` job holds a placeholder cannot remove it; the next worker
+/// on the same session base sweeps it from the dead worker's journal, so no empty
+/// `.envrc` (or `opencode.json`) directory stays in the user's project.
+#[test]
+fn a_killed_workers_placeholders_are_swept_by_the_next_worker() {
+    let base = tempfile::tempdir_in("/var/tmp").expect("session base");
+    let base_setting = format!("session.base_dir={}", base.path().display());
+    let Some(mut f) = fixture(&[base_setting.as_str()]) else {
+        return;
+    };
+    let placeholder = f.project.join(".envrc");
+    assert!(!placeholder.exists());
+    let job = f.worker.dispatch(json!({
+        "command": "sleep 60",
+        "workspace": {"mode": "write"},
+    }));
+    assert_eq!(job["status"], "running", "{job}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !placeholder.is_dir() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(placeholder.is_dir(), "the running job holds a placeholder");
+    f.worker.child.kill().expect("SIGKILL the worker");
+    f.worker.child.wait().expect("reaped");
+    assert!(placeholder.is_dir(), "a SIGKILLed worker cannot clean up");
+
+    // The dead worker's lock goes with its last process; a new worker sweeps once it is free.
+    let root = format!("workspace.root={}", f.project.display());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while placeholder.exists() && std::time::Instant::now() < deadline {
+        let mut next = Worker::start_walls(&[root.as_str(), base_setting.as_str()], &[]);
+        next.call("initialize", json!({}));
+        drop(next);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        !placeholder.exists(),
+        "the next worker removes the dead worker's placeholder"
+    );
+    assert_eq!(git(&f.project, &["status", "--porcelain"]), "");
+}

@@ -19,7 +19,7 @@ mod resolve;
 pub use apply::PendingChanges;
 pub use config::{DEFAULT_PROTECTED, WorkspaceConfig};
 pub use overlay::Layer;
-pub use protect::Protection;
+pub use protect::{Protection, journal_in, sweep_journal};
 pub use resolve::resolve;
 
 use crate::protocol::WorkspaceMode;

@@ -12,7 +12,10 @@
 //! directory on the host for the job's lifetime, mounted read-only: nothing can be created
 //! there or under it. Empty directories are invisible to git, and every tool that looks for
 //! these names treats an empty directory as "nothing configured" or fails to read it as a
-//! file; the placeholder is removed when the last job using it ends.
+//! file; the placeholder is removed when the last job using it ends. The live placeholders
+//! are also written to a journal in the worker's base dir, so a worker killed mid-job leaves
+//! none behind for long: the next worker that sweeps its base dir removes them
+//! (`sweep_journal`).
 
 use super::WorkspacePlan;
 use std::collections::HashMap;
@@ -26,6 +29,55 @@ static PLACEHOLDERS: Mutex<Option<Live>> = Mutex::new(None);
 
 type Live = HashMap<PathBuf, usize>;
 
+/// Where the live placeholders are listed (set once by the worker at start).
+static JOURNAL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// The journal's file name inside a worker's base dir.
+pub const JOURNAL_FILE: &str = "workspace-placeholders";
+
+/// Makes this process list its live placeholders in `base_dir/JOURNAL_FILE`.
+pub fn journal_in(base_dir: &Path) {
+    let _ = JOURNAL.set(base_dir.join(JOURNAL_FILE));
+}
+
+/// Rewrites the journal from the live set, under the placeholder lock: NUL-separated paths,
+/// the one byte a path cannot hold.
+fn write_journal(live: &Live) {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(journal) = JOURNAL.get() else {
+        return;
+    };
+    let mut bytes = Vec::new();
+    for path in live.keys() {
+        bytes.extend_from_slice(path.as_os_str().as_bytes());
+        bytes.push(0);
+    }
+    if let Err(error) = std::fs::write(journal, bytes) {
+        tracing::warn!(%error, "workspace placeholder journal not written");
+    }
+}
+
+/// Removes the placeholders a dead worker listed in its base dir. Only empty directories go,
+/// so nothing a user put there since is touched.
+pub fn sweep_journal(base_dir: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(bytes) = std::fs::read(base_dir.join(JOURNAL_FILE)) else {
+        return;
+    };
+    for raw in bytes.split(|b| *b == 0).filter(|p| !p.is_empty()) {
+        let path = Path::new(std::ffi::OsStr::from_bytes(raw));
+        match std::fs::remove_dir(path) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "removed a workspace placeholder a dead worker left")
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => {
+                tracing::warn!(%error, path = %path.display(), "a dead worker's workspace placeholder stays")
+            }
+        }
+    }
+}
+
 /// One job's protection: the mounts for the sandbox and the placeholders to give back.
 #[derive(Debug, Default)]
 pub struct Protection {
@@ -34,6 +86,8 @@ pub struct Protection {
     /// Paths bind-mounted over themselves read-only, outermost first.
     pub read_only: Vec<PathBuf>,
     placeholders: Vec<PathBuf>,
+    /// Whether this job created a placeholder (the journal then changes).
+    made_any: bool,
 }
 
 impl Protection {
@@ -45,9 +99,14 @@ impl Protection {
         let result = {
             let mut guard = PLACEHOLDERS.lock().unwrap_or_else(|p| p.into_inner());
             let live = guard.get_or_insert_with(HashMap::new);
-            plan.protected
+            let added = plan
+                .protected
                 .iter()
-                .try_for_each(|path| protection.add(live, &plan.path, path))
+                .try_for_each(|path| protection.add(live, &plan.path, path));
+            if protection.made_any {
+                write_journal(live);
+            }
+            added
         };
         if let Err(error) = result {
             protection.release();
@@ -106,6 +165,7 @@ impl Protection {
             Ok(()) => {
                 live.insert(path.to_path_buf(), 1);
                 self.placeholders.push(path.to_path_buf());
+                self.made_any = true;
                 Ok(())
             }
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
@@ -134,6 +194,7 @@ impl Protection {
     pub fn release(&mut self) {
         let mut guard = PLACEHOLDERS.lock().unwrap_or_else(|p| p.into_inner());
         let live = guard.get_or_insert_with(HashMap::new);
+        let mut removed_any = false;
         for path in self.placeholders.drain(..).rev() {
             let last = match live.get_mut(&path) {
                 Some(count) if *count > 1 => {
@@ -144,11 +205,15 @@ impl Protection {
             };
             if last {
                 live.remove(&path);
+                removed_any = true;
                 // Only an empty directory goes: the job could not write into it.
                 if let Err(error) = std::fs::remove_dir(&path) {
                     tracing::warn!(%error, path = %path.display(), "workspace placeholder left in place");
                 }
             }
+        }
+        if removed_any {
+            write_journal(live);
         }
     }
 }
@@ -201,6 +266,28 @@ mod tests {
         q.release();
         assert!(!w.join(".envrc").exists());
         assert!(w.join(".git/config").is_file());
+    }
+
+    #[test]
+    fn a_dead_workers_placeholders_are_swept_from_its_journal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let w = std::fs::canonicalize(tmp.path()).unwrap();
+        let base = tempfile::tempdir().unwrap();
+        std::fs::create_dir(w.join("kept")).unwrap();
+        std::fs::write(w.join("kept/file"), "x").unwrap();
+        std::fs::create_dir(w.join(".envrc")).unwrap();
+        let mut journal = Vec::new();
+        for name in [".envrc", "kept", "never-made"] {
+            journal.extend_from_slice(w.join(name).to_str().unwrap().as_bytes());
+            journal.push(0);
+        }
+        std::fs::write(base.path().join(JOURNAL_FILE), journal).unwrap();
+        sweep_journal(base.path());
+        assert!(!w.join(".envrc").exists(), "the empty placeholder goes");
+        assert!(
+            w.join("kept/file").is_file(),
+            "a directory with content stays"
+        );
     }
 
     #[test]
