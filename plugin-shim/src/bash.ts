@@ -8,7 +8,7 @@ import type { ToolContext } from "@opencode-ai/plugin";
 import type { JobEvent, WorkerClient } from "./client.js";
 import { bashPermission } from "./permission.js";
 import { RpcError, SidecarGoneError } from "./rpc.js";
-import { errorText } from "./render.js";
+import { errorText, renderDenied } from "./render.js";
 import { liveTail, MAX_BYTES, MAX_LINES, modelOutput } from "./tail.js";
 
 export const BASH_TOOL = "bash";
@@ -188,7 +188,12 @@ export function endNotes(job: any, opts: { timeout: number; aborted: boolean; ou
         `If the user needs more, they can add directories to the worker config's \`isolation.extra_rw\`, change \`workspace.protected\`, or set the plugin option \`bash: "host"\`.`,
     );
   }
-  if (failed && (opts.network ?? "none") === "none" && NET_DENIED.test(opts.output)) {
+  // A job under the worker's egress allowlist (its `network.default`) has network metrics and
+  // names what the proxy refused; only a job without any network gets the "no network" note.
+  const denied = renderDenied(job?.network_denied);
+  if (denied) {
+    notes.push(`The opencode-worker sandbox's ${denied}`);
+  } else if (failed && !job?.metrics?.network && (opts.network ?? "none") === "none" && NET_DENIED.test(opts.output)) {
     notes.push(
       `This command ran in the opencode-worker sandbox without network (no DNS, no internet, not even the host's 127.0.0.1): a name-resolution or connection error above comes from that. ` +
         `The user can allow network with the plugin option \`bashNetwork: "open"\` (the worker config's \`governance.allow_network\` must stay true), or set \`bash: "host"\`.`,

@@ -229,7 +229,7 @@ export function renderJob(job: any, opts: { waitedMs?: number } = {}): string {
 }
 
 /** Destinations the job's egress allowlist refused: the model can tell the user what to allow. */
-function renderDenied(denied: unknown): string | undefined {
+export function renderDenied(denied: unknown): string | undefined {
   if (!Array.isArray(denied) || denied.length === 0) return undefined;
   const items = denied
     .filter((d) => str(d?.host) && num(d?.port) !== undefined)

@@ -8,7 +8,7 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { OpencodeWorkerPlugin } from "../dist/index.js";
-import { bashSchema, MAX_TIMEOUT_MS } from "../dist/bash.js";
+import { bashSchema, endNotes, MAX_TIMEOUT_MS } from "../dist/bash.js";
 import { bashPermission } from "../dist/permission.js";
 import { workspaceMissing } from "../dist/plugin.js";
 import { keepTail, modelOutput } from "../dist/tail.js";
@@ -330,5 +330,30 @@ describe("bash: pieces", () => {
     assert.ok(r.output.startsWith("...output truncated...\n\nFull output saved to: /saved\n\n"));
     assert.ok(r.output.endsWith("5\n\n\n<shell_metadata>\nnote\n</shell_metadata>"));
     assert.ok(r.output.split("\n").length <= 12);
+  });
+});
+
+describe("bash end notes under an egress allowlist", () => {
+  const base = { timeout: 120000, aborted: false, projectDir: "/p" };
+  const failedCurl = { status: "failed", reason: "exit_code", exit_code: 56 };
+
+  test("refused destinations are named with what would allow them", () => {
+    const job = { ...failedCurl, metrics: { network: { denied: 1 } }, network_denied: [{ host: "denied.test", port: 443, count: 2 }] };
+    const notes = endNotes(job, { ...base, output: "curl: (56) CONNECT tunnel failed, response 403" });
+    assert.equal(notes.length, 1, notes.join("\n"));
+    assert.match(notes[0], /denied\.test:443 \(2x\)/);
+    assert.match(notes[0], /network\.allowlists/);
+  });
+
+  test("a job with network through the proxy is not told it has none", () => {
+    const job = { ...failedCurl, metrics: { network: { denied: 0 } } };
+    const notes = endNotes(job, { ...base, output: "curl: (7) Failed to connect to up.test port 80" });
+    assert.deepEqual(notes, []);
+  });
+
+  test("a job without network still gets the no-network note", () => {
+    const notes = endNotes(failedCurl, { ...base, output: "curl: (6) Could not resolve host: x.test" });
+    assert.equal(notes.length, 1);
+    assert.match(notes[0], /without network/);
   });
 });

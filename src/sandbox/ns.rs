@@ -349,9 +349,12 @@ pub fn fork_into_pid_namespace() -> io::Result<()> {
                 libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
                 return Ok(());
             }
+            // Named so `ps` and process counts tell the sandbox's helpers from the worker.
+            libc::prctl(libc::PR_SET_NAME, c"ocw-init".as_ptr() as libc::c_ulong);
             init(job, status_pipe[1])
         }
         libc::close(status_pipe[1]);
+        libc::prctl(libc::PR_SET_NAME, c"ocw-relay".as_ptr() as libc::c_ulong);
         relay(pid, lifeline, status_pipe[0])
     }
 }

@@ -449,12 +449,16 @@ impl SshHost {
     }
 
     /// The remote worker processes (the binary under test) this host runs now.
+    /// Worker processes, not the sandbox's relay and init (forks of the worker that name
+    /// themselves `ocw-*`).
     pub fn worker_processes(&self) -> Vec<u32> {
         let bin = Path::new(WORKER_BIN);
         self.processes()
             .into_iter()
             .filter(|pid| {
                 std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == bin)
+                    && !std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                        .is_ok_and(|comm| comm.starts_with("ocw-"))
             })
             .collect()
     }
