@@ -47,6 +47,15 @@ fn write_journal(live: &Live) {
     let Some(journal) = JOURNAL.get() else {
         return;
     };
+    // No live placeholder, no journal: the base dir holds only sessions between jobs.
+    if live.is_empty() {
+        if let Err(error) = std::fs::remove_file(journal)
+            && error.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(%error, "workspace placeholder journal not removed");
+        }
+        return;
+    }
     let mut bytes = Vec::new();
     for path in live.keys() {
         bytes.extend_from_slice(path.as_os_str().as_bytes());
