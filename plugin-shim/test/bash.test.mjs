@@ -168,10 +168,10 @@ describe("bash: commands run in the sandbox, on the project", () => {
     assert.notEqual(read.metadata.exit, 0);
     assert.doesNotMatch(read.output, /PLANTED-SECRET-KEY/);
     assert.match(read.output, /opencode-worker sandbox/);
-    // `cd DIR && echo > NAME` passes the command policy (which refuses `> /etc/x` and
-    // `> .git/hooks/x` outright), so these reach the kernel's wall
+    // The policy refuses `> /etc/x`, `> .git/hooks/x` and their `cd DIR && ...` forms; a
+    // directory held in a variable is one it cannot follow, so these reach the kernel's wall.
     for (const target of [path.join(world.home, "planted"), "/etc/ocw-bash-test", path.join(world.project, ".git", "hooks", "pre-commit")]) {
-      const res = await bash(plugin.hooks, { command: `cd ${path.dirname(target)} && echo x > ${path.basename(target)}` }, bashCtx(world));
+      const res = await bash(plugin.hooks, { command: `d=${path.dirname(target)}; cd "$d" && echo x > ${path.basename(target)}` }, bashCtx(world));
       assert.notEqual(res.metadata.exit, 0, target);
       assert.ok(!fs.existsSync(target), `${target} was not written`);
       assert.match(res.output, /<shell_metadata>[\s\S]*only the project[\s\S]*isolation\.extra_rw[\s\S]*bash: "host"/, target);

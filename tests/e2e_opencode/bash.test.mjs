@@ -75,11 +75,12 @@ describe(`OpenCode ${opencodeVersion()}: bash runs in the opencode-worker sandbo
     const commands = () => ({
       commit: "echo created-in-sandbox > created.txt && git add created.txt && git commit -qm 'sandbox commit' && git log --oneline -1 && pwd",
       key: `cat ${path.join(world.home, ".ssh", "id_ed25519")}`,
-      // `cd DIR && echo > NAME` passes the worker's command policy (which refuses `> /etc/x` and
-      // `> .git/hooks/x` outright), so these reach the kernel's wall
-      home: `cd ${world.home} && echo x > planted.txt`,
-      etc: `cd /etc && echo x > ocw-e2e-${world.marker}`,
-      hooks: "cd .git/hooks && echo x > pre-commit",
+      // The worker's policy refuses `> /etc/x`, `> .git/hooks/x` and their `cd DIR && ...`
+      // forms; a directory held in a variable is one it cannot follow, so these reach the
+      // kernel's wall.
+      home: `d=${world.home}; cd "$d" && echo x > planted.txt`,
+      etc: `d=/etc; cd "$d" && echo x > ocw-e2e-${world.marker}`,
+      hooks: 'd=.git/hooks; cd "$d" && echo x > pre-commit',
       policy: `echo x > /etc/ocw-e2e-${world.marker}`,
       net: `curl -sS --max-time 5 http://127.0.0.1:${service.address().port}/`,
     });
