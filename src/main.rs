@@ -71,6 +71,9 @@ fn schema(args: opencode_worker::cli::SchemaArgs) -> i32 {
 fn doctor(config: &Config) -> i32 {
     let host = opencode_worker::sandbox::Host::probe(&config.sandbox());
     print!("{}", opencode_worker::sandbox::doctor_report(&host));
-    print!("{}", opencode_worker::workspace::probe::doctor_line());
+    print!(
+        "{}",
+        opencode_worker::workspace::probe::doctor_line(&config.workspace)
+    );
     if host.strict_gaps().is_empty() { 0 } else { 1 }
 }

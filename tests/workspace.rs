@@ -825,3 +825,205 @@ fn a_killed_workers_placeholders_are_swept_by_the_next_worker() {
     );
     assert_eq!(git(&f.project, &["status", "--porcelain"]), "");
 }
+
+fn paths_and_kinds(changes: &Value) -> Vec<(String, String)> {
+    changes["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_owned(),
+                f["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// `workspace.overlay = "copy"` forces the fallback a host without unprivileged overlayfs
+/// gets: the job works on a copy in its session (ignored paths left out), the result says
+/// `degraded` and why, and the change set, apply (with a conflict) and discard behave as
+/// with an overlay.
+#[test]
+fn copy_fallback_reports_applies_and_discards_like_an_overlay() {
+    let Some(Fixture {
+        mut worker,
+        project,
+        parent: _parent,
+        home: _home,
+    }) = fixture(&["workspace.overlay=copy"])
+    else {
+        return;
+    };
+    std::fs::write(project.join(".gitignore"), "target/\n").unwrap();
+    std::fs::create_dir_all(project.join("target/debug")).unwrap();
+    std::fs::write(project.join("target/debug/old"), "build output\n").unwrap();
+    std::fs::write(project.join("old.txt"), "old\n").unwrap();
+    std::fs::write(project.join("script.sh"), "echo hi\n").unwrap();
+    std::fs::write(project.join("link-me.txt"), "plain\n").unwrap();
+    std::fs::create_dir_all(project.join("gone/deep")).unwrap();
+    std::fs::write(project.join("gone/deep/a.txt"), "a\n").unwrap();
+    let before = snapshot(&project);
+    let job = overlay(
+        &mut worker,
+        "pwd && test ! -e target && sed -i s/hello/bye/ README && echo new > added.txt \
+         && rm old.txt && chmod +x script.sh && mv src/lib.txt src/moved.txt && rm link-me.txt \
+         && ln -s README link-me.txt && rm -r gone && mkdir -p target/debug \
+         && echo bin > target/debug/x && git status --short | wc -l",
+    );
+    assert_eq!(job["status"], "finished", "{job}");
+    let out = stdout(&job);
+    let seen = out.lines().next().unwrap();
+    assert_ne!(
+        seen,
+        project.display().to_string(),
+        "a copy, not the project"
+    );
+    assert!(
+        seen.ends_with("/work/project"),
+        "the copy is in the session: {out}"
+    );
+    assert_eq!(snapshot(&project), before, "the project on disk changed");
+    let changes = &job["changes"];
+    let degraded = changes["degraded"].as_str().unwrap_or_default();
+    assert!(
+        degraded.contains("copy fallback") && degraded.contains("workspace.overlay"),
+        "{changes}"
+    );
+    let layers = job["isolation"].as_array().unwrap();
+    assert!(
+        layers.iter().any(|l| l["name"] == "workspace"
+            && l["mechanism"].as_str().unwrap().starts_with("degraded")),
+        "{layers:?}"
+    );
+    assert_eq!(
+        paths_and_kinds(changes),
+        pairs(&[
+            ("README", "modified"),
+            ("added.txt", "added"),
+            ("gone/deep/a.txt", "deleted"),
+            ("link-me.txt", "type_changed"),
+            ("old.txt", "deleted"),
+            ("script.sh", "modified"),
+            ("src/lib.txt", "deleted"),
+            ("src/moved.txt", "added"),
+        ]),
+        "{changes}"
+    );
+    let diff = changes["diff"]["text"].as_str().unwrap();
+    assert!(diff.contains("-hello\n+bye\n"), "{diff}");
+    assert!(
+        changes["ignored"]["count"].as_u64().unwrap() >= 1,
+        "target/debug/x is only counted: {changes}"
+    );
+
+    // The user edits a file the job also changed: that one is a conflict.
+    std::fs::write(project.join("README"), "user\n").unwrap();
+    let job_id = job["job_id"].as_str().unwrap().to_owned();
+    let result = worker.call("worker_apply_changes", json!({"job_id": job_id}));
+    assert_eq!(
+        outcomes(&result),
+        pairs(&[
+            ("README", "conflict"),
+            ("added.txt", "applied"),
+            ("gone/deep/a.txt", "applied"),
+            ("link-me.txt", "applied"),
+            ("old.txt", "applied"),
+            ("script.sh", "applied"),
+            ("src/lib.txt", "applied"),
+            ("src/moved.txt", "applied"),
+        ]),
+        "{result}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.join("README")).unwrap(),
+        "user\n"
+    );
+    assert!(!project.join("gone").exists(), "the removed dir is gone");
+    assert!(!project.join("old.txt").exists());
+    assert_eq!(
+        std::fs::read_link(project.join("link-me.txt")).unwrap(),
+        Path::new("README")
+    );
+    assert!(
+        !project.join("target/debug/x").exists(),
+        "ignored: never applied"
+    );
+    assert!(project.join("target/debug/old").exists());
+    worker.call("worker_discard_changes", json!({"job_id": job_id}));
+
+    // Discard: a second job's copy goes, the project stays as it is.
+    let before = snapshot(&project);
+    let job = overlay(&mut worker, "echo x > a && rm README");
+    assert_eq!(
+        paths_and_kinds(&job["changes"]),
+        pairs(&[("README", "deleted"), ("a", "added")]),
+        "{job}"
+    );
+    let result = worker.call("worker_discard_changes", json!({"job_id": job["job_id"]}));
+    assert_eq!(result["discarded"], 2, "{result}");
+    assert_eq!(snapshot(&project), before);
+    worker.assert_no_session_dirs();
+}
+
+#[test]
+fn copy_fallback_refuses_a_project_over_its_caps_naming_the_field() {
+    for (cap, field) in [
+        ("workspace.copy_max_files=3", "workspace.copy_max_files"),
+        ("workspace.copy_max_bytes=4KiB", "workspace.copy_max_bytes"),
+    ] {
+        let Some(Fixture {
+            mut worker,
+            project,
+            parent: _parent,
+            home: _home,
+        }) = fixture(&["workspace.overlay=copy", cap])
+        else {
+            return;
+        };
+        std::fs::write(project.join("big.txt"), "x".repeat(8192)).unwrap();
+        let job = overlay(&mut worker, "echo ran");
+        assert_eq!(job["status"], "failed", "{job}");
+        assert_eq!(job["reason"], "prepare_error", "{job}");
+        let message = job["message"].as_str().unwrap();
+        assert!(
+            message.contains("workspace.path") && message.contains(field),
+            "{message}"
+        );
+        assert_eq!(stdout(&job), "", "the job never ran");
+        worker.assert_no_session_dirs();
+    }
+}
+
+#[test]
+fn strict_jobs_refuse_the_copy_fallback() {
+    let Some(Fixture {
+        mut worker,
+        parent: _parent,
+        home: _home,
+        ..
+    }) = fixture(&["workspace.overlay=copy"])
+    else {
+        return;
+    };
+    let plain =
+        worker.dispatch(json!({"command": "true", "isolation": "strict", "wait_ms": 30000}));
+    if plain["status"] != "finished" {
+        eprintln!("SKIPPED: strict refuses every job on this host: {plain}");
+        return;
+    }
+    let job = worker.dispatch(json!({
+        "command": "echo ran",
+        "isolation": "strict",
+        "workspace": {"mode": "overlay"},
+        "wait_ms": 30000,
+    }));
+    assert_eq!(job["status"], "failed", "{job}");
+    let message = job["message"].as_str().unwrap();
+    assert!(
+        message.contains("strict") && message.contains("`workspace`") && message.contains("copy"),
+        "{message}"
+    );
+    assert_eq!(stdout(&job), "");
+    worker.assert_no_session_dirs();
+}

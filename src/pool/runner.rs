@@ -108,37 +108,47 @@ async fn phases(shared: &Arc<Shared>, entry: &Arc<JobEntry>) -> Outcome {
         },
         None => None,
     };
-    let layer = match plan
+    let (layer, run) = match plan
         .workspace
         .as_ref()
         .filter(|w| w.mode == WorkspaceMode::Overlay)
     {
-        Some(_) => match crate::workspace::Layer::create(&shared.base_dir, &entry.session_id) {
-            Ok(layer) => Some(layer),
-            Err(error) => {
-                return Outcome::PrepareFailed(format!(
-                    "could not create the workspace's overlay layer: {error}"
-                ));
-            }
+        Some(workspace) => match overlay_layer(shared, entry, workspace, dirs).await {
+            Ok(pair) => pair,
+            Err(outcome) => return outcome,
         },
-        None => None,
+        None => (None, WorkspaceRun::default()),
     };
-    let view = plan.workspace.as_ref().map(|w| {
-        crate::exec::workspace_view(w, protection.as_ref(), layer.as_ref().map(|l| l.dirs()))
-    });
+    let view = plan
+        .workspace
+        .as_ref()
+        .filter(|_| run.copy.is_none())
+        .map(|w| {
+            crate::exec::workspace_view(w, protection.as_ref(), layer.as_ref().map(|l| l.dirs()))
+        });
+    let run = WorkspaceRun { view, ..run };
     entry.record().metrics.prepare_ms = ms(prepare_start.elapsed());
 
     entry.set_phase(ActivePhase::Execute);
-    let outcome = execute(shared, entry, dirs, inputs.stdin, view).await;
+    let copy = run.copy.clone();
+    let outcome = execute(shared, entry, dirs, inputs.stdin, run).await;
     drop(protection);
 
     entry.set_phase(ActivePhase::Collect);
     let collect_start = Instant::now();
     let (artifacts, outcome) = collect(shared, entry, dirs, outcome).await;
     let changes = match (layer, &plan.workspace) {
-        (Some(layer), Some(workspace)) => {
-            Some(collect_changes(shared, &entry.session_id, &plan.job_id, layer, workspace).await)
-        }
+        (Some(layer), Some(workspace)) => Some(
+            collect_changes(
+                shared,
+                &entry.session_id,
+                &plan.job_id,
+                layer,
+                workspace,
+                copy,
+            )
+            .await,
+        ),
         _ => None,
     };
     let mut record = entry.record();
@@ -199,6 +209,99 @@ async fn collect(
 /// Most diff text a result carries.
 const DIFF_CAP: usize = 256 << 10;
 
+/// How an `overlay` job sees its workspace.
+#[derive(Default)]
+struct WorkspaceRun {
+    /// What the sandbox mounts; `None` for a job on a copy (it lives in the session).
+    view: Option<crate::sandbox::WorkspaceView>,
+    /// The copy fallback: where the copy is and why there is no overlay.
+    copy: Option<CopyRun>,
+}
+
+#[derive(Clone)]
+struct CopyRun {
+    dir: std::path::PathBuf,
+    /// The job's start directory in the copy.
+    cwd: std::path::PathBuf,
+    reason: String,
+}
+
+/// The layer of an `overlay` job: an overlayfs upper, or a copy of the project in the
+/// session where the host cannot mount one (refused under `strict`).
+async fn overlay_layer(
+    shared: &Arc<Shared>,
+    entry: &Arc<JobEntry>,
+    workspace: &crate::workspace::WorkspacePlan,
+    dirs: &SessionDirs,
+) -> Result<(Option<crate::workspace::Layer>, WorkspaceRun), Outcome> {
+    let config = &shared.config.workspace;
+    let profile = entry.plan.profile.at_least(shared.host.config().profile);
+    let Some(reason) = crate::workspace::probe::copy_reason(config, &shared.host, profile) else {
+        return match crate::workspace::Layer::create(&shared.base_dir, &entry.session_id) {
+            Ok(layer) => Ok((Some(layer), WorkspaceRun::default())),
+            Err(error) => Err(Outcome::PrepareFailed(format!(
+                "could not create the workspace's overlay layer: {error}"
+            ))),
+        };
+    };
+    if profile == crate::sandbox::Profile::Strict {
+        return Err(Outcome::PrepareFailed(
+            crate::sandbox::SandboxError::Refused {
+                layer: "workspace".into(),
+                why: format!("an overlay job would run on a copy of the project: {reason}"),
+            }
+            .to_string(),
+        ));
+    }
+    let name = workspace
+        .path
+        .file_name()
+        .map_or_else(|| "project".into(), |n| n.to_os_string());
+    let dir = dirs.work.join(name);
+    let caps = crate::workspace::copy::CopyCaps {
+        max_files: config.copy_max_files,
+        max_bytes: config.copy_max_bytes.bytes(),
+    };
+    let (project, target) = (workspace.path.clone(), dir.clone());
+    let copied = tokio::task::spawn_blocking(move || {
+        crate::workspace::copy::copy_tree(&project, &target, caps)
+    })
+    .await
+    .map_err(|join| Outcome::PrepareFailed(format!("copying the workspace: {join}")))?;
+    let stats = copied.map_err(|error| {
+        Outcome::PrepareFailed(format!(
+            "workspace.path: {} cannot run on a copy: {error}",
+            workspace.path.display()
+        ))
+    })?;
+    tracing::info!(?stats, %reason, "overlay job runs on a copy of the project");
+    let layer = crate::workspace::Layer::for_copy(&shared.base_dir, &entry.session_id).map_err(
+        |error| Outcome::PrepareFailed(format!("could not create the workspace's layer: {error}")),
+    )?;
+    let cwd = dir.join(
+        workspace
+            .cwd
+            .strip_prefix(&workspace.path)
+            .unwrap_or(std::path::Path::new("")),
+    );
+    let reason = format!(
+        "copy fallback: {reason}; the job saw a copy of {} at {} ({} entries, {} bytes, {} \
+         cloned), without the paths the project's ignore rules exclude",
+        workspace.path.display(),
+        dir.display(),
+        stats.entries,
+        stats.bytes,
+        stats.cloned
+    );
+    Ok((
+        Some(layer),
+        WorkspaceRun {
+            view: None,
+            copy: Some(CopyRun { dir, cwd, reason }),
+        },
+    ))
+}
+
 /// The change set of an overlay job, read once its processes are gone; the layer is kept for
 /// `worker_apply_changes` while there is something to apply.
 async fn collect_changes(
@@ -207,14 +310,26 @@ async fn collect_changes(
     job_id: &str,
     layer: crate::workspace::Layer,
     workspace: &crate::workspace::WorkspacePlan,
+    copy: Option<CopyRun>,
 ) -> crate::protocol::WorkspaceChanges {
     layer.unmounted();
     shared.changes.note_running(session, None);
     let shared = shared.clone();
     let job_id = job_id.to_owned();
     let workspace = workspace.clone();
+    let degraded = copy.as_ref().map(|c| c.reason.clone());
     let computed = tokio::task::spawn_blocking(move || {
-        let changes = crate::workspace::changes::compute(&workspace.path, &layer.upper, DIFF_CAP);
+        let changes = match (&copy, layer.copy_mark) {
+            (Some(copy), Some(mark)) => layer.adopt(&copy.dir).and_then(|()| {
+                crate::workspace::changes::compute_copy(
+                    &workspace.path,
+                    &layer.upper,
+                    mark,
+                    DIFF_CAP,
+                )
+            }),
+            _ => crate::workspace::changes::compute(&workspace.path, &layer.upper, DIFF_CAP),
+        };
         match &changes {
             Ok(changes) if !changes.files.is_empty() => {
                 let files = changes.files.clone();
@@ -232,10 +347,12 @@ async fn collect_changes(
     })
     .await
     .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())));
-    computed.unwrap_or_else(|error| {
+    let mut changes = computed.unwrap_or_else(|error| {
         tracing::error!(%error, "reading the overlay job's changes failed");
         crate::protocol::WorkspaceChanges::default()
-    })
+    });
+    changes.degraded = degraded;
+    changes
 }
 
 async fn prepare(
@@ -272,8 +389,9 @@ async fn execute(
     entry: &Arc<JobEntry>,
     dirs: &SessionDirs,
     stdin: Option<Vec<u8>>,
-    workspace: Option<crate::sandbox::WorkspaceView>,
+    run: WorkspaceRun,
 ) -> Outcome {
+    let workspace = run.view;
     let plan = &entry.plan;
     let governance = &shared.config.governance;
     let rlimits = RlimitPlan::new(
@@ -300,6 +418,9 @@ async fn execute(
     let spec = LaunchSpec {
         program: plan.program.clone(),
         cwd: match (&plan.workspace, &plan.cwd) {
+            (Some(_), _) if run.copy.is_some() => {
+                run.copy.as_ref().map(|c| c.cwd.clone()).unwrap_or_default()
+            }
             (Some(workspace), _) => workspace.cwd.clone(),
             (None, Some(cwd)) => dirs.work.join(cwd),
             (None, None) => dirs.work.clone(),
@@ -313,7 +434,8 @@ async fn execute(
     let upper = workspace
         .as_ref()
         .and_then(|w| w.overlay.as_ref())
-        .map(|o| o.upper.clone());
+        .map(|o| o.upper.clone())
+        .or_else(|| run.copy.as_ref().map(|c| c.dir.clone()));
     let spawn_start = Instant::now();
     let request = crate::exec::sandbox_request(dirs, plan, plan.profile, workspace);
     let sandbox =
@@ -326,7 +448,14 @@ async fn execute(
             Ok(sandbox) => Arc::new(sandbox),
             Err(error) => return Outcome::PrepareFailed(error.to_string()),
         };
-    entry.record().layers = Some(sandbox.layers());
+    let mut layers = sandbox.layers();
+    if let Some(copy) = &run.copy {
+        layers.push(crate::sandbox::AppliedLayer {
+            name: "workspace".into(),
+            mechanism: format!("degraded: {}", copy.reason),
+        });
+    }
+    entry.record().layers = Some(layers);
     let mut process = match JobProcess::spawn_sandboxed(spec, Some(sandbox.clone())) {
         Ok(process) => process,
         Err(error) => {

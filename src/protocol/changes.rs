@@ -16,6 +16,12 @@ pub struct WorkspaceChanges {
     /// Changes under ignored paths (build output such as `target/`, `node_modules/`, and
     /// everything in `.git/`): only counted.
     pub ignored: IgnoredChanges,
+    /// Set when the job ran on a copy of the project instead of a copy-on-write overlay (the
+    /// host cannot mount one, or the operator chose `workspace.overlay = "copy"`): why, and
+    /// where the job saw the copy. Ignored paths (`target/`) were not copied, so builds
+    /// started from scratch; apply and discard work the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<String>,
 }
 
 /// One changed path.

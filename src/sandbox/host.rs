@@ -107,6 +107,11 @@ impl Host {
         &self.inner.config
     }
 
+    /// Whether jobs can get a mount namespace here (workspaces choose their mechanism by it).
+    pub fn mount_namespace(&self) -> bool {
+        self.inner.mountns()
+    }
+
     /// Milliseconds the probe took.
     pub fn probe_ms(&self) -> f64 {
         self.inner.probe_ms

@@ -283,13 +283,20 @@ impl Pending {
             Err(error) if error.kind() == io::ErrorKind::NotFound => {}
             Err(error) => return Err(error),
         }
-        // Directories the job removed as a whole go once they are empty.
+        // Directories the job removed as a whole go once they are empty: in an overlay the
+        // removed one is a whiteout, in a copy the topmost ancestor the copy lacks.
         let rel = Path::new(rel);
-        let whiteout_at = rel.ancestors().skip(1).find(|a| {
-            !a.as_os_str().is_empty()
-                && std::fs::symlink_metadata(self.layer.upper.join(a))
-                    .is_ok_and(|m| is_whiteout(&m))
-        });
+        let in_upper = |a: &Path| std::fs::symlink_metadata(self.layer.upper.join(a));
+        let whiteout_at = if self.layer.copy_mark.is_some() {
+            rel.ancestors()
+                .skip(1)
+                .take_while(|a| !a.as_os_str().is_empty() && in_upper(a).is_err())
+                .last()
+        } else {
+            rel.ancestors()
+                .skip(1)
+                .find(|a| !a.as_os_str().is_empty() && in_upper(a).is_ok_and(|m| is_whiteout(&m)))
+        };
         if let Some(top) = whiteout_at {
             for dir in rel.ancestors().skip(1) {
                 let _ = std::fs::remove_dir(self.project.join(dir));

@@ -20,29 +20,65 @@ const DIFF_FILE_BYTES: u64 = 1 << 20;
 
 /// Compares `upper` with `project`; the diff text is cut at `diff_cap` bytes.
 pub fn compute(project: &Path, upper: &Path, diff_cap: usize) -> io::Result<WorkspaceChanges> {
-    let mut scan = Scan {
-        project,
-        upper,
-        ignores: Ignores::new(project),
-        files: Vec::new(),
-        ignored: IgnoredChanges::default(),
-        diff: String::new(),
-        diff_total: 0,
-        diff_cap,
-    };
+    let mut scan = Scan::new(project, upper, None, diff_cap);
     scan.walk(Path::new(""))?;
-    scan.files.sort_by(|a, b| a.path.cmp(&b.path));
-    let truncated = scan.diff_total > scan.diff.len() as u64;
-    Ok(WorkspaceChanges {
-        files: scan.files,
-        diff: (scan.diff_total > 0).then_some(ChangeDiff {
-            text: scan.diff,
-            offset: 0,
-            total_bytes: scan.diff_total,
-            truncated,
-        }),
-        ignored: scan.ignored,
-    })
+    Ok(scan.finish())
+}
+
+/// When a copy was complete: the ctime of a file touched right after it, on the same clock
+/// as the copy's and the project's ctimes.
+pub type CopyMark = (i64, i64);
+
+/// Compares the copy an `overlay` job worked on (copy fallback) with the project. A copied
+/// entry whose ctime is before `mark` is one the job did not touch: it is skipped unread,
+/// whatever the project holds now (a user's edit during the job is not the job's change). A
+/// project entry missing from the copy is a deletion only when it is older than the mark
+/// (newer ones appeared after the copy) and was copied at all (not ignored).
+pub fn compute_copy(
+    project: &Path,
+    copy: &Path,
+    mark: CopyMark,
+    diff_cap: usize,
+) -> io::Result<WorkspaceChanges> {
+    let mut scan = Scan::new(project, copy, Some(mark), diff_cap);
+    scan.walk_copy(Path::new(""))?;
+    Ok(scan.finish())
+}
+
+fn ctime(meta: &Metadata) -> CopyMark {
+    (meta.ctime(), meta.ctime_nsec())
+}
+
+impl<'a> Scan<'a> {
+    fn new(project: &'a Path, upper: &'a Path, mark: Option<CopyMark>, diff_cap: usize) -> Self {
+        Scan {
+            project,
+            upper,
+            mark,
+            ignores: Ignores::new(project),
+            files: Vec::new(),
+            ignored: IgnoredChanges::default(),
+            diff: String::new(),
+            diff_total: 0,
+            diff_cap,
+        }
+    }
+
+    fn finish(mut self) -> WorkspaceChanges {
+        self.files.sort_by(|a, b| a.path.cmp(&b.path));
+        let truncated = self.diff_total > self.diff.len() as u64;
+        WorkspaceChanges {
+            files: self.files,
+            diff: (self.diff_total > 0).then_some(ChangeDiff {
+                text: self.diff,
+                offset: 0,
+                total_bytes: self.diff_total,
+                truncated,
+            }),
+            ignored: self.ignored,
+            degraded: None,
+        }
+    }
 }
 
 /// True for a whiteout: overlayfs marks a deleted path with a 0/0 character device.
@@ -80,6 +116,8 @@ fn xattr_is_y(path: &Path, name: &str) -> bool {
 struct Scan<'a> {
     project: &'a Path,
     upper: &'a Path,
+    /// Set when `upper` is a copy of the project, not an overlay's upper layer.
+    mark: Option<CopyMark>,
     ignores: Ignores,
     files: Vec<FileChange>,
     ignored: IgnoredChanges,
@@ -124,6 +162,70 @@ impl Scan<'_> {
                 Some(_) => ChangeKind::Modified,
             };
             self.record(&rel, kind, &up)?;
+        }
+        Ok(())
+    }
+
+    /// `walk` for a copy: every entry of the copy, then the project's entries it lacks.
+    fn walk_copy(&mut self, rel: &Path) -> io::Result<()> {
+        let mark = self.mark.unwrap_or_default();
+        let mut names: Vec<_> = std::fs::read_dir(self.upper.join(rel))?
+            .map(|entry| entry.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()?;
+        names.sort();
+        for name in &names {
+            let rel = rel.join(name);
+            let up = std::fs::symlink_metadata(self.upper.join(&rel))?;
+            if !super::copy::copied(&mut self.ignores, &rel, up.is_dir()) {
+                // Build output the job made: counted, never compared.
+                self.count_ignored_tree(&self.upper.join(&rel))?;
+                continue;
+            }
+            let low = std::fs::symlink_metadata(self.project.join(&rel)).ok();
+            if up.is_dir() {
+                if low.as_ref().is_some_and(|low| !low.is_dir()) {
+                    self.record(&rel, ChangeKind::TypeChanged, &up)?;
+                }
+                self.walk_copy(&rel)?;
+                continue;
+            }
+            let kind = match &low {
+                None => ChangeKind::Added,
+                Some(low) if low.file_type() != up.file_type() => ChangeKind::TypeChanged,
+                Some(_) if ctime(&up) < mark => continue,
+                Some(low) if self.same(&rel, low, &up)? => continue,
+                Some(_) => ChangeKind::Modified,
+            };
+            self.record(&rel, kind, &up)?;
+        }
+        let Ok(entries) = std::fs::read_dir(self.project.join(rel)) else {
+            return Ok(());
+        };
+        let mut gone = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            if names.binary_search(&entry.file_name()).is_err() {
+                gone.push(entry.file_name());
+            }
+        }
+        gone.sort();
+        for name in gone {
+            let rel = rel.join(name);
+            let low = std::fs::symlink_metadata(self.project.join(&rel))?;
+            let kind = low.file_type();
+            let was_copied = (kind.is_dir() || kind.is_file() || kind.is_symlink())
+                && super::copy::copied(&mut self.ignores, &rel, low.is_dir());
+            if was_copied && (low.is_dir() || ctime(&low) < mark) {
+                self.deleted(&rel, &low)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn count_ignored_tree(&mut self, path: &Path) -> io::Result<()> {
+        for entry in walkdir::WalkDir::new(path) {
+            let entry = entry.map_err(io::Error::other)?;
+            self.count_ignored(&entry.metadata().map_err(io::Error::other)?);
         }
         Ok(())
     }
@@ -175,6 +277,10 @@ impl Scan<'_> {
     }
 
     fn record_deleted(&mut self, rel: &Path, low: &Metadata) -> io::Result<()> {
+        if self.mark.is_some_and(|mark| ctime(low) >= mark) {
+            // Appeared in the project after the copy was made: not the job's deletion.
+            return Ok(());
+        }
         if self.ignores.ignored(rel, false) {
             self.count_ignored(low);
             return Ok(());
@@ -274,20 +380,20 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The project's ignore rules: `.gitignore` in every directory (deeper files win) and
 /// `.git/info/exclude`; everything in `.git/` counts as ignored.
-struct Ignores {
+pub struct Ignores {
     project: PathBuf,
     by_dir: HashMap<PathBuf, Option<Gitignore>>,
 }
 
 impl Ignores {
-    fn new(project: &Path) -> Ignores {
+    pub fn new(project: &Path) -> Ignores {
         Ignores {
             project: project.to_path_buf(),
             by_dir: HashMap::new(),
         }
     }
 
-    fn ignored(&mut self, rel: &Path, is_dir: bool) -> bool {
+    pub fn ignored(&mut self, rel: &Path, is_dir: bool) -> bool {
         if rel.starts_with(".git") {
             return true;
         }

@@ -35,6 +35,23 @@ pub struct WorkspaceConfig {
     /// Most bytes all overlay layers (running jobs and change sets waiting to be applied)
     /// may hold together; the job whose growth crosses it is killed with `disk_limit`.
     pub max_total_upper_bytes: ByteSize,
+    /// How `overlay` jobs get their copy-on-write view: `auto` mounts an overlayfs where the
+    /// host allows one in the job's namespaces and falls back to a copy elsewhere; `copy`
+    /// always copies (the job result says `degraded`). Jobs under `strict` refuse a copy.
+    pub overlay: OverlayMechanism,
+    /// The copy fallback refuses a project with more entries than this (ignored paths, which
+    /// are not copied, do not count).
+    pub copy_max_files: u64,
+    /// The copy fallback refuses a project whose copied files hold more bytes than this.
+    pub copy_max_bytes: ByteSize,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverlayMechanism {
+    #[default]
+    Auto,
+    Copy,
 }
 
 impl Default for WorkspaceConfig {
@@ -45,6 +62,9 @@ impl Default for WorkspaceConfig {
             protected: DEFAULT_PROTECTED.iter().map(|p| (*p).to_owned()).collect(),
             max_upper_bytes: ByteSize::gib(8),
             max_total_upper_bytes: ByteSize::gib(32),
+            overlay: OverlayMechanism::Auto,
+            copy_max_files: 100_000,
+            copy_max_bytes: ByteSize::gib(2),
         }
     }
 }

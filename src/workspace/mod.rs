@@ -11,13 +11,14 @@
 pub mod apply;
 pub mod changes;
 mod config;
+pub mod copy;
 pub mod overlay;
 pub mod probe;
 mod protect;
 mod resolve;
 
 pub use apply::PendingChanges;
-pub use config::{DEFAULT_PROTECTED, WorkspaceConfig};
+pub use config::{DEFAULT_PROTECTED, OverlayMechanism, WorkspaceConfig};
 pub use overlay::Layer;
 pub use protect::{Protection, journal_in, sweep_journal};
 pub use resolve::resolve;

@@ -8,11 +8,15 @@ use std::path::{Path, PathBuf};
 
 pub const CHANGES_DIR: &str = ".changes";
 
+/// The job's writes: an overlay's upper layer, or (copy fallback) the whole copy, which the
+/// job fills in its session and the worker moves here once the job is gone.
 #[derive(Debug)]
 pub struct Layer {
     pub root: PathBuf,
     pub upper: PathBuf,
     work: PathBuf,
+    /// When a copy was complete (see `changes::compute_copy`); `None` for an overlay.
+    pub copy_mark: Option<super::changes::CopyMark>,
 }
 
 impl Layer {
@@ -26,10 +30,41 @@ impl Layer {
             upper: root.join("upper"),
             work: root.join("work"),
             root,
+            copy_mark: None,
         };
         builder.create(&layer.upper)?;
         builder.create(&layer.work)?;
         Ok(layer)
+    }
+
+    /// The layer of a job on a copy, made once the copy is complete: `upper` does not exist
+    /// until `adopt` moves the copy in.
+    pub fn for_copy(base: &Path, name: &str) -> io::Result<Layer> {
+        use std::os::unix::fs::MetadataExt;
+        let parent = base.join(CHANGES_DIR);
+        let mut builder = std::fs::DirBuilder::new();
+        builder.mode(0o700).recursive(true).create(&parent)?;
+        let root = parent.join(name);
+        builder.recursive(false).create(&root)?;
+        let mark = root.join("copied");
+        std::fs::write(&mark, b"")?;
+        let meta = std::fs::metadata(&mark)?;
+        Ok(Layer {
+            upper: root.join("copy"),
+            work: root.join("work"),
+            root,
+            copy_mark: Some((meta.ctime(), meta.ctime_nsec())),
+        })
+    }
+
+    /// Moves the job's copy (in its session, on the same filesystem) into the layer.
+    pub fn adopt(&self, copy: &Path) -> io::Result<()> {
+        if !std::fs::symlink_metadata(copy)?.is_dir() {
+            return Err(io::Error::other(
+                "the job replaced its copy with a non-directory",
+            ));
+        }
+        std::fs::rename(copy, &self.upper)
     }
 
     pub fn dirs(&self) -> OverlayDirs {

@@ -84,15 +84,55 @@ fn write(path: &std::ffi::CStr, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// `overlay()`, tried once per worker.
+fn overlay_once() -> Result<(), String> {
+    static PROBED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    PROBED.get_or_init(overlay).clone()
+}
+
+/// Why an `overlay` job under `profile` works on a copy of the project instead of an
+/// overlayfs here; `None` when it gets the overlayfs.
+pub fn copy_reason(
+    config: &super::WorkspaceConfig,
+    host: &crate::sandbox::Host,
+    profile: crate::sandbox::Profile,
+) -> Option<String> {
+    use crate::sandbox::Profile;
+    if config.overlay == super::config::OverlayMechanism::Copy {
+        return Some("the worker's config sets `workspace.overlay = \"copy\"`".into());
+    }
+    if profile.at_least(host.config().profile) == Profile::None || !host.mount_namespace() {
+        return Some(
+            "no mount namespace for this job (profile `none`, or the host refuses one)".into(),
+        );
+    }
+    overlay_once()
+        .err()
+        .map(|why| format!("this host cannot mount an overlayfs for the job ({why})"))
+}
+
 /// The doctor's line about workspaces, with the fix when overlay jobs cannot run.
-pub fn doctor_line() -> String {
-    match overlay() {
-        Ok(()) => "workspaces: read, write and overlay available (overlayfs in a user namespace \
-                   verified by a mount)\n"
-            .into(),
-        Err(why) => format!(
-            "workspaces: overlay jobs cannot run here ({why}); read and write still work where \
-             a mount namespace is available. Fix: a kernel >= 5.11 with overlayfs, and \
+pub fn doctor_line(config: &super::WorkspaceConfig) -> String {
+    let copy = format!(
+        "overlay jobs fall back to a copy of the project (reported as `degraded`; projects over \
+         workspace.copy_max_files = {} or copy_max_bytes = {} are refused; `strict` jobs refuse \
+         the copy)",
+        config.copy_max_files, config.copy_max_bytes
+    );
+    match (overlay(), config.overlay) {
+        (Ok(()), super::config::OverlayMechanism::Auto) => {
+            "workspaces: read, write and overlay available (overlayfs in a user namespace \
+             verified by a mount)\n"
+                .into()
+        }
+        (Ok(()), super::config::OverlayMechanism::Copy) => format!(
+            "workspaces: read and write available; {copy} because the config sets \
+             workspace.overlay = \"copy\". Fix: this host can mount overlays (verified): set \
+             workspace.overlay = \"auto\"\n"
+        ),
+        (Err(why), _) => format!(
+            "workspaces: overlayfs unavailable here ({why}): {copy}; read and write still work \
+             where a mount namespace is available. Fix: a kernel >= 5.11 with overlayfs, and \
              unprivileged user namespaces allowed (see the `privileges` fix above)\n"
         ),
     }
