@@ -1,7 +1,8 @@
 //! Workspaces side by side in one run: the start cost of a job (`true`) without a workspace and
 //! in `read`, `write` and `overlay`, and `cargo test` of one small built crate directly on the
-//! host, in `overlay` and in `write` (ratio to the host). Wall time per dispatch (`wait_ms`
-//! reply), p50 and p90.
+//! host, in `overlay` and in `write` (ratio to the host), and a 10k-file tree with no
+//! workspace, in `overlay` and in the copy fallback (`workspace.overlay = "copy"`), each job
+//! editing one file. Wall time per dispatch (`wait_ms` reply), p50 and p90.
 //!
 //! `cargo bench --bench workspace` (BENCH_JOBS=N for sample size; cargo must be on PATH).
 
@@ -59,6 +60,77 @@ fn krate(dir: &Path) {
     )
     .unwrap();
     std::fs::write(dir.join(".gitignore"), "target/\n").unwrap();
+}
+
+/// `dirs` x `files` small text files, plus an ignored `target/` the copy skips.
+fn tree(dir: &Path, dirs: usize, files: usize) {
+    std::fs::create_dir_all(dir.join("target/debug")).unwrap();
+    std::fs::write(dir.join(".gitignore"), "target/\n").unwrap();
+    for d in 0..dirs {
+        let sub = dir.join(format!("d{d}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        for f in 0..files {
+            std::fs::write(
+                sub.join(format!("f{f}.txt")),
+                format!("line {d} {f}\n").repeat(8),
+            )
+            .unwrap();
+        }
+        std::fs::write(dir.join(format!("target/debug/o{d}")), vec![0u8; 4096]).unwrap();
+    }
+}
+
+fn copy_fallback(jobs: usize, scratch: &Path) {
+    let project = scratch.join("tree");
+    let (dirs, files) = (100, 100);
+    tree(&project, dirs, files);
+    let settings = |copy: bool| {
+        let mut list = vec![
+            format!("workspace.root={}", project.display()),
+            "policy.mode=off".into(),
+        ];
+        if copy {
+            list.push("workspace.overlay=copy".into());
+        }
+        list
+    };
+    let mut overlay = Client::start(&settings(false));
+    overlay.call("initialize", json!({}));
+    let mut copy = Client::start(&settings(true));
+    copy.call("initialize", json!({}));
+    println!(
+        "\n{:<34} {:>5} {:>9} {:>9}",
+        format!("{}-file tree, edit one file", dirs * files),
+        "n",
+        "p50 ms",
+        "p90 ms"
+    );
+    let edit = "mkdir -p d7 && echo edit >> d7/f7.txt";
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); 3];
+    let mut degraded = Value::Null;
+    let mut phases: Vec<(f64, f64)> = Vec::new();
+    for _ in 0..jobs {
+        samples[0].push(job(&mut overlay, json!({"command": edit, "wait_ms": 600000})).0);
+        let spec = json!({"command": edit, "workspace": {"mode": "overlay"}, "wait_ms": 600000});
+        samples[1].push(job(&mut overlay, spec.clone()).0);
+        let (took, result) = job(&mut copy, spec);
+        samples[2].push(took);
+        degraded = result["changes"]["degraded"].clone();
+        let metric = |name: &str| result["metrics"][name].as_f64().unwrap_or(0.0);
+        phases.push((metric("prepare_ms"), metric("collect_ms")));
+    }
+    let base = row("no workspace", samples.remove(0), None);
+    row("overlay (overlayfs)", samples.remove(0), Some(base));
+    row("overlay, copy fallback", samples.remove(0), Some(base));
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "copy fallback p50: prepare (the copy) {:.1} ms, collect (the change set) {:.1} ms\n{degraded}",
+        median(phases.iter().map(|p| p.0).collect()),
+        median(phases.iter().map(|p| p.1).collect()),
+    );
 }
 
 fn main() {
@@ -144,4 +216,6 @@ fn main() {
         took.as_secs_f64() * 1e3,
         edited["changes"]["ignored"]
     );
+    drop(client);
+    copy_fallback((jobs / 10).max(5), scratch.path());
 }

@@ -61,6 +61,7 @@ pub fn copy_tree(project: &Path, dest: &Path, caps: CopyCaps) -> Result<CopyStat
         caps,
         ignores: Ignores::new(project),
         stats: CopyStats::default(),
+        clone: true,
     };
     let result = copy.dir(Path::new(""));
     if result.is_err() {
@@ -75,6 +76,8 @@ struct Copy<'a> {
     caps: CopyCaps,
     ignores: Ignores,
     stats: CopyStats,
+    /// Cleared at the first file the filesystem would not clone.
+    clone: bool,
 }
 
 impl Copy<'_> {
@@ -149,21 +152,28 @@ impl Copy<'_> {
     }
 
     fn file(&mut self, from: &Path, to: &Path, meta: &std::fs::Metadata) -> io::Result<()> {
-        let source = File::open(from)?;
-        let target = std::fs::OpenOptions::new()
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut source = File::open(from)?;
+        let mut target = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(to)?;
-        // SAFETY: two open descriptors; FICLONE only reads the source's number.
-        let cloned =
-            unsafe { libc::ioctl(target.as_raw_fd(), libc::FICLONE as _, source.as_raw_fd()) } == 0;
+        let mut cloned = false;
+        if self.clone {
+            // SAFETY: two open descriptors; FICLONE only reads the source's number.
+            cloned =
+                unsafe { libc::ioctl(target.as_raw_fd(), libc::FICLONE as _, source.as_raw_fd()) }
+                    == 0;
+            // A filesystem that cannot clone one file cannot clone the next either.
+            self.clone = cloned;
+        }
         if cloned {
             self.stats.cloned += 1;
         } else {
-            drop(target);
-            std::fs::copy(from, to)?;
+            // File to file: copy_file_range in the kernel.
+            io::copy(&mut source, &mut target)?;
         }
-        let target = std::fs::OpenOptions::new().write(true).open(to)?;
         target.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
         target.set_modified(meta.modified()?)?;
         Ok(())
