@@ -39,7 +39,8 @@ fn initialize_lists_every_tool_with_schemas() {
             "worker_list_sessions",
             "worker_get_metrics",
             "worker_apply_changes",
-            "worker_discard_changes"
+            "worker_discard_changes",
+            "worker_get_changes"
         ]
     );
     for tool in init["tools"].as_array().unwrap() {

@@ -1027,3 +1027,70 @@ fn strict_jobs_refuse_the_copy_fallback() {
     assert_eq!(stdout(&job), "");
     worker.assert_no_session_dirs();
 }
+
+/// A diff over the result's 256 KiB is cut there (`truncated`) and `worker_get_changes` pages
+/// through all of it, pages ending on whole UTF-8 characters.
+#[test]
+fn a_big_diff_is_paged_with_worker_get_changes() {
+    let Some(Fixture {
+        mut worker,
+        parent: _parent,
+        home: _home,
+        ..
+    }) = fixture(&[])
+    else {
+        return;
+    };
+    let job = overlay(
+        &mut worker,
+        "for i in $(seq 1 6000); do echo \"ligne $i: café crème brûlée, encore une fois\"; done > big.txt",
+    );
+    assert_eq!(job["status"], "finished", "{job}");
+    let first = &job["changes"]["diff"];
+    assert_eq!(first["truncated"], true, "{first}");
+    assert_eq!(first["offset"], 0);
+    let total = first["total_bytes"].as_u64().unwrap();
+    assert!(total > 256 << 10, "{total}");
+    let first_text = first["text"].as_str().unwrap();
+    assert!(first_text.len() <= 256 << 10);
+
+    let job_id = job["job_id"].as_str().unwrap();
+    let mut whole = String::new();
+    let mut offset = 0u64;
+    let mut pages = 0;
+    loop {
+        let page = worker.call(
+            "worker_get_changes",
+            json!({"job_id": job_id, "offset": offset, "max_bytes": 99_999}),
+        );
+        let diff = &page["diff"];
+        assert_eq!(diff["offset"], offset, "{diff}");
+        assert_eq!(diff["total_bytes"], total);
+        let text = diff["text"].as_str().unwrap();
+        assert!(text.len() <= 99_999);
+        whole.push_str(text);
+        offset += text.len() as u64;
+        pages += 1;
+        assert_eq!(page["files"][0]["path"], "big.txt", "{page}");
+        if diff["truncated"] == false {
+            break;
+        }
+        assert!(pages < 100, "paging does not advance");
+    }
+    assert_eq!(whole.len() as u64, total);
+    assert!(whole.starts_with(first_text));
+    let mut expected = String::from("--- /dev/null\n+++ b/big.txt\n@@ -0,0 +1,6000 @@\n");
+    for i in 1..=6000 {
+        expected.push_str(&format!("+ligne {i}: café crème brûlée, encore une fois\n"));
+    }
+    assert_eq!(whole, expected);
+
+    let error = worker.call_err(
+        "worker_get_changes",
+        json!({"job_id": job_id, "max_bytes": 2}),
+    );
+    assert_eq!(error["data"]["field"], "max_bytes", "{error}");
+    worker.call("worker_discard_changes", json!({"job_id": job_id}));
+    let error = worker.call_err("worker_get_changes", json!({"job_id": job_id}));
+    assert_eq!(error["data"]["field"], "job_id", "{error}");
+}

@@ -319,16 +319,16 @@ async fn collect_changes(
     let workspace = workspace.clone();
     let degraded = copy.as_ref().map(|c| c.reason.clone());
     let computed = tokio::task::spawn_blocking(move || {
+        let diff_file = layer.diff_file();
+        let diff = crate::workspace::changes::DiffOut {
+            file: &diff_file,
+            cap: DIFF_CAP,
+        };
         let changes = match (&copy, layer.copy_mark) {
             (Some(copy), Some(mark)) => layer.adopt(&copy.dir).and_then(|()| {
-                crate::workspace::changes::compute_copy(
-                    &workspace.path,
-                    &layer.upper,
-                    mark,
-                    DIFF_CAP,
-                )
+                crate::workspace::changes::compute_copy(&workspace.path, &layer.upper, mark, diff)
             }),
-            _ => crate::workspace::changes::compute(&workspace.path, &layer.upper, DIFF_CAP),
+            _ => crate::workspace::changes::compute(&workspace.path, &layer.upper, diff),
         };
         match &changes {
             Ok(changes) if !changes.files.is_empty() => {

@@ -57,7 +57,7 @@ pub enum ChangeKind {
     TypeChanged,
 }
 
-/// The diff text, cut to a cap.
+/// The diff text, cut to a cap; `worker_get_changes` pages through the rest.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 pub struct ChangeDiff {
     pub text: String,
@@ -75,6 +75,31 @@ pub struct IgnoredChanges {
     pub count: u64,
     /// Their size in bytes.
     pub bytes: u64,
+}
+
+/// `worker_get_changes` parameters.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetChangesParams {
+    /// An ended `overlay` job whose `changes` are still pending.
+    pub job_id: String,
+    /// Byte offset in the whole diff to start from (the previous page's `offset` plus the
+    /// byte length of its `text`). Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// Most bytes of diff text to return (default and maximum 1 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+}
+
+/// `worker_get_changes` result: the change set's paths and a page of its diff.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ChangesPage {
+    pub job_id: String,
+    /// The change set's paths, as in the job result's `changes.files`.
+    pub files: Vec<FileChange>,
+    /// `truncated` is true while more diff follows this page.
+    pub diff: ChangeDiff,
 }
 
 /// `worker_apply_changes` parameters.

@@ -13,8 +13,8 @@ pub mod tools;
 
 pub use bytesize::ByteSize;
 pub use changes::{
-    ApplyOutcome, ApplyParams, ApplyResult, ChangeDiff, ChangeKind, DiscardResult, FileChange,
-    IgnoredChanges, PathOutcome, WorkspaceChanges,
+    ApplyOutcome, ApplyParams, ApplyResult, ChangeDiff, ChangeKind, ChangesPage, DiscardResult,
+    FileChange, GetChangesParams, IgnoredChanges, PathOutcome, WorkspaceChanges,
 };
 pub use events::*;
 pub use job::{

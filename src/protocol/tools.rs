@@ -82,6 +82,14 @@ const TOOLS: &[ToolDef] = &[
         input: root::<JobRef>,
         output: root::<DiscardResult>,
     },
+    ToolDef {
+        name: "worker_get_changes",
+        description: "Page through the diff of an ended `overlay` job's pending changes when its \
+            result's `changes.diff.truncated` is true: pass `offset` (the previous page's `offset` \
+            plus the byte length of its `text`) and optionally `max_bytes`.",
+        input: root::<GetChangesParams>,
+        output: root::<ChangesPage>,
+    },
 ];
 
 /// Names of the methods exposed as tools, in the order they are listed.

@@ -8,6 +8,9 @@ use jsonrpsee::RpcModule;
 use jsonrpsee::types::ErrorObjectOwned;
 use std::sync::Arc;
 
+/// Most diff text one `worker_get_changes` page carries.
+const MAX_DIFF_PAGE: u64 = 1 << 20;
+
 type Reply<T> = Result<T, ErrorObjectOwned>;
 
 fn reply<T>(result: Result<T, WorkerError>) -> Reply<T> {
@@ -88,6 +91,32 @@ pub fn build_module(worker: Arc<Fleet>) -> RpcModule<Fleet> {
                         .pool
                         .changes()
                         .apply(&request.job_id, request.paths)
+                })
+                .await
+                .unwrap_or_else(|join| Err(WorkerError::internal(join)));
+                reply(done)
+            })
+            .map(|_| ()),
+        module
+            .register_async_method("worker_get_changes", |params, worker, _| async move {
+                let request: GetChangesParams = reply(decode(&params))?;
+                let max_bytes = request
+                    .max_bytes
+                    .unwrap_or(MAX_DIFF_PAGE)
+                    .min(MAX_DIFF_PAGE);
+                if max_bytes < 4 {
+                    // Less could not hold one character of the diff.
+                    return reply(Err::<ChangesPage, _>(WorkerError::invalid_params(
+                        "max_bytes",
+                        "must be at least 4",
+                    )));
+                }
+                let done = tokio::task::spawn_blocking(move || {
+                    worker.local.pool.changes().diff_page(
+                        &request.job_id,
+                        request.offset.unwrap_or(0),
+                        max_bytes as usize,
+                    )
                 })
                 .await
                 .unwrap_or_else(|join| Err(WorkerError::internal(join)));

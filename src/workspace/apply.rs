@@ -214,6 +214,24 @@ impl PendingChanges {
         })
     }
 
+    /// A page of a pending change set's diff (`worker_get_changes`). Blocking.
+    pub fn diff_page(
+        &self,
+        job_id: &str,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<crate::protocol::ChangesPage, WorkerError> {
+        let pending = self.get(job_id)?;
+        let pending = pending.lock().unwrap_or_else(|p| p.into_inner());
+        let diff = super::changes::diff_page(&pending.layer.diff_file(), offset, max_bytes)
+            .map_err(|error| WorkerError::internal(format!("reading the diff: {error}")))?;
+        Ok(crate::protocol::ChangesPage {
+            job_id: job_id.to_owned(),
+            files: pending.files.clone(),
+            diff,
+        })
+    }
+
     /// Blocking.
     pub fn discard(&self, job_id: &str) -> Result<DiscardResult, WorkerError> {
         self.get(job_id)?;

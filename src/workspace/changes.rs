@@ -18,11 +18,19 @@ use std::path::{Path, PathBuf};
 /// Text files above this size are listed but left out of the diff.
 const DIFF_FILE_BYTES: u64 = 1 << 20;
 
-/// Compares `upper` with `project`; the diff text is cut at `diff_cap` bytes.
-pub fn compute(project: &Path, upper: &Path, diff_cap: usize) -> io::Result<WorkspaceChanges> {
-    let mut scan = Scan::new(project, upper, None, diff_cap);
+/// Where a change set's whole diff goes, and how much of it the job result carries.
+pub struct DiffOut<'a> {
+    /// The whole diff is written here, for `worker_get_changes` to page through.
+    pub file: &'a Path,
+    /// The result's `diff.text` is cut at this many bytes.
+    pub cap: usize,
+}
+
+/// Compares `upper` with `project`.
+pub fn compute(project: &Path, upper: &Path, diff: DiffOut<'_>) -> io::Result<WorkspaceChanges> {
+    let mut scan = Scan::new(project, upper, None, diff)?;
     scan.walk(Path::new(""))?;
-    Ok(scan.finish())
+    scan.finish()
 }
 
 /// When a copy was complete: the ctime of a file touched right after it, on the same clock
@@ -38,11 +46,11 @@ pub fn compute_copy(
     project: &Path,
     copy: &Path,
     mark: CopyMark,
-    diff_cap: usize,
+    diff: DiffOut<'_>,
 ) -> io::Result<WorkspaceChanges> {
-    let mut scan = Scan::new(project, copy, Some(mark), diff_cap);
+    let mut scan = Scan::new(project, copy, Some(mark), diff)?;
     scan.walk_copy(Path::new(""))?;
-    Ok(scan.finish())
+    scan.finish()
 }
 
 fn ctime(meta: &Metadata) -> CopyMark {
@@ -50,8 +58,13 @@ fn ctime(meta: &Metadata) -> CopyMark {
 }
 
 impl<'a> Scan<'a> {
-    fn new(project: &'a Path, upper: &'a Path, mark: Option<CopyMark>, diff_cap: usize) -> Self {
-        Scan {
+    fn new(
+        project: &'a Path,
+        upper: &'a Path,
+        mark: Option<CopyMark>,
+        diff: DiffOut<'_>,
+    ) -> io::Result<Self> {
+        Ok(Scan {
             project,
             upper,
             mark,
@@ -60,14 +73,21 @@ impl<'a> Scan<'a> {
             ignored: IgnoredChanges::default(),
             diff: String::new(),
             diff_total: 0,
-            diff_cap,
-        }
+            diff_cap: diff.cap,
+            diff_file: io::BufWriter::new(std::fs::File::create(diff.file)?),
+            diff_error: None,
+        })
     }
 
-    fn finish(mut self) -> WorkspaceChanges {
+    fn finish(mut self) -> io::Result<WorkspaceChanges> {
+        use std::io::Write;
+        if let Some(error) = self.diff_error.take() {
+            return Err(error);
+        }
+        self.diff_file.flush()?;
         self.files.sort_by(|a, b| a.path.cmp(&b.path));
         let truncated = self.diff_total > self.diff.len() as u64;
-        WorkspaceChanges {
+        Ok(WorkspaceChanges {
             files: self.files,
             diff: (self.diff_total > 0).then_some(ChangeDiff {
                 text: self.diff,
@@ -77,7 +97,7 @@ impl<'a> Scan<'a> {
             }),
             ignored: self.ignored,
             degraded: None,
-        }
+        })
     }
 }
 
@@ -124,6 +144,9 @@ struct Scan<'a> {
     diff: String,
     diff_total: u64,
     diff_cap: usize,
+    diff_file: io::BufWriter<std::fs::File>,
+    /// The first failed write to `diff_file`, reported by `finish`.
+    diff_error: Option<io::Error>,
 }
 
 impl Scan<'_> {
@@ -363,6 +386,10 @@ impl Scan<'_> {
             .header(&a, &b)
             .to_string();
         self.diff_total += text.len() as u64;
+        if self.diff_error.is_none() {
+            use std::io::Write;
+            self.diff_error = self.diff_file.write_all(text.as_bytes()).err();
+        }
         let room = self.diff_cap.saturating_sub(self.diff.len());
         if room > 0 {
             let mut cut = text.len().min(room);
@@ -372,6 +399,35 @@ impl Scan<'_> {
             self.diff.push_str(&text[..cut]);
         }
     }
+}
+
+/// A page of the diff in `file` (as `compute` wrote it): at most `max_bytes` from `offset`,
+/// both moved to UTF-8 character boundaries. Blocking.
+pub fn diff_page(file: &Path, offset: u64, max_bytes: usize) -> io::Result<ChangeDiff> {
+    use std::io::{Read, Seek};
+    let mut file = std::fs::File::open(file)?;
+    let total = file.metadata()?.len();
+    let mut offset = offset.min(total);
+    file.seek(io::SeekFrom::Start(offset))?;
+    // Three bytes more, so a character cut by the page end can be dropped whole.
+    let mut bytes = Vec::with_capacity(max_bytes.min(1 << 24) + 3);
+    file.take(max_bytes as u64 + 3).read_to_end(&mut bytes)?;
+    let lead = bytes.iter().take_while(|b| (**b & 0xc0) == 0x80).count();
+    offset += lead as u64;
+    let mut end = (lead + max_bytes).min(bytes.len());
+    let text = loop {
+        match std::str::from_utf8(&bytes[lead..end]) {
+            Ok(text) => break text.to_owned(),
+            Err(error) if error.error_len().is_none() => end = lead + error.valid_up_to(),
+            Err(_) => break String::from_utf8_lossy(&bytes[lead..end]).into_owned(),
+        }
+    };
+    Ok(ChangeDiff {
+        truncated: offset + ((end - lead) as u64) < total,
+        offset,
+        total_bytes: total,
+        text,
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -57,6 +57,11 @@ impl Layer {
         })
     }
 
+    /// The whole diff of the change set (the job result carries its first page).
+    pub fn diff_file(&self) -> PathBuf {
+        self.root.join("diff")
+    }
+
     /// Moves the job's copy (in its session, on the same filesystem) into the layer.
     pub fn adopt(&self, copy: &Path) -> io::Result<()> {
         if !std::fs::symlink_metadata(copy)?.is_dir() {
