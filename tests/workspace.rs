@@ -55,7 +55,15 @@ fn fixture(extra: &[&str]) -> Option<Fixture> {
     let mut settings = vec![root.as_str()];
     settings.extend_from_slice(extra);
     let home_str = home.path().to_str().unwrap().to_owned();
-    let mut worker = Worker::start_walls(&settings, &[("HOME", home_str.as_str())]);
+    // cargo runs the tests with CARGO_HOME set: the worker's caches are the fake home's too.
+    let cargo_home = home.path().join(".cargo").to_str().unwrap().to_owned();
+    let mut worker = Worker::start_walls(
+        &settings,
+        &[
+            ("HOME", home_str.as_str()),
+            ("CARGO_HOME", cargo_home.as_str()),
+        ],
+    );
     let init = worker.call("initialize", json!({}));
     let sandboxed = init["isolation"]["layers"].as_array().is_some_and(|l| {
         l.iter()
@@ -1093,4 +1101,111 @@ fn a_big_diff_is_paged_with_worker_get_changes() {
     worker.call("worker_discard_changes", json!({"job_id": job_id}));
     let error = worker.call_err("worker_get_changes", json!({"job_id": job_id}));
     assert_eq!(error["data"]["field"], "job_id", "{error}");
+}
+
+fn tree_of(dir: &Path) -> Vec<String> {
+    let mut found: Vec<String> = walk(dir)
+        .into_iter()
+        .map(|p| p.strip_prefix(dir).unwrap().display().to_string())
+        .collect();
+    found.sort();
+    found
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        }
+        out.push(path);
+    }
+    out
+}
+
+/// A workspace job reads the user's toolchain caches; what it writes there lands in the
+/// worker's own cache layer, which the next job of the worker sees, and never in the user's
+/// dirs. A dir in `workspace.shared_caches` is written in place instead.
+#[test]
+fn cache_writes_stay_in_the_workers_layer_and_reach_its_next_job() {
+    let Some(Fixture {
+        worker,
+        project,
+        parent: _parent,
+        home,
+    }) = fixture(&[])
+    else {
+        return;
+    };
+    let registry = home.path().join(".cargo/registry");
+    std::fs::create_dir_all(registry.join("index")).unwrap();
+    std::fs::write(registry.join("index/old.txt"), "old\n").unwrap();
+    let npm = home.path().join(".npm");
+    std::fs::create_dir_all(&npm).unwrap();
+    let registry_before = tree_of(&registry);
+    // cargo runs this test with CARGO_HOME set to the real one: the worker gets the fake's.
+    drop(worker);
+    let root = format!("workspace.root={}", project.display());
+    let home_str = home.path().to_str().unwrap();
+    let cargo_home = home.path().join(".cargo");
+    let env = [
+        ("HOME", home_str),
+        ("CARGO_HOME", cargo_home.to_str().unwrap()),
+    ];
+    let mut worker = Worker::start_walls(&[root.as_str()], &env);
+    worker.call("initialize", json!({}));
+
+    let job = overlay(
+        &mut worker,
+        "cat \"$CARGO_HOME/registry/index/old.txt\" && echo planted > \"$CARGO_HOME/registry/new.crate\" \
+         && rm \"$CARGO_HOME/registry/index/old.txt\" \
+         && mkdir -p \"$npm_config_cache/_cacache\" && echo n > \"$npm_config_cache/_cacache/x\" && echo ok",
+    );
+    assert_eq!(job["status"], "finished", "{job}");
+    assert_eq!(stdout(&job), "old\nok\n");
+    assert_eq!(
+        job["changes"]["files"],
+        json!([]),
+        "cache writes are not project changes"
+    );
+    assert_eq!(
+        tree_of(&registry),
+        registry_before,
+        "the user's registry changed"
+    );
+    assert_eq!(
+        std::fs::read_to_string(registry.join("index/old.txt")).unwrap(),
+        "old\n"
+    );
+    assert!(tree_of(&npm).is_empty(), "the user's npm cache changed");
+
+    // The next job of this worker, in another mode, sees the first one's writes.
+    let next = run(
+        &mut worker,
+        "read",
+        "cat \"$CARGO_HOME/registry/new.crate\" \"$npm_config_cache/_cacache/x\"",
+    );
+    assert_eq!(next["status"], "finished", "{next}");
+    assert_eq!(stdout(&next), "planted\nn\n");
+    drop(worker);
+
+    // Shared: the operator lets jobs write the user's npm cache in place.
+    let shared = format!("workspace.shared_caches=[\"{}\"]", npm.display());
+    let mut worker = Worker::start_walls(&[root.as_str(), shared.as_str()], &env);
+    worker.call("initialize", json!({}));
+    let job = run(
+        &mut worker,
+        "read",
+        "echo y > \"$npm_config_cache/y\" && echo planted2 > \"$CARGO_HOME/registry/other.crate\"",
+    );
+    assert_eq!(job["status"], "finished", "{job}");
+    assert_eq!(std::fs::read_to_string(npm.join("y")).unwrap(), "y\n");
+    assert!(!registry.join("other.crate").exists());
+    let fresh = run(&mut worker, "read", "ls \"$CARGO_HOME/registry\"");
+    assert_eq!(
+        stdout(&fresh),
+        "index\nother.crate\n",
+        "a new worker starts from the user's caches (its own layer is new)"
+    );
 }

@@ -34,9 +34,12 @@ pub fn workspace_view(
     plan: &crate::workspace::WorkspacePlan,
     protection: Option<&crate::workspace::Protection>,
     overlay: Option<crate::sandbox::OverlayDirs>,
+    caches: Option<&crate::workspace::caches::JobCaches>,
 ) -> WorkspaceView {
     WorkspaceView {
         overlay,
+        caches: caches.map(|c| c.mounts.clone()).unwrap_or_default(),
+        shared_caches: caches.map(|c| c.shared.clone()).unwrap_or_default(),
         path: plan.path.clone(),
         writable: plan.mode == crate::protocol::WorkspaceMode::Write,
         pins: protection.map(|p| p.pins.clone()).unwrap_or_default(),

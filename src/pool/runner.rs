@@ -119,20 +119,45 @@ async fn phases(shared: &Arc<Shared>, entry: &Arc<JobEntry>) -> Outcome {
         },
         None => (None, WorkspaceRun::default()),
     };
+    // Merged into the worker's cache once the job's processes are gone.
+    let caches = match plan.workspace.as_ref().filter(|_| run.copy.is_none()) {
+        Some(_) => match crate::workspace::caches::JobCaches::prepare(
+            &shared.base_dir,
+            &entry.session_id,
+            &shared.config.workspace.shared_caches,
+        ) {
+            Ok(caches) => Some(caches),
+            Err(error) => {
+                return Outcome::PrepareFailed(format!(
+                    "could not prepare the toolchain cache layers: {error}"
+                ));
+            }
+        },
+        None => None,
+    };
     let view = plan
         .workspace
         .as_ref()
         .filter(|_| run.copy.is_none())
         .map(|w| {
-            crate::exec::workspace_view(w, protection.as_ref(), layer.as_ref().map(|l| l.dirs()))
+            crate::exec::workspace_view(
+                w,
+                protection.as_ref(),
+                layer.as_ref().map(|l| l.dirs()),
+                caches.as_ref(),
+            )
         });
-    let run = WorkspaceRun { view, ..run };
+    let env = caches.as_ref().map(|c| c.env.clone()).unwrap_or_default();
+    let run = WorkspaceRun { view, env, ..run };
     entry.record().metrics.prepare_ms = ms(prepare_start.elapsed());
 
     entry.set_phase(ActivePhase::Execute);
     let copy = run.copy.clone();
     let outcome = execute(shared, entry, dirs, inputs.stdin, run).await;
     drop(protection);
+    if let Some(caches) = caches {
+        let _ = tokio::task::spawn_blocking(move || caches.merge()).await;
+    }
 
     entry.set_phase(ActivePhase::Collect);
     let collect_start = Instant::now();
@@ -216,6 +241,8 @@ struct WorkspaceRun {
     view: Option<crate::sandbox::WorkspaceView>,
     /// The copy fallback: where the copy is and why there is no overlay.
     copy: Option<CopyRun>,
+    /// Variables pointing the job's tools at the toolchain caches.
+    env: Vec<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -298,6 +325,7 @@ async fn overlay_layer(
         WorkspaceRun {
             view: None,
             copy: Some(CopyRun { dir, cwd, reason }),
+            env: Vec::new(),
         },
     ))
 }
@@ -405,6 +433,7 @@ async fn execute(
     if plan.egress.is_some() {
         extra_env = crate::egress::proxy_env(network.proxy_port);
     }
+    extra_env.extend(run.env.iter().cloned());
     extra_env.extend(plan.env.iter().cloned());
     let env = job_environment(
         &SessionPaths {

@@ -44,6 +44,20 @@ pub struct WorkspaceView {
     pub read_only: Vec<PathBuf>,
     /// Copy-on-write: an overlay of the project is mounted over it, writes go to `upper`.
     pub overlay: Option<OverlayDirs>,
+    /// Toolchain caches of the user, each overlaid at its own path (see
+    /// `crate::workspace::caches`).
+    pub caches: Vec<CacheOverlay>,
+    /// Cache dirs the operator shares writable (`workspace.shared_caches`): Landlock grants
+    /// them in place.
+    pub shared_caches: Vec<PathBuf>,
+}
+
+/// An overlay at `path` whose lower layers are `worker_layer` over `path` itself.
+#[derive(Debug, Clone)]
+pub struct CacheOverlay {
+    pub path: PathBuf,
+    pub worker_layer: PathBuf,
+    pub dirs: OverlayDirs,
 }
 
 /// The overlay's own directories (empty, on one filesystem, owned by the worker).
@@ -569,39 +583,53 @@ fn workspace_mounts(
     steps: &mut Vec<MountStep>,
     keeps: &mut Vec<ns::Keep>,
 ) -> io::Result<Vec<MountStep>> {
-    if let Some(dirs) = &workspace.overlay {
-        // The layers are opened right after the namespace is made, before any mask can hide
-        // them; the handles also keep commas or colons in a path out of the option string.
-        let mut layers = [0usize; 3];
-        for (slot, path) in layers
-            .iter_mut()
-            .zip([&workspace.path, &dirs.upper, &dirs.work])
-        {
-            *slot = keeps.len();
+    // The layers are opened right after the namespace is made, before any mask can hide
+    // them; the handles also keep commas or colons in a path out of the option string.
+    let mut overlay = |target: &Path, layers: &[&Path]| -> io::Result<MountStep> {
+        let mut slots = Vec::with_capacity(layers.len());
+        for path in layers {
+            slots.push(keeps.len());
             keeps.push(ns::Keep::new(path)?);
-            steps.insert(1, MountStep::Open(*slot));
+            steps.insert(1, MountStep::Open(keeps.len() - 1));
         }
-        return Ok(vec![MountStep::Overlay {
-            target: ns::cstring(&workspace.path)?,
-            layers,
-        }]);
+        Ok(MountStep::Overlay {
+            target: ns::cstring(target)?,
+            layers: slots,
+        })
+    };
+    let mut mounts = Vec::new();
+    for cache in &workspace.caches {
+        let layers = [
+            cache.worker_layer.as_path(),
+            &cache.path,
+            &cache.dirs.upper,
+            &cache.dirs.work,
+        ];
+        mounts.push(overlay(&cache.path, &layers)?);
+    }
+    if let Some(dirs) = &workspace.overlay {
+        mounts.push(overlay(
+            &workspace.path,
+            &[&workspace.path, &dirs.upper, &dirs.work],
+        )?);
+        return Ok(mounts);
     }
     if !workspace.writable {
-        return Ok(vec![MountStep::BindSelf {
+        mounts.push(MountStep::BindSelf {
             target: ns::cstring(&workspace.path)?,
             read_only: true,
-        }]);
+        });
+        return Ok(mounts);
     }
     let pins = workspace.pins.iter().map(|p| (p, false));
     let holes = workspace.read_only.iter().map(|p| (p, true));
-    pins.chain(holes)
-        .map(|(path, read_only)| {
-            Ok(MountStep::BindSelf {
-                target: ns::cstring(path)?,
-                read_only,
-            })
-        })
-        .collect()
+    for (path, read_only) in pins.chain(holes) {
+        mounts.push(MountStep::BindSelf {
+            target: ns::cstring(path)?,
+            read_only,
+        });
+    }
+    Ok(mounts)
 }
 
 fn workspace_mechanism(workspace: &WorkspaceView) -> String {
@@ -702,6 +730,9 @@ fn build_ruleset(
     }
     if let Some(workspace) = req.workspace.as_ref().filter(|w| w.writable) {
         ruleset.allow(&workspace.path, rights.all_fs)?;
+    }
+    for dir in req.workspace.iter().flat_map(|w| &w.shared_caches) {
+        ruleset.allow(dir, rights.all_fs)?;
     }
     Ok(ruleset)
 }

@@ -47,7 +47,7 @@ mod tests;
 pub use config::{DEFAULT_HIDDEN, Profile, SandboxConfig, WORKER_DIR_PREFIX};
 pub use doctor::doctor_report;
 pub use host::Host;
-pub use job::{JobRequest, JobSandbox, OverlayDirs, WorkspaceView};
+pub use job::{CacheOverlay, JobRequest, JobSandbox, OverlayDirs, WorkspaceView};
 pub use report::{
     AppliedLayer, Breach, HiddenPath, IsolationReport, LayerReport, LayerState, Usage,
 };

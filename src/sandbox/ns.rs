@@ -36,10 +36,10 @@ pub enum MountStep {
     /// Binds a path over itself, making it a mount point (which cannot be renamed or removed)
     /// and, with `read_only`, unwritable whatever Landlock grants around it.
     BindSelf { target: CString, read_only: bool },
-    /// An overlayfs over a directory; `layers` index the kept handles of the lower, upper and
-    /// work directories, taken in the new namespace (overlayfs refuses a layer reached through
-    /// a mount of another namespace).
-    Overlay { target: CString, layers: [usize; 3] },
+    /// An overlayfs over a directory; `layers` index the kept handles of the lower layers (top
+    /// first), then the upper and the work directory, taken in the new namespace (overlayfs
+    /// refuses a layer reached through a mount of another namespace).
+    Overlay { target: CString, layers: Vec<usize> },
 }
 
 /// A path that lives under a masked directory and must stay visible (the session itself when
@@ -196,12 +196,16 @@ impl MountStep {
                 Ok(())
             }
             MountStep::Overlay { target, layers } => {
-                let mut options = [0u8; 128];
+                let mut options = [0u8; 256];
                 let mut len = 0;
-                for (key, index) in [",lowerdir=", ",upperdir=", ",workdir="]
-                    .into_iter()
-                    .zip(layers)
-                {
+                let lowers = layers.len().saturating_sub(2);
+                for (n, index) in layers.iter().enumerate() {
+                    let key = match n {
+                        0 => ",lowerdir=",
+                        n if n < lowers => ":",
+                        n if n == lowers => ",upperdir=",
+                        _ => ",workdir=",
+                    };
                     let mut buf = [0u8; 32];
                     let path = fd_path(keeps[*index].fd.load(Ordering::Relaxed), &mut buf);
                     for part in [key.as_bytes(), path.to_bytes()] {

@@ -44,6 +44,11 @@ pub struct WorkspaceConfig {
     pub copy_max_files: u64,
     /// The copy fallback refuses a project whose copied files hold more bytes than this.
     pub copy_max_bytes: ByteSize,
+    /// Toolchain cache dirs (`~/.cargo/registry`, `~/.npm`, ...) that workspace jobs write in
+    /// place. By default a job's cache writes go to a cache layer owned by the worker and never
+    /// reach these dirs: a dir listed here is shared with the user's own unsandboxed builds,
+    /// so a job can plant a package there that they later run.
+    pub shared_caches: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +70,7 @@ impl Default for WorkspaceConfig {
             overlay: OverlayMechanism::Auto,
             copy_max_files: 100_000,
             copy_max_bytes: ByteSize::gib(2),
+            shared_caches: Vec::new(),
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - The sandbox (`crate::sandbox::WorkspaceView`) makes the mounts and the Landlock rule.
 
 pub mod apply;
+pub mod caches;
 pub mod changes;
 mod config;
 pub mod copy;
