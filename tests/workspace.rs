@@ -546,6 +546,34 @@ fn cargo_test_in_overlay_reuses_target_and_leaves_the_crate_byte_identical() {
         "cargo test in overlay: execute_ms {} ; ignored {}",
         job["metrics"]["execute_ms"], job["changes"]["ignored"]
     );
+
+    // A second overlay run after an edit is incremental: on top of the project's target/,
+    // only the edited crate is compiled, and the project still does not change.
+    let edited = overlay(
+        &mut worker,
+        "sed -i 's/fn two() -> u32 { 2 }/fn two() -> u32 { 1 + 1 }/' src/lib.rs \
+         && cargo test --offline 2>&1",
+    );
+    assert_eq!(edited["status"], "failed", "{edited}");
+    let out = stdout(&edited);
+    let compiled: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Compiling"))
+        .collect();
+    assert_eq!(compiled.len(), 1, "{out}");
+    assert!(compiled[0].contains("krate"), "{out}");
+    assert!(out.contains("1 passed; 1 failed"), "{out}");
+    assert_eq!(snapshot(&krate), before, "the crate on disk changed");
+    assert_eq!(
+        paths_and_kinds(&edited["changes"]),
+        pairs(&[("src/lib.rs", "modified")]),
+        "{}",
+        edited["changes"]
+    );
+    eprintln!(
+        "edit + cargo test in overlay: execute_ms {} ; ignored {}",
+        edited["metrics"]["execute_ms"], edited["changes"]["ignored"]
+    );
 }
 
 fn outcomes(result: &Value) -> Vec<(String, String)> {
