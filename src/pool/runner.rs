@@ -120,7 +120,12 @@ async fn phases(shared: &Arc<Shared>, entry: &Arc<JobEntry>) -> Outcome {
         None => (None, WorkspaceRun::default()),
     };
     // Merged into the worker's cache once the job's processes are gone.
-    let caches = match plan.workspace.as_ref().filter(|_| run.copy.is_none()) {
+    // Where overlays cannot be mounted the caches stay as they were: read-only.
+    let caches = match plan
+        .workspace
+        .as_ref()
+        .filter(|_| run.copy.is_none() && crate::workspace::probe::overlay_available())
+    {
         Some(_) => match crate::workspace::caches::JobCaches::prepare(
             &shared.base_dir,
             &entry.session_id,

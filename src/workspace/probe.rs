@@ -90,6 +90,11 @@ fn overlay_once() -> Result<(), String> {
     PROBED.get_or_init(overlay).clone()
 }
 
+/// Whether this host mounted an overlayfs in a user+mount namespace (tried once per worker).
+pub fn overlay_available() -> bool {
+    overlay_once().is_ok()
+}
+
 /// Why an `overlay` job under `profile` works on a copy of the project instead of an
 /// overlayfs here; `None` when it gets the overlayfs.
 pub fn copy_reason(
