@@ -116,8 +116,34 @@ pub fn copy_reason(
         .map(|why| format!("this host cannot mount an overlayfs for the job ({why})"))
 }
 
-/// The doctor's line about workspaces, with the fix when overlay jobs cannot run.
+/// The doctor's lines about workspaces, with the fix when overlay jobs cannot run.
 pub fn doctor_line(config: &super::WorkspaceConfig) -> String {
+    let mut out = mechanism_line(config);
+    let caches: Vec<String> = super::caches::user_caches()
+        .into_iter()
+        .map(|(dir, _)| {
+            let shared = config.shared_caches.iter().any(|s| dir.starts_with(s));
+            format!("{}{}", dir.display(), if shared { " (shared)" } else { "" })
+        })
+        .collect();
+    out.push_str(&match (caches.is_empty(), overlay().is_ok()) {
+        (true, _) => "toolchain caches: none found (~/.cargo/registry, ~/.npm, ~/.cache/pip, go \
+                      modules)\n"
+            .to_owned(),
+        (false, true) => format!(
+            "toolchain caches: {}; workspace jobs read them and write to the worker's own cache \
+             layer (shared ones in place)\n",
+            caches.join(", ")
+        ),
+        (false, false) => format!(
+            "toolchain caches: {}; read-only to workspace jobs here (no overlays)\n",
+            caches.join(", ")
+        ),
+    });
+    out
+}
+
+fn mechanism_line(config: &super::WorkspaceConfig) -> String {
     let copy = format!(
         "overlay jobs fall back to a copy of the project (reported as `degraded`; projects over \
          workspace.copy_max_files = {} or copy_max_bytes = {} are refused; `strict` jobs refuse \
