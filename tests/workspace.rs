@@ -1237,3 +1237,49 @@ fn cache_writes_stay_in_the_workers_layer_and_reach_its_next_job() {
         "a new worker starts from the user's caches (its own layer is new)"
     );
 }
+
+/// On a copy, what the user does to the project while the job runs is not the job's change:
+/// an edit to a file the job never touched and a file created meanwhile stay out of the
+/// change set (the job saw neither).
+#[test]
+fn copy_fallback_does_not_report_the_users_edits_during_the_job() {
+    let Some(Fixture {
+        mut worker,
+        project,
+        parent: _parent,
+        home: _home,
+    }) = fixture(&["workspace.overlay=copy"])
+    else {
+        return;
+    };
+    let job = worker.dispatch(json!({
+        "command": "echo job > job.txt && while [ ! -e \"$WORK_DIR/go\" ]; do sleep 0.05; done",
+        "workspace": {"mode": "overlay"},
+    }));
+    let job_id = job["job_id"].as_str().unwrap().to_owned();
+    let session = job["session_id"].as_str().unwrap().to_owned();
+    let mut work = None;
+    eventually("the job runs on its copy", || {
+        work = worker
+            .leftover_dirs()
+            .into_iter()
+            .find(|d| d.ends_with(&session))
+            .map(|d| d.join("work"));
+        work.as_ref()
+            .is_some_and(|w| w.join("project/job.txt").exists())
+    });
+    let work = work.unwrap();
+    std::fs::write(project.join("README"), "user edit\n").unwrap();
+    std::fs::write(project.join("user-new.txt"), "new\n").unwrap();
+    std::fs::write(work.join("go"), "").unwrap();
+    let ended = worker.wait_ended(&job_id);
+    assert_eq!(ended["status"], "finished", "{ended}");
+    // worker_get_status leaves the change set out; worker_get_changes has it.
+    let changes = worker.call("worker_get_changes", json!({"job_id": job_id}));
+    assert_eq!(
+        paths_and_kinds(&changes),
+        pairs(&[("job.txt", "added")]),
+        "{changes}"
+    );
+    worker.call("worker_discard_changes", json!({"job_id": job_id}));
+}
