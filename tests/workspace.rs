@@ -434,17 +434,7 @@ fn overlay_reports_every_kind_of_edit_and_leaves_the_project_alone() {
     assert_eq!(snapshot(&project), before, "the project on disk changed");
 
     let changes = &job["changes"];
-    let files: Vec<(String, String)> = changes["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["path"].as_str().unwrap().to_owned(),
-                f["kind"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let files = paths_and_kinds(changes);
     let expected: Vec<(String, String)> = [
         ("README", "modified"),
         ("added.txt", "added"),
@@ -576,18 +566,26 @@ fn cargo_test_in_overlay_reuses_target_and_leaves_the_crate_byte_identical() {
     );
 }
 
-fn outcomes(result: &Value) -> Vec<(String, String)> {
-    result["results"]
-        .as_array()
+/// `(entry[a], entry[b])` of every entry of a JSON list.
+fn field_pairs(list: &Value, a: &str, b: &str) -> Vec<(String, String)> {
+    list.as_array()
         .unwrap()
         .iter()
-        .map(|r| {
+        .map(|entry| {
             (
-                r["path"].as_str().unwrap().to_owned(),
-                r["outcome"].as_str().unwrap().to_owned(),
+                entry[a].as_str().unwrap().to_owned(),
+                entry[b].as_str().unwrap().to_owned(),
             )
         })
         .collect()
+}
+
+fn outcomes(result: &Value) -> Vec<(String, String)> {
+    field_pairs(&result["results"], "path", "outcome")
+}
+
+fn paths_and_kinds(changes: &Value) -> Vec<(String, String)> {
+    field_pairs(&changes["files"], "path", "kind")
 }
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -860,20 +858,6 @@ fn a_killed_workers_placeholders_are_swept_by_the_next_worker() {
         "the next worker removes the dead worker's placeholder"
     );
     assert_eq!(git(&f.project, &["status", "--porcelain"]), "");
-}
-
-fn paths_and_kinds(changes: &Value) -> Vec<(String, String)> {
-    changes["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["path"].as_str().unwrap().to_owned(),
-                f["kind"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
 }
 
 /// `workspace.overlay = "copy"` forces the fallback a host without unprivileged overlayfs
