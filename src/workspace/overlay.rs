@@ -19,13 +19,21 @@ pub struct Layer {
     pub copy_mark: Option<super::changes::CopyMark>,
 }
 
+/// `<base>/.changes/<name>`, which must not exist yet.
+fn make_root(base: &Path, name: &str) -> io::Result<PathBuf> {
+    let parent = base.join(CHANGES_DIR);
+    let mut builder = std::fs::DirBuilder::new();
+    builder.mode(0o700).recursive(true).create(&parent)?;
+    let root = parent.join(name);
+    builder.recursive(false).create(&root)?;
+    Ok(root)
+}
+
 impl Layer {
     pub fn create(base: &Path, name: &str) -> io::Result<Layer> {
-        let parent = base.join(CHANGES_DIR);
+        let root = make_root(base, name)?;
         let mut builder = std::fs::DirBuilder::new();
-        builder.mode(0o700).recursive(true).create(&parent)?;
-        let root = parent.join(name);
-        builder.recursive(false).create(&root)?;
+        builder.mode(0o700);
         let layer = Layer {
             upper: root.join("upper"),
             work: root.join("work"),
@@ -41,11 +49,7 @@ impl Layer {
     /// until `adopt` moves the copy in.
     pub fn for_copy(base: &Path, name: &str) -> io::Result<Layer> {
         use std::os::unix::fs::MetadataExt;
-        let parent = base.join(CHANGES_DIR);
-        let mut builder = std::fs::DirBuilder::new();
-        builder.mode(0o700).recursive(true).create(&parent)?;
-        let root = parent.join(name);
-        builder.recursive(false).create(&root)?;
+        let root = make_root(base, name)?;
         let mark = root.join("copied");
         std::fs::write(&mark, b"")?;
         let meta = std::fs::metadata(&mark)?;
