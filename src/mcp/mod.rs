@@ -1,0 +1,91 @@
+//! `opencode-worker mcp`: the worker's tools over the Model Context Protocol on stdio, with the
+//! official SDK (`rmcp`). The same configuration, pool, sandbox, policy, fleet and limits as
+//! `serve`; only the surface differs. Nothing but protocol goes to stdout.
+//!
+//! How it ends: when the client closes stdin (how MCP clients stop a stdio server), or on
+//! SIGTERM, SIGINT or SIGHUP, every job is stopped and every session dir removed, then the
+//! process exits 0. MCP has no "serve what was read" drain: a client that closes stdin is done.
+
+mod progress;
+mod roots;
+pub mod seam;
+mod server;
+mod start;
+
+use crate::config::Config;
+use rmcp::ServiceExt;
+use rmcp::transport::async_rw::AsyncRwTransport;
+use start::{Started, Starter};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+/// Budget for ending jobs, inside the 2 s `serve` promises too.
+const STOP_PATIENCE: Duration = Duration::from_millis(1400);
+
+pub fn run(config: Config) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "could not start the async runtime");
+            return 1;
+        }
+    };
+    let code = runtime.block_on(run_async(config));
+    // As in `serve`: the stdin reader may sit in a read(2) nothing can cancel; exit instead of
+    // dropping the runtime.
+    std::process::exit(code)
+}
+
+async fn run_async(config: Config) -> i32 {
+    let max_line = config.worker.max_line_bytes.bytes() as usize;
+    let started: Arc<OnceCell<Result<Started, String>>> = Arc::new(OnceCell::new());
+    let handler = server::WorkerServer::new(Starter::new(config), started.clone());
+    let transport = AsyncRwTransport::new_server(tokio::io::stdin(), tokio::io::stdout())
+        .with_max_line_length(max_line);
+    tracing::info!("serving MCP on stdio");
+    let service = match handler.serve(transport).await {
+        Ok(service) => service,
+        Err(error) => {
+            tracing::error!(%error, "the MCP handshake failed");
+            return 1;
+        }
+    };
+    let cancel = service.cancellation_token();
+    tokio::select! {
+        reason = service.waiting() => tracing::info!(?reason, "the MCP session ended"),
+        name = signal() => {
+            tracing::info!(signal = name, "shutting down");
+            cancel.cancel();
+        }
+    }
+    if let Some(Ok(started)) = started.get() {
+        tracing::info!("stopping every job");
+        started.worker.shutdown.cancel();
+        if !started.fleet.stop(STOP_PATIENCE).await {
+            tracing::warn!("some jobs did not finish stopping in time");
+        }
+    }
+    tracing::info!("stopped");
+    0
+}
+
+async fn signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("could not install signal handlers");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+        _ = hup.recv() => "SIGHUP",
+    }
+}
