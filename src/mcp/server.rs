@@ -133,6 +133,8 @@ impl ServerHandler for WorkerServer {
             )),
             _ => None,
         };
+        let began =
+            (name == DISPATCH && args.get("wait_ms").is_some()).then(std::time::Instant::now);
         let outcome = tokio::select! {
             outcome = methods.call(&name, &args) => Some(outcome),
             _ = context.ct.cancelled() => None,
@@ -154,9 +156,9 @@ impl ServerHandler for WorkerServer {
         };
         Ok(match outcome {
             Ok(value) => {
-                let mut result = CallToolResult::success(vec![ContentBlock::text(render::result(
-                    &name, &value,
-                ))]);
+                let waited = began.map(|began| began.elapsed());
+                let text = render::result_waited(&name, &value, waited);
+                let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
                 result.structured_content = Some(value);
                 result.into()
             }

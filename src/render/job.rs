@@ -28,6 +28,11 @@ fn ran(job: &Value) -> Option<String> {
 }
 
 pub fn job(job: &Value) -> String {
+    job_waited(job, None)
+}
+
+/// `waited`: how long the call waited for the job, said when it has not finished.
+pub fn job_waited(job: &Value, waited: Option<std::time::Duration>) -> String {
     let id = job.get("job_id").cloned().unwrap_or(Value::Null);
     let mut out = vec![status_line(job)];
     let mut meta = Vec::new();
@@ -56,8 +61,11 @@ pub fn job(job: &Value) -> String {
     if !is_terminal(&status) {
         let by_id = json!({ "job_id": id });
         out.push(format!(
-            "The job has NOT finished yet (status {}). Poll it with {}, read its output so far with {}, or stop it with {}.",
+            "The job has NOT finished yet (status {}{}). Poll it with {}, read its output so far with {}, or stop it with {}.",
             string(job, "status").unwrap_or("unknown"),
+            waited
+                .map(|w| format!(", after waiting {:.1} s", w.as_secs_f64()))
+                .unwrap_or_default(),
             call("worker_get_status", by_id.clone()),
             call("worker_collect_output", by_id.clone()),
             call("worker_cancel_job", by_id),

@@ -9,10 +9,11 @@ mod clip;
 mod error;
 mod job;
 mod output;
+pub mod wire;
 
 pub use clip::{head, head_tail, line_count, share};
 pub use error::error_text;
-pub use job::{job, status_line};
+pub use job::{job, job_waited, status_line};
 pub use output::output;
 
 use serde_json::Value;
@@ -32,8 +33,15 @@ pub fn is_terminal(status: &Value) -> bool {
 
 /// The text for a successful result of `method`.
 pub fn result(method: &str, value: &Value) -> String {
+    result_waited(method, value, None)
+}
+
+/// The same, saying how long the call waited when a job has not finished after a wait.
+pub fn result_waited(method: &str, value: &Value, waited: Option<std::time::Duration>) -> String {
     match method {
-        "worker_dispatch_job" | "worker_get_status" | "worker_cancel_job" => job(value),
+        "worker_dispatch_job" | "worker_get_status" | "worker_cancel_job" => {
+            job_waited(value, waited)
+        }
         "worker_collect_output" => output(value),
         _ => generic(method, value),
     }

@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp import types
 
 BIN = os.environ["OCW_BIN"]
 SCHEMA_DIR = Path(os.environ["OCW_SCHEMA_DIR"])
@@ -226,6 +227,34 @@ async def through_the_sdk():
     ok("the client closed the server: nothing left")
 
 
+async def client_roots_become_workspace_roots():
+    with tempfile.TemporaryDirectory() as base, tempfile.TemporaryDirectory() as project:
+        project = os.path.realpath(project)
+        Path(project, "hello.txt").write_text("from the project\n")
+
+        async def roots(context):
+            return types.ListRootsResult(roots=[types.Root(uri=f"file://{project}", name="project")])
+
+        # The server runs in this process's directory, outside the root: the root becomes the
+        # project a workspace starts at, and the only place a workspace may be.
+        async with stdio_client(server(base)) as (read, write):
+            async with ClientSession(read, write, list_roots_callback=roots) as session:
+                await session.initialize()
+                inside = await session.call_tool(
+                    "worker_dispatch_job",
+                    marked({"command": "pwd; cat hello.txt", "workspace": {"mode": "read"}, "wait_ms": 30000}),
+                )
+                assert not inside.is_error, text_of(inside)
+                assert inside.structured_content["stdout"] == f"{project}\nfrom the project\n", inside.structured_content
+                outside = await session.call_tool(
+                    "worker_dispatch_job",
+                    marked({"command": "true", "workspace": {"mode": "read", "path": base}, "wait_ms": 30000}),
+                )
+                assert outside.is_error and "workspace.path" in text_of(outside), text_of(outside)
+                assert "outside the workspace roots" in text_of(outside), text_of(outside)
+    ok("the client's roots are the workspace roots: a job works in one, a path outside is refused")
+
+
 # ---------------------------------------------------------------------------------------------
 # raw lines, for what the SDK never sends
 
@@ -307,6 +336,7 @@ def eof_with_a_job_running():
 
 async def main():
     await through_the_sdk()
+    await client_roots_become_workspace_roots()
     malformed_messages()
     eof_with_a_job_running()
 
