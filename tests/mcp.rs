@@ -44,3 +44,44 @@ fn the_python_sdk_drives_the_mcp_server() {
         "{stdout}"
     );
 }
+
+mod common;
+
+/// The JSON-RPC surface gives the same text on request, so the plugin shows what MCP shows.
+#[test]
+fn serve_renders_the_text_on_request() {
+    let mut worker = common::Worker::start();
+    let mut spec = serde_json::json!({"command": "echo hi", "wait_ms": 30000, "render": true});
+    worker.mark(&mut spec);
+    let job = worker.call("worker_dispatch_job", spec);
+    assert_eq!(job["status"], "finished", "{job}");
+    let text = job["rendered"].as_str().expect("result.rendered");
+    assert!(
+        text.starts_with(&format!(
+            "job {} | status: finished | exit code: 0\n",
+            job["job_id"].as_str().unwrap()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("--- stdout: 3 B ---\nhi\n--- end of stdout ---"),
+        "{text}"
+    );
+    let error = worker.call_err(
+        "worker_get_status",
+        serde_json::json!({"job_id": "nope", "render": true}),
+    );
+    let text = error["data"]["rendered"]
+        .as_str()
+        .expect("error.data.rendered");
+    assert!(
+        text.starts_with("worker_get_status failed: unknown job (-32001)"),
+        "{text}"
+    );
+    // Without the option nothing is added.
+    let plain = worker.call(
+        "worker_get_status",
+        serde_json::json!({"job_id": job["job_id"]}),
+    );
+    assert!(plain.get("rendered").is_none(), "{plain}");
+}
