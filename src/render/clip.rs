@@ -83,7 +83,7 @@ fn tail_cut(buf: &[u8], max_bytes: usize, max_lines: usize) -> usize {
     if limit == 0 {
         return 0;
     }
-    if let Some(at) = first_newline.filter(|&at| at + 1 <= buf.len() - (buf.len() - limit) / 2) {
+    if let Some(at) = first_newline.filter(|&at| at < buf.len() - (buf.len() - limit) / 2) {
         return at + 1;
     }
     let mut cut = limit;
@@ -185,7 +185,7 @@ mod tests {
         let c = head_tail(&text, 1001, 10, 0.4);
         assert!(c.clipped());
         // Slicing a &str at a non-boundary would have panicked; check the sizes instead.
-        assert!(c.head.len() % 2 == 0 && c.tail.len() % 2 == 0);
+        assert!(c.head.len().is_multiple_of(2) && c.tail.len().is_multiple_of(2));
         assert_eq!(head("éé", 3, 10), "é");
     }
 
