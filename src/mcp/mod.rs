@@ -24,20 +24,7 @@ use tokio::sync::OnceCell;
 const STOP_PATIENCE: Duration = Duration::from_millis(1400);
 
 pub fn run(config: Config) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            tracing::error!(%error, "could not start the async runtime");
-            return 1;
-        }
-    };
-    let code = runtime.block_on(run_async(config));
-    // As in `serve`: the stdin reader may sit in a read(2) nothing can cancel; exit instead of
-    // dropping the runtime.
-    std::process::exit(code)
+    crate::serve::run_to_exit(run_async(config))
 }
 
 async fn run_async(config: Config) -> i32 {
@@ -57,7 +44,7 @@ async fn run_async(config: Config) -> i32 {
     let cancel = service.cancellation_token();
     tokio::select! {
         reason = service.waiting() => tracing::info!(?reason, "the MCP session ended"),
-        name = signal() => {
+        name = crate::serve::first_signal() => {
             tracing::info!(signal = name, "shutting down");
             cancel.cancel();
         }
@@ -71,21 +58,4 @@ async fn run_async(config: Config) -> i32 {
     }
     tracing::info!("stopped");
     0
-}
-
-async fn signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("could not install signal handlers");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-        _ = hup.recv() => "SIGHUP",
-    }
 }

@@ -7,6 +7,7 @@ check prints `ok - <name>` and the first failure raises. Stdlib and the SDK only
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -311,7 +312,7 @@ def malformed_messages():
     ok("unparsable JSON is ignored, a bad envelope gets -32600, an unknown tool -32602; the server keeps serving")
 
 
-def eof_with_a_job_running():
+def stopped_with_a_job_running(how):
     with tempfile.TemporaryDirectory() as base:
         raw = Raw(base)
         raw.handshake()
@@ -325,20 +326,25 @@ def eof_with_a_job_running():
             assert time.monotonic() < deadline, "the job never started"
             time.sleep(0.02)
         began = time.monotonic()
-        raw.proc.stdin.close()
+        if how == "stdin EOF":
+            raw.proc.stdin.close()
+        else:
+            raw.proc.send_signal(how)
         code = raw.proc.wait(PATIENCE)
         took = time.monotonic() - began
         assert code == 0, code
         assert not marked_processes(), marked_processes()
         assert not leftovers(base), leftovers(base)
-    ok(f"stdin EOF with a job running: exit 0 in {took:.2f} s, no process, nothing under the base dir")
+    name = how if isinstance(how, str) else how.name
+    ok(f"{name} with a job running: exit 0 in {took:.2f} s, no process, nothing under the base dir")
 
 
 async def main():
     await through_the_sdk()
     await client_roots_become_workspace_roots()
     malformed_messages()
-    eof_with_a_job_running()
+    stopped_with_a_job_running("stdin EOF")
+    stopped_with_a_job_running(signal.SIGTERM)
 
 
 if __name__ == "__main__":
