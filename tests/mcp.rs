@@ -40,7 +40,7 @@ fn the_python_sdk_drives_the_mcp_server() {
     // Every check ran: a check that silently did not run would pass otherwise.
     assert_eq!(
         stdout.matches("\nok - ").count() + usize::from(stdout.starts_with("ok - ")),
-        13,
+        14,
         "{stdout}"
     );
 }

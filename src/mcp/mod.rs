@@ -30,7 +30,8 @@ pub fn run(config: Config) -> i32 {
 async fn run_async(config: Config) -> i32 {
     let max_line = config.worker.max_line_bytes.bytes() as usize;
     let started: Arc<OnceCell<Result<Started, String>>> = Arc::new(OnceCell::new());
-    let handler = server::WorkerServer::new(Starter::new(config), started.clone());
+    let in_flight = config.worker.max_in_flight;
+    let handler = server::WorkerServer::new(Starter::new(config), started.clone(), in_flight);
     let transport = AsyncRwTransport::new_server(tokio::io::stdin(), tokio::io::stdout())
         .with_max_line_length(max_line);
     tracing::info!("serving MCP on stdio");

@@ -22,17 +22,23 @@ pub struct WorkerServer {
     /// The worker starts at the first tool call, once the client's roots can be asked for.
     started: Arc<OnceCell<Result<Started, String>>>,
     start: super::start::Starter,
+    /// `worker.max_in_flight`: tool calls running at once; more wait for a place.
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl WorkerServer {
     pub fn new(
         start: super::start::Starter,
         started: Arc<OnceCell<Result<Started, String>>>,
+        in_flight: usize,
     ) -> Self {
         WorkerServer {
             tools: seam::tools().into_iter().map(to_tool).collect(),
             started,
             start,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(
+                in_flight.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+            )),
         }
     }
 
@@ -102,6 +108,9 @@ impl ServerHandler for WorkerServer {
                 Some(json!({"field": "name", "tool": name})),
             ));
         }
+        let Ok(_place) = self.in_flight.acquire().await else {
+            return Err(McpError::internal_error("the server is stopping", None));
+        };
         let methods = match self.methods(&context).await {
             Ok(methods) => methods.clone(),
             Err(reason) => {

@@ -62,10 +62,10 @@ async def eventually(what, check):
         await asyncio.sleep(0.02)
 
 
-def server(base):
+def server(base, *settings):
     return StdioServerParameters(
         command=BIN,
-        args=["mcp", "--set", f"session.base_dir={base}"],
+        args=["mcp", "--set", f"session.base_dir={base}", *[a for s in settings for a in ("--set", s)]],
         env={"RUST_LOG": os.environ.get("TEST_WORKER_LOG", "warn")},
     )
 
@@ -256,6 +256,29 @@ async def client_roots_become_workspace_roots():
     ok("the client's roots are the workspace roots: a job works in one, a path outside is refused")
 
 
+async def calls_past_max_in_flight_wait():
+    with tempfile.TemporaryDirectory() as base:
+        async with stdio_client(server(base, "worker.max_in_flight=1", "worker.max_batch=1")) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                done = []
+
+                async def run(name, command):
+                    result = await session.call_tool(
+                        "worker_dispatch_job", marked({"command": command, "wait_ms": 30000})
+                    )
+                    assert not result.is_error, text_of(result)
+                    done.append(name)
+
+                first = asyncio.create_task(run("first", "sleep 1"))
+                await eventually("the first job runs", lambda: marked_processes())
+                second = asyncio.create_task(run("second", "true"))
+                await asyncio.gather(first, second)
+                # With a place free the quick job would have finished first.
+                assert done == ["first", "second"], done
+    ok("with worker.max_in_flight=1 a second call waits for the first")
+
+
 # ---------------------------------------------------------------------------------------------
 # raw lines, for what the SDK never sends
 
@@ -342,6 +365,7 @@ def stopped_with_a_job_running(how):
 async def main():
     await through_the_sdk()
     await client_roots_become_workspace_roots()
+    await calls_past_max_in_flight_wait()
     malformed_messages()
     stopped_with_a_job_running("stdin EOF")
     stopped_with_a_job_running(signal.SIGTERM)
