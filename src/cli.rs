@@ -34,6 +34,9 @@ pub struct Cli {
 pub enum Command {
     /// Speak JSON-RPC 2.0 on stdin/stdout (the default).
     Serve,
+    /// Serve the same tools over the Model Context Protocol on stdin/stdout, for any MCP
+    /// client (OpenCode, Claude Code, Codex, Cursor, ...). See docs/mcp.md.
+    Mcp,
     /// Write or check the JSON Schema files of every tool.
     Schema(SchemaArgs),
     /// Run one job in a session, print its output, and exit with its exit code.

@@ -28,6 +28,7 @@ fn main() {
     opencode_worker::logging::init(&config.logging);
     let code = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => opencode_worker::serve::serve(config),
+        Command::Mcp => opencode_worker::mcp::run(config),
         Command::Run(args) => opencode_worker::run_cmd::run(config, args),
         Command::Schema(args) => schema(args),
         Command::Doctor => doctor(&config),

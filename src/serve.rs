@@ -27,6 +27,11 @@ const STOP_PATIENCE: Duration = Duration::from_millis(1400);
 const FLUSH_PATIENCE: Duration = Duration::from_millis(300);
 
 pub fn serve(config: Config) -> i32 {
+    run_to_exit(serve_async(config))
+}
+
+/// Runs a stdio server to its end and exits with its code (also used by `mcp`).
+pub(crate) fn run_to_exit(server: impl std::future::Future<Output = i32>) -> i32 {
     map_large_blocks_apart();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -38,7 +43,7 @@ pub fn serve(config: Config) -> i32 {
             return 1;
         }
     };
-    let code = runtime.block_on(serve_async(config));
+    let code = runtime.block_on(server);
     // Not dropping the runtime is deliberate: its stdin reader may sit in a read(2) that
     // nothing can cancel, and dropping would wait for it.
     std::process::exit(code)
@@ -230,6 +235,13 @@ fn write_replies(mut outbox: mpsc::UnboundedReceiver<Line>, gone: CancellationTo
 }
 
 async fn stop_on_signals(shutdown: CancellationToken) {
+    let name = first_signal().await;
+    tracing::info!(signal = name, "shutting down");
+    shutdown.cancel();
+}
+
+/// The first of SIGTERM, SIGINT and SIGHUP; never, when the handlers cannot be installed.
+pub(crate) async fn first_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -237,13 +249,11 @@ async fn stop_on_signals(shutdown: CancellationToken) {
         signal(SignalKind::hangup()),
     ) else {
         tracing::error!("could not install signal handlers");
-        return;
+        return std::future::pending().await;
     };
-    let name = tokio::select! {
+    tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
         _ = hup.recv() => "SIGHUP",
-    };
-    tracing::info!(signal = name, "shutting down");
-    shutdown.cancel();
+    }
 }

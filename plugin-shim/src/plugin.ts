@@ -7,7 +7,7 @@ import type { Hooks, Plugin, PluginInput, ToolContext } from "@opencode-ai/plugi
 import { DEFAULT_RESTART, WorkerClient, type InitializeResult, type JobEvent, type ToolInfo } from "./client.js";
 import { BinaryNotFoundError, installHint, locateBinary } from "./locate.js";
 import { errorText, isTerminal, renderGeneric, renderJob, renderOutput, statusLine } from "./render.js";
-import { SidecarGoneError } from "./rpc.js";
+import { RpcError, SidecarGoneError } from "./rpc.js";
 import { argsFromInputSchema, schemaForModel, type JsonSchema } from "./schema.js";
 import { BASH_TOOL, bashSchema, makeBashTool, type BashMode, type BashNetwork } from "./bash.js";
 
@@ -325,7 +325,9 @@ export async function executeTool(
   setTitle(isDispatch ? `dispatching job ${jobId ?? ""}`.trim() : `${name}${jobId ? ` ${jobId}` : ""}`);
   // generous: only there so that a wedged sidecar cannot hang a tool call forever
   const timeoutMs = waitMs !== undefined ? waitMs + 120_000 : 300_000;
-  const call = client.call(name, params, { timeoutMs });
+  // `render: true`: the binary adds the model's text (result.rendered / error.data.rendered), the same
+  // rendering its MCP server gives, so the two surfaces cannot drift. render.ts is the fallback.
+  const call = client.call(name, { ...params, render: true }, { timeoutMs });
   call.catch(() => undefined);
 
   let poll: NodeJS.Timeout | undefined;
@@ -407,7 +409,11 @@ export async function executeTool(
     // a dispatch whose sidecar died under it: later questions about the job must say it is lost
     if (err instanceof SidecarGoneError && isDispatch && jobId) client.noteJob(jobId);
     const lostGeneration = jobId ? client.jobLostWith(jobId) : undefined;
-    const text = errorText(name, err, { jobId: isDispatch || err instanceof SidecarGoneError ? jobId : undefined, lostGeneration });
+    const rendered = err instanceof RpcError && lostGeneration === undefined ? (err.data as any)?.rendered : undefined;
+    const text =
+      typeof rendered === "string"
+        ? rendered
+        : errorText(name, err, { jobId: isDispatch || err instanceof SidecarGoneError ? jobId : undefined, lostGeneration });
     setTitle(`${name} failed`);
     throw new Error(text);
   } finally {
@@ -419,22 +425,23 @@ export async function executeTool(
 
   const rid = typeof result?.job_id === "string" ? result.job_id : jobId;
   if (rid) client.noteJob(rid);
+  const rendered: string | undefined = typeof result?.rendered === "string" ? result.rendered : undefined;
   let output: string;
   let title: string;
   switch (name) {
     case "worker_dispatch_job":
     case "worker_get_status":
     case "worker_cancel_job":
-      output = renderJob(result, { waitedMs: waitMs !== undefined ? Date.now() - started : undefined });
+      output = rendered ?? renderJob(result, { waitedMs: waitMs !== undefined ? Date.now() - started : undefined });
       title = statusLine(result).replace(/ \| /g, ", ");
       if (name === "worker_dispatch_job" && !isTerminal(result?.status)) title += " (not finished)";
       break;
     case "worker_collect_output":
-      output = renderOutput(result);
+      output = rendered ?? renderOutput(result);
       title = `output of job ${rid ?? "?"} (${result?.status ?? "?"})`;
       break;
     default:
-      output = renderGeneric(name, result);
+      output = rendered ?? renderGeneric(name, result);
       title = name;
   }
   setTitle(title, { status: result?.status });

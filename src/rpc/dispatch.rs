@@ -369,6 +369,11 @@ impl<Context: Send + Sync + 'static> Dispatcher<Context> {
             // jsonrpsee reads the id from a one-element array.
             params = Some(std::borrow::Cow::Owned(format!("[{key}]")));
         }
+        // `render`: a request option the tool handlers never see (see render::wire).
+        let rendering = crate::render::wire::requested(&method, params.as_deref());
+        if let Some(rendering) = &rendering {
+            params = Some(std::borrow::Cow::Borrowed(rendering.params.as_str()));
+        }
         let method_json = Value::from(method.as_str()).to_string();
         let text = match &params {
             Some(params) => format!(
@@ -410,6 +415,10 @@ impl<Context: Send + Sync + 'static> Dispatcher<Context> {
                     json!({"reason": format!("the `{method}` handler failed: {what}")}),
                 )
             }
+        };
+        let reply = match &rendering {
+            Some(rendering) => rendering.attach(&method, reply),
+            None => reply,
         };
         One {
             line: (!is_notification).then_some(reply),
