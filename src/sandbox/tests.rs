@@ -617,3 +617,43 @@ fn unprivileged_suite_passes() {
     );
     assert!(stdout.contains("test result: ok"), "{stdout}");
 }
+
+#[test]
+fn the_private_tmp_is_left_out_of_the_read_view() {
+    // Sessions under /tmp: the job's fresh tmpfs over /tmp hides every host entry there, so
+    // the view grants none of them (no rule per entry of a busy /tmp, no rebuild when one
+    // appears) and the job still uses its private /tmp and its session.
+    let fx = Fixture::new();
+    let host = Host::probe(&fx.config());
+    if !active(&host, "filesystem") || !host.inner.mountns() {
+        return;
+    }
+    let sessions = fx.root.join("sessions");
+    let tmp = PathBuf::from("/tmp");
+    let walked = host.inner.read_view(Some(&sessions), &[]).unwrap();
+    assert!(walked.entries.iter().any(|e| e.path.starts_with(&tmp)));
+    let masked = host
+        .inner
+        .read_view(Some(&sessions), std::slice::from_ref(&tmp))
+        .unwrap();
+    assert!(!masked.entries.iter().any(|e| e.path.starts_with(&tmp)));
+
+    std::fs::write(fx.root.join("host-only"), "host tmp file").unwrap();
+    std::fs::write(fx.work.join("input"), "session file").unwrap();
+    let sandbox = prepared(&host, &fx.request(false));
+    let script = format!(
+        "cat {root}/host-only; cat input; echo private > /tmp/mine && cat /tmp/mine; \
+         ls -a /tmp | tr '\\n' ' '",
+        root = fx.root.display()
+    );
+    let ran = run(&sandbox, &fx, &script);
+    assert!(!ran.stdout.contains("host tmp file"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("session file"), "{}", ran.stderr);
+    assert!(ran.stdout.contains("private"), "{}", ran.stderr);
+    assert!(
+        !std::path::Path::new("/tmp/mine").exists() || {
+            // Another process on the host may own a /tmp/mine: it is not this job's.
+            std::fs::read_to_string("/tmp/mine").unwrap_or_default() != "private\n"
+        }
+    );
+}
