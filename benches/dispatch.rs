@@ -150,15 +150,17 @@ fn status_round_trip(client: &mut Client, rounds: usize) -> Summary {
 fn phase_p50s(client: &mut Client) -> String {
     let metrics = client.call("worker_get_metrics", json!({}));
     let latency = &metrics["result"]["latency_ms"];
-    ["queue", "prepare", "spawn", "execute", "collect", "destroy", "total"]
-        .iter()
-        .filter_map(|phase| {
-            latency[phase]["p50"]
-                .as_f64()
-                .map(|p50| format!("{phase} {p50:.3}"))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    [
+        "queue", "prepare", "spawn", "execute", "collect", "destroy", "total",
+    ]
+    .iter()
+    .filter_map(|phase| {
+        latency[phase]["p50"]
+            .as_f64()
+            .map(|p50| format!("{phase} {p50:.3}"))
+    })
+    .collect::<Vec<_>>()
+    .join(", ")
 }
 
 fn row(name: &str, summary: &Summary, rate: f64, floor: &Summary) {
