@@ -657,3 +657,32 @@ fn the_private_tmp_is_left_out_of_the_read_view() {
         }
     );
 }
+
+#[test]
+fn the_namespace_init_reaps_orphans_while_the_job_runs() {
+    // Each `(sleep 0 &)` leaves an orphan that only the namespace's init can reap; unreaped,
+    // 20 zombies would hold pids past the 8-process limit and the next fork would fail.
+    let fx = Fixture::new();
+    let host = Host::probe(&fx.config());
+    if !host.inner.pidns() || !active(&host, "pids") {
+        return;
+    }
+    let mut req = fx.request(false);
+    req.pids = Some(8);
+    let sandbox = prepared(&host, &req);
+    let ran = run(
+        &sandbox,
+        &fx,
+        "for i in $(seq 20); do (sleep 0 &); sleep 0.05; done; sleep 0.2; \
+         cat /proc/1/comm; ls /proc | grep -c '^[0-9]'",
+    );
+    sandbox.kill_all();
+    assert!(ran.status.success(), "stderr: {}", ran.stderr);
+    assert!(!ran.stderr.contains("fork"), "{}", ran.stderr);
+    let mut lines = ran.stdout.lines();
+    assert_eq!(lines.next(), Some("ocw-init"), "{}", ran.stdout);
+    // The init, the shell, ls and grep; no zombie left.
+    let live: usize = lines.next().unwrap_or("").trim().parse().unwrap_or(99);
+    assert!(live <= 4, "{} processes in the namespace", live);
+    assert_eq!(sandbox.breach(), None);
+}
