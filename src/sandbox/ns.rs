@@ -645,9 +645,15 @@ unsafe fn probe_child(
             );
             results[2] = code(check_int(libc::unshare(libc::CLONE_NEWNET)).map(drop));
             results[3] = code(check_int(libc::unshare(libc::CLONE_NEWIPC)).map(drop));
-            if libc::unshare(libc::CLONE_NEWPID) < 0 {
+            // The relay hands its pidfd to the init and the job (`fork_into_pid_namespace`).
+            let pidfd = libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0u32);
+            if pidfd < 0 {
+                results[4] = errno();
+            } else if libc::unshare(libc::CLONE_NEWPID) < 0 {
+                libc::close(pidfd as libc::c_int);
                 results[4] = errno();
             } else {
+                libc::close(pidfd as libc::c_int);
                 let pid = libc::fork();
                 if pid < 0 {
                     results[4] = errno();
