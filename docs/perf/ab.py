@@ -2,12 +2,12 @@ import json, subprocess, sys, time, os
 n = int(sys.argv[1]); bins = sys.argv[2:]
 class W:
     def __init__(s, b):
-        s.p = subprocess.Popen([b, "serve", "--set", "session.base_dir=/tmp", "--set", "worker.max_concurrent_sessions=8"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1); s.i = 0
+        s.p = subprocess.Popen([b, "serve", "--set", "session.base_dir=/tmp", "--set", "worker.max_concurrent_sessions=8"] + sum((["--set", x] for x in os.environ.get("OCW_SET", "").split() if x), []), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1); s.i = 0
     def call(s, m, params):
         s.i += 1; s.p.stdin.write(json.dumps({"jsonrpc":"2.0","id":s.i,"method":m,"params":params})+"\n"); s.p.stdin.flush()
         return json.loads(s.p.stdout.readline())
 ws = [W(b) for b in bins]
-spec = {"argv": ["/bin/true"], "wait_ms": 60000}
+spec = json.loads(os.environ.get("SPEC", '{"argv": ["/bin/true"], "wait_ms": 60000}'))
 for w in ws:
     w.call("initialize", {})
     for _ in range(30): w.call("worker_dispatch_job", spec)
