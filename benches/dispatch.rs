@@ -146,6 +146,23 @@ fn status_round_trip(client: &mut Client, rounds: usize) -> Summary {
     summarize(samples)
 }
 
+/// The p50 of each phase the worker times, from its own metrics (warm-up jobs included).
+fn phase_p50s(client: &mut Client) -> String {
+    let metrics = client.call("worker_get_metrics", json!({}));
+    let latency = &metrics["result"]["latency_ms"];
+    [
+        "queue", "prepare", "spawn", "execute", "collect", "destroy", "total",
+    ]
+    .iter()
+    .filter_map(|phase| {
+        latency[phase]["p50"]
+            .as_f64()
+            .map(|p50| format!("{phase} {p50:.3}"))
+    })
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
 fn row(name: &str, summary: &Summary, rate: f64, floor: &Summary) {
     println!(
         "| {name:<52} | {:>7.3} | {:>7.3} | {:>7.3} | {:>8.0} | {:>5.2}x |",
@@ -201,6 +218,7 @@ fn main() {
         );
     }
     let mut rates = Vec::new();
+    let mut phases = Vec::new();
     // (label, base dir, extra settings, spec): the isolation rows use the default base dir.
     let variants: Vec<(String, String, Vec<&str>, Value)> = {
         let mut variants = Vec::new();
@@ -251,7 +269,10 @@ fn main() {
         sequential(&mut client, 50.min(jobs), spec);
         let (summary, rate) = sequential(&mut client, jobs, spec);
         row(&format!("worker {label}"), &summary, rate, &floor_summary);
-        if label.contains("standard, network none") && label.starts_with("argv") {
+        // Where a sequential job's time goes inside the worker, before the concurrent runs
+        // mix their phases in.
+        phases.push((label.clone(), phase_p50s(&mut client)));
+        if label.starts_with("argv") {
             let by_concurrency: Vec<(usize, f64)> = [1, 2, 8]
                 .iter()
                 .map(|&c| (c, throughput(&mut client, jobs, c, spec)))
@@ -259,17 +280,17 @@ fn main() {
             rates.push((label.clone(), by_concurrency));
         }
         if index == 0 {
-            let by_concurrency: Vec<(usize, f64)> = [1, 2, 8]
-                .iter()
-                .map(|&c| (c, throughput(&mut client, jobs, c, spec)))
-                .collect();
-            rates.push((label.clone(), by_concurrency));
             let status = status_round_trip(&mut client, jobs);
             println!(
                 "| {:<52} | {:>7.3} | {:>7.3} | {:>7.3} | {:>8} | {:>9} |",
                 "worker_get_status round trip", status.p50, status.p90, status.p99, "-", "-"
             );
         }
+    }
+    println!();
+    println!("worker phases, p50 ms of the sequential run (worker_get_metrics latency_ms):");
+    for (label, line) in phases {
+        println!("  {label}: {line}");
     }
     println!();
     println!("throughput (jobs/s; floor at c=1: {floor_rate:.0}):");

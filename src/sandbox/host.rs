@@ -26,7 +26,9 @@ pub(super) struct Inner {
     pub ns: ns::Support,
     pub cgroups: Cgroups,
     pub probe_ms: f64,
-    view: Mutex<Option<Arc<ReadView>>>,
+    /// Views by excluded set: jobs with and without a private /tmp need different ones, and
+    /// alternating between them must not rebuild each time.
+    views: Mutex<Vec<Arc<ReadView>>>,
 }
 
 /// How a job's whole process tree is killed.
@@ -36,6 +38,9 @@ pub(super) enum TreeKill {
     PidNamespace,
     ProcessGroup,
 }
+
+/// Distinct read views cached at once (a handful of job shapes; each holds one fd per rule).
+const VIEWS_KEPT: usize = 4;
 
 fn home() -> Option<PathBuf> {
     if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
@@ -95,7 +100,7 @@ impl Host {
             ns,
             cgroups,
             probe_ms: started.elapsed().as_secs_f64() * 1000.0,
-            view: Mutex::new(None),
+            views: Mutex::new(Vec::new()),
         };
         tracing::debug!(probe_ms = inner.probe_ms, "sandbox host probed");
         Host {
@@ -229,22 +234,30 @@ impl Inner {
 
     /// The read-only view for jobs whose sessions live under `sessions_root`, rebuilt only
     /// when a directory it was derived from changed.
-    pub fn read_view(&self, sessions_root: Option<&Path>) -> std::io::Result<Arc<ReadView>> {
+    pub fn read_view(
+        &self,
+        sessions_root: Option<&Path>,
+        masked: &[PathBuf],
+    ) -> std::io::Result<Arc<ReadView>> {
         // `hidden` was resolved at probe and the sessions root is canonical already.
         let mut excluded: Vec<PathBuf> = self.hidden.clone();
         excluded.push(PathBuf::from("/dev"));
         excluded.extend(sessions_root.map(Path::to_path_buf));
         // Other workers sharing the configured base dir keep their sessions beside ours.
         excluded.extend(sessions_root.and_then(sibling_workers));
+        // A directory the job's mount namespace covers with a fresh tmpfs shows the job none
+        // of the host's entries, so granting them (one rule per entry of a busy /tmp, and a
+        // rebuild each time someone adds one) buys nothing: the tmpfs gets its own rule.
+        excluded.extend(masked.iter().cloned());
         excluded.sort();
         excluded.dedup();
         let mut cache = self
-            .view
+            .views
             .lock()
             .map_err(|_| std::io::Error::other("view cache poisoned"))?;
-        if let Some(view) = cache.as_ref()
-            && view.excluded() == excluded.as_slice()
-            && view.is_fresh()
+        if let Some(view) = cache
+            .iter()
+            .find(|v| v.excluded() == excluded.as_slice() && v.is_fresh())
         {
             return Ok(view.clone());
         }
@@ -255,7 +268,11 @@ impl Inner {
         grants.push(("/dev", landlock::READ_DIR));
         grants.push(("/dev/pts", device | landlock::READ_DIR));
         let view = Arc::new(ReadView::build(excluded, &grants)?);
-        *cache = Some(view.clone());
+        cache.retain(|v| v.excluded() != view.excluded());
+        if cache.len() >= VIEWS_KEPT {
+            cache.remove(0);
+        }
+        cache.push(view.clone());
         Ok(view)
     }
 

@@ -140,6 +140,8 @@ impl JobSandbox {
         let sandboxed = profile != Profile::None;
         let mut layers = Vec::new();
         let mut child = ChildPlan::default();
+        // Directories the job sees as a fresh writable tmpfs (their rule is added in the child).
+        let mut private_dirs: Vec<PathBuf> = Vec::new();
 
         let cgroup = if h.cgroups.any() {
             let limits = cgroup::Limits {
@@ -292,6 +294,7 @@ impl JobSandbox {
             let masks = real_dirs(masks);
             let (mut steps, mut keeps) = ns::plan_mounts(&masks, &hidden_files, &keep)
                 .map_err(io_err("planning the job's mounts"))?;
+            private_dirs = private_tmpfs_dirs(&steps, req.workspace.as_ref());
             if let Some(workspace) = &req.workspace {
                 let mounts = workspace_mounts(workspace, &mut steps, &mut keeps)
                     .map_err(io_err("planning the workspace mounts"))?;
@@ -325,7 +328,7 @@ impl JobSandbox {
                     deny_tcp: !req.network_open && !child.own_netns(),
                     scope: true,
                 };
-                let ruleset = build_ruleset(h, req, rights, extras)
+                let ruleset = build_ruleset(h, req, rights, extras, &private_dirs)
                     .map_err(io_err("building the Landlock ruleset"))?;
                 child.landlock = Some(ruleset);
                 layers.push(layer("filesystem", format!("Landlock ABI {abi}")));
@@ -702,14 +705,42 @@ fn real_dirs(masks: Vec<(PathBuf, bool, String)>) -> Vec<(PathBuf, bool, String)
     out
 }
 
+/// The writable tmpfs masks the plan kept (a mask over a kept path is dropped by the plan).
+/// A workspace under one is reached through the host's entries there, so that mask is left
+/// out and its directory walked as before.
+fn private_tmpfs_dirs(steps: &[MountStep], workspace: Option<&WorkspaceView>) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    steps
+        .iter()
+        .filter_map(|step| match step {
+            MountStep::Tmpfs {
+                target,
+                writable: true,
+                ..
+            } => Some(PathBuf::from(std::ffi::OsStr::from_bytes(
+                target.as_bytes(),
+            ))),
+            _ => None,
+        })
+        .filter(|dir| {
+            !workspace.is_some_and(|w| {
+                std::fs::canonicalize(&w.path)
+                    .unwrap_or_else(|_| w.path.clone())
+                    .starts_with(dir)
+            })
+        })
+        .collect()
+}
+
 fn build_ruleset(
     h: &super::host::Inner,
     req: &JobRequest,
     rights: Rights,
     extras: Extras,
+    private_dirs: &[PathBuf],
 ) -> io::Result<Ruleset> {
     let ruleset = Ruleset::new(rights, extras)?;
-    let view = h.read_view(sessions_root(req).as_deref())?;
+    let view = h.read_view(sessions_root(req).as_deref(), private_dirs)?;
     for entry in &view.entries {
         let access = entry.access.unwrap_or(rights.read);
         let access = if entry.is_dir {

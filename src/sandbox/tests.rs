@@ -617,3 +617,72 @@ fn unprivileged_suite_passes() {
     );
     assert!(stdout.contains("test result: ok"), "{stdout}");
 }
+
+#[test]
+fn the_private_tmp_is_left_out_of_the_read_view() {
+    // Sessions under /tmp: the job's fresh tmpfs over /tmp hides every host entry there, so
+    // the view grants none of them (no rule per entry of a busy /tmp, no rebuild when one
+    // appears) and the job still uses its private /tmp and its session.
+    let fx = Fixture::new();
+    let host = Host::probe(&fx.config());
+    if !active(&host, "filesystem") || !host.inner.mountns() {
+        return;
+    }
+    let sessions = fx.root.join("sessions");
+    let tmp = PathBuf::from("/tmp");
+    let walked = host.inner.read_view(Some(&sessions), &[]).unwrap();
+    assert!(walked.entries.iter().any(|e| e.path.starts_with(&tmp)));
+    let masked = host
+        .inner
+        .read_view(Some(&sessions), std::slice::from_ref(&tmp))
+        .unwrap();
+    assert!(!masked.entries.iter().any(|e| e.path.starts_with(&tmp)));
+
+    std::fs::write(fx.root.join("host-only"), "host tmp file").unwrap();
+    std::fs::write(fx.work.join("input"), "session file").unwrap();
+    let sandbox = prepared(&host, &fx.request(false));
+    let script = format!(
+        "cat {root}/host-only; cat input; echo private > /tmp/mine && cat /tmp/mine; \
+         ls -a /tmp | tr '\\n' ' '",
+        root = fx.root.display()
+    );
+    let ran = run(&sandbox, &fx, &script);
+    assert!(!ran.stdout.contains("host tmp file"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("session file"), "{}", ran.stderr);
+    assert!(ran.stdout.contains("private"), "{}", ran.stderr);
+    assert!(
+        !std::path::Path::new("/tmp/mine").exists() || {
+            // Another process on the host may own a /tmp/mine: it is not this job's.
+            std::fs::read_to_string("/tmp/mine").unwrap_or_default() != "private\n"
+        }
+    );
+}
+
+#[test]
+fn the_namespace_init_reaps_orphans_while_the_job_runs() {
+    // Each `(sleep 0 &)` leaves an orphan that only the namespace's init can reap; unreaped,
+    // 20 zombies would hold pids past the 8-process limit and the next fork would fail.
+    let fx = Fixture::new();
+    let host = Host::probe(&fx.config());
+    if !host.inner.pidns() || !active(&host, "pids") {
+        return;
+    }
+    let mut req = fx.request(false);
+    req.pids = Some(8);
+    let sandbox = prepared(&host, &req);
+    let ran = run(
+        &sandbox,
+        &fx,
+        "for i in $(seq 20); do (sleep 0 &); sleep 0.05; done; sleep 0.2; \
+         cat /proc/1/comm; ls /proc | grep -c '^[0-9]'",
+    );
+    sandbox.kill_all();
+    assert!(ran.status.success(), "stderr: {}", ran.stderr);
+    assert!(!ran.stderr.contains("fork"), "{}", ran.stderr);
+    let mut lines = ran.stdout.lines();
+    assert_eq!(lines.next(), Some("ocw-init"), "{}", ran.stdout);
+    // The init, the shell, ls and grep; no zombie left.
+    let live: usize = lines.next().unwrap_or("").trim().parse().unwrap_or(99);
+    assert!(live <= 4, "{} processes in the namespace", live);
+    assert_eq!(sandbox.breach(), None);
+}
