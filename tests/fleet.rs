@@ -448,3 +448,65 @@ fn a_workspace_job_never_goes_to_a_remote_worker() {
         assert_eq!(worker_of(&job), "here", "{job}");
     }
 }
+
+/// A fleet checks a spec the way the lone worker does, before it routes or queues it: a job
+/// that would have to wait for a slot is still refused at once, not failed later.
+#[test]
+fn an_invalid_spec_that_would_queue_is_refused_at_once_like_the_lone_worker_does() {
+    let far = FakeHost::new("far", 1);
+    let mut w = fleet(
+        json!([{"kind": "local", "name": "here", "max_concurrent": 1}, far.entry(&[])]),
+        &[],
+    );
+    let mut solo = Worker::start_walls(&[], &[]);
+    w.dispatch(json!({"job_id": "busy", "command": "sleep 30", "worker": "here"}));
+    w.wait_status("busy", "running");
+    let invalid = [
+        (json!({"command": "true", "cwd": "../out"}), -32602, "cwd"),
+        (
+            json!({"command": "true", "argv": ["true"]}),
+            -32602,
+            "command",
+        ),
+        (
+            json!({"argv": ["true"], "env": {"A=B": "x"}}),
+            -32602,
+            "env.A=B",
+        ),
+        (
+            json!({"argv": ["true"], "wait_ms": u64::MAX}),
+            -32602,
+            "wait_ms",
+        ),
+        (
+            json!({"argv": ["true"], "files": {"/abs": "x"}}),
+            -32006,
+            "files./abs",
+        ),
+    ];
+    for (index, (spec, code, field)) in invalid.into_iter().enumerate() {
+        let mut routed = spec.clone();
+        routed["worker"] = json!("here");
+        routed["job_id"] = json!(format!("bad{index}"));
+        let error = w.call_err("worker_dispatch_job", routed.clone());
+        assert_eq!(error["code"], code, "{routed}: {error}");
+        assert_eq!(error["data"]["field"], field, "{routed}: {error}");
+        let lone = solo.call_err("worker_dispatch_job", spec.clone());
+        assert_eq!(
+            (&lone["code"], &lone["data"]["field"]),
+            (&error["code"], &error["data"]["field"]),
+            "the fleet answers {spec} as the lone worker does: {lone} vs {error}"
+        );
+        let status = w.call_raw(
+            "worker_get_status",
+            json!({"job_id": format!("bad{index}")}),
+        );
+        assert_eq!(
+            status["error"]["code"], -32001,
+            "nothing was queued: {status}"
+        );
+    }
+    let metrics = w.call("worker_get_metrics", json!({}));
+    assert_eq!(metrics["fleet"]["pending"], 0, "{metrics}");
+    w.call("worker_cancel_job", json!({"job_id": "busy"}));
+}

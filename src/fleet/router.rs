@@ -5,7 +5,7 @@
 //! our jobs: when a host is lost, every job sent to it may have started (it ends `worker_lost`)
 //! and every job still here has not (it waits for another worker).
 
-use super::job::{Captured, EndedRun, RemoteRun, RoutedJob, RoutedState};
+use super::job::{Captured, EndedRun, RemoteRun, RoutedJob, RoutedState, Ticket};
 use super::remote::{Link, Remote, Signal};
 use crate::error::WorkerError;
 use crate::protocol::*;
@@ -146,6 +146,12 @@ impl Router {
         Ok(chosen)
     }
 
+    fn reaches_remote(&self, candidates: &[usize]) -> bool {
+        candidates
+            .iter()
+            .any(|&m| matches!(self.members[m].kind, MemberKind::Remote(_)))
+    }
+
     fn pick(&self, book: &Book, candidates: &[usize]) -> Option<usize> {
         candidates
             .iter()
@@ -188,28 +194,32 @@ impl Router {
 
     pub async fn dispatch(self: &Arc<Self>, mut spec: JobSpec) -> Result<Job, WorkerError> {
         let candidates = self.candidates(&spec)?;
-        self.local.check_spec_policy(&spec)?;
-        let job_id = match spec.job_id.take() {
-            Some(id) => {
-                crate::plan::check_job_id(&id)?;
-                id
-            }
-            None => uuid::Uuid::now_v7().to_string(),
-        };
-        spec.job_id = Some(job_id.clone());
         spec.worker = None;
         spec.labels = None;
+        // Checked once, here, as the lone worker checks it: a job that would queue is refused
+        // now, not failed when a slot frees up. Governance maximums are each worker's own, so
+        // a job over ours waits for a remote that may allow it (which then answers for itself).
+        let plan = match self.local.plan(spec.clone()) {
+            Ok(plan) => Some(plan),
+            Err(WorkerError::LimitOverMaximum { .. }) if self.reaches_remote(&candidates) => None,
+            Err(error) => return Err(error),
+        };
+        // Valid by now: the plan checked them before the maximums.
+        let job_id = plan.as_ref().map_or_else(
+            || {
+                spec.job_id
+                    .clone()
+                    .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+            },
+            |plan| plan.job_id.clone(),
+        );
+        // The wait is on the routed job, which ends when the pool's or the remote's does.
         let wait = spec.wait_ms.take().map(Duration::from_millis);
-        if wait.is_some_and(|w| w.as_millis() as u64 > self.local.pool.config().worker.max_wait_ms)
-        {
-            return Err(WorkerError::invalid_params(
-                "wait_ms",
-                format!(
-                    "must be at most {}",
-                    self.local.pool.config().worker.max_wait_ms
-                ),
-            ));
-        }
+        let plan = plan.map(|plan| crate::plan::JobPlan {
+            wait_ms: None,
+            ..plan
+        });
+        spec.job_id = Some(job_id.clone());
         let placed = {
             let mut book = self.book();
             self.expire(&mut book);
@@ -221,18 +231,15 @@ impl Router {
             }
             let job = Arc::new(RoutedJob::new(
                 job_id.clone(),
-                spec,
+                Ticket { spec, plan },
                 candidates,
                 self.history_bytes,
             ));
             let member = self.pick(&book, &job.candidates);
-            match member {
+            let ticket = match member {
                 Some(member) => {
                     book.in_flight[member] += 1;
-                    *job.state() = RoutedState::Placing {
-                        member,
-                        cancel: None,
-                    };
+                    job.begin_placing(member)
                 }
                 None if book.queue.len() >= self.max_queued => {
                     return Err(WorkerError::Busy {
@@ -241,15 +248,18 @@ impl Router {
                         limit: self.max_queued as u64,
                     });
                 }
-                None => book.queue.push_back(job.clone()),
-            }
+                None => {
+                    book.queue.push_back(job.clone());
+                    None
+                }
+            };
             book.jobs.insert(job_id, job.clone());
-            (job, member)
+            (job, member.zip(ticket))
         };
-        let (job, member) = placed;
-        tracing::info!(job_id = %job.id, worker = member.map(|m| self.members[m].name.as_str()), queued = member.is_none(), "job routed");
-        if let Some(member) = member {
-            self.place(job.clone(), member).await?;
+        let (job, placement) = placed;
+        tracing::info!(job_id = %job.id, worker = placement.as_ref().map(|(m, _)| self.members[*m].name.as_str()), queued = placement.is_none(), "job routed");
+        if let Some((member, ticket)) = placement {
+            self.place(job.clone(), member, ticket).await?;
         }
         if let Some(wait) = wait {
             let _ = tokio::time::timeout(wait, job.wait_ended()).await;
@@ -262,16 +272,19 @@ impl Router {
         self: &Arc<Self>,
         job: Arc<RoutedJob>,
         member: usize,
+        ticket: Ticket,
     ) -> Result<(), WorkerError> {
-        // `wait_ms` was taken out in `dispatch`: the wait is on the routed job, which ends
-        // when the pool's or the remote's does.
-        let Some(spec) = job.take_spec() else {
-            return Err(WorkerError::internal("job placed twice"));
-        };
         let name = self.members[member].name.clone();
         match &self.members[member].kind {
             MemberKind::Local { .. } => {
-                let admitted = self.local.dispatch_with(spec, Some(job.log.clone())).await;
+                let admitted = match ticket.plan {
+                    Some(plan) => Ok(plan),
+                    None => self.local.plan(ticket.spec),
+                };
+                let admitted = match admitted {
+                    Ok(plan) => self.local.run_plan(plan, Some(job.log.clone())).await,
+                    Err(error) => Err(error),
+                };
                 if let Err(error) = admitted {
                     self.unplace(&job, member);
                     return Err(error);
@@ -293,8 +306,7 @@ impl Router {
             MemberKind::Remote(remote) => {
                 let Some(live) = remote.live() else {
                     // It never left this process: back to the front of the queue.
-                    *job.state() = RoutedState::Pending;
-                    *job.spec_slot() = Some(spec);
+                    *job.state() = RoutedState::Pending(Box::new(ticket));
                     let mut book = self.book();
                     book.in_flight[member] -= 1;
                     book.queue.push_front(job);
@@ -304,7 +316,7 @@ impl Router {
                     .connection
                     .call_as::<Job>(
                         "worker_dispatch_job",
-                        serde_json::to_value(&spec).unwrap_or_default(),
+                        serde_json::to_value(&ticket.spec).unwrap_or_default(),
                     )
                     .await;
                 match sent {
@@ -439,7 +451,7 @@ impl Router {
     /// Places queued jobs, oldest first, on workers with room; a job whose workers are all full
     /// does not hold back the ones behind it.
     pub fn pump(self: &Arc<Self>) {
-        let placements: Vec<(Arc<RoutedJob>, usize)> = {
+        let placements: Vec<(Arc<RoutedJob>, usize, Ticket)> = {
             let mut book = self.book();
             if !book.accepting {
                 return;
@@ -449,13 +461,13 @@ impl Router {
             while index < book.queue.len() {
                 match self.pick(&book, &book.queue[index].candidates) {
                     Some(member) => {
-                        book.in_flight[member] += 1;
-                        if let Some(job) = book.queue.remove(index) {
-                            *job.state() = RoutedState::Placing {
-                                member,
-                                cancel: None,
-                            };
-                            placements.push((job, member));
+                        // A queued job is pending (a cancel takes it out of the queue under
+                        // this same lock), so it always has its ticket.
+                        if let Some(job) = book.queue.remove(index)
+                            && let Some(ticket) = job.begin_placing(member)
+                        {
+                            book.in_flight[member] += 1;
+                            placements.push((job, member, ticket));
                         }
                     }
                     None => index += 1,
@@ -463,10 +475,10 @@ impl Router {
             }
             placements
         };
-        for (job, member) in placements {
+        for (job, member, ticket) in placements {
             let router = self.clone();
             tokio::spawn(async move {
-                if let Err(error) = router.place(job.clone(), member).await {
+                if let Err(error) = router.place(job.clone(), member, ticket).await {
                     // Nobody is waiting on a reply: the job itself carries the refusal.
                     let base = job.unplaced_view(Some(router.members[member].name.clone()));
                     let view = job.ended_by_fleet(
@@ -491,7 +503,7 @@ impl Router {
         let local = {
             let state = job.state();
             match &*state {
-                RoutedState::Pending => return job.unplaced_view(None),
+                RoutedState::Pending(_) => return job.unplaced_view(None),
                 RoutedState::Placing { member, .. } => {
                     return job.unplaced_view(Some(self.members[*member].name.clone()));
                 }
@@ -588,7 +600,7 @@ impl Router {
                         metrics: run.job.metrics.clone(),
                     });
                 }
-                RoutedState::Pending | RoutedState::Placing { .. } => {
+                RoutedState::Pending(_) | RoutedState::Placing { .. } => {
                     let empty = crate::pool::page_of(&[], 0, 0, max, false);
                     return Ok(CollectResult {
                         job_id: job.id.clone(),
@@ -672,7 +684,7 @@ impl Router {
             let mut book = self.book();
             let mut state = job.state();
             match &mut *state {
-                RoutedState::Pending => {
+                RoutedState::Pending(_) => {
                     book.queue.retain(|queued| !Arc::ptr_eq(queued, &job));
                     Next::Dequeued
                 }
@@ -844,7 +856,7 @@ impl Router {
         };
         for job in queued.iter().chain(routed.iter()) {
             let base = match &*job.state() {
-                RoutedState::Pending => job.unplaced_view(None),
+                RoutedState::Pending(_) => job.unplaced_view(None),
                 RoutedState::Placing { member, .. } => {
                     job.unplaced_view(Some(self.members[*member].name.clone()))
                 }
