@@ -102,7 +102,7 @@ impl Worker {
     pub async fn run_plan(
         &self,
         plan: crate::plan::JobPlan,
-        events: Option<std::sync::Arc<crate::pool::events::EventLog>>,
+        events: Option<std::sync::Arc<crate::eventlog::EventLog>>,
     ) -> Result<Job, WorkerError> {
         let plan = self
             .check_isolation(plan)
@@ -189,7 +189,7 @@ impl Worker {
             host,
             process: crate::metrics::process_metrics(),
             job_resources: Some(self.pool.metrics().job_resources()),
-            subscriptions: Some(crate::pool::events::followers()),
+            subscriptions: Some(crate::eventlog::followers()),
             egress: Some(self.pool.metrics().egress_totals()),
             fleet: None,
             format: None,

@@ -3,7 +3,7 @@
 //! as they arrive, so they outlive the host that produced them.
 
 use super::remote::Live;
-use crate::pool::events::EventLog;
+use crate::eventlog::EventLog;
 use crate::protocol::{Artifact, EndReason, Job, JobStatus, Phase};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
@@ -161,7 +161,7 @@ impl RoutedJob {
             worker,
             status: JobStatus::Queued,
             phase: Phase::Init,
-            created_at: crate::pool::entry::rfc3339(self.created_at),
+            created_at: crate::protocol::rfc3339(self.created_at),
             started_at: None,
             ended_at: None,
             exit_code: None,
@@ -196,7 +196,7 @@ impl RoutedJob {
         base.phase = Phase::Done;
         base.reason = Some(reason);
         base.message = Some(message);
-        base.ended_at = Some(crate::pool::entry::rfc3339(SystemTime::now()));
+        base.ended_at = Some(crate::protocol::rfc3339(SystemTime::now()));
         base.stdout = None;
         base.stderr = None;
         base.artifacts = None;

@@ -6,7 +6,7 @@ use super::client::CallError;
 use super::job::{Captured, EndedRun, RoutedJob, RoutedState};
 use super::remote::Live;
 use super::router::Router;
-use crate::pool::events::Stream;
+use crate::eventlog::Stream;
 use crate::protocol::{CollectResult, FileEncoding, Job, JobEventBody, JobStatus, OutputChunk};
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,7 +30,7 @@ pub async fn follow(router: Arc<Router>, job: Arc<RoutedJob>, live: Arc<Live>) {
                     run.last.phase = phase;
                     if status == JobStatus::Running && run.last.started_at.is_none() {
                         run.last.started_at =
-                            Some(crate::pool::entry::rfc3339(std::time::SystemTime::now()));
+                            Some(crate::protocol::rfc3339(std::time::SystemTime::now()));
                     }
                 }
                 job.log.state(status, phase);
@@ -172,7 +172,7 @@ async fn refetch(
             .call_as(
                 "worker_collect_output",
                 serde_json::json!({"job_id": job_id, "stream_offset": offset,
-                    "max_bytes": crate::pool::MAX_PAGE_BYTES, "include_artifacts": false}),
+                    "max_bytes": crate::page::MAX_PAGE_BYTES, "include_artifacts": false}),
             )
             .await
             .map_err(|error| format!("{error:?}"))?;

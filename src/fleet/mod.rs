@@ -3,13 +3,12 @@
 //! binary and speaking the same protocol.
 
 mod client;
-pub mod config;
 mod job;
 mod mirror;
 pub mod remote;
 mod router;
 
-pub use config::{LocalEntry, SshEntry, WorkerEntry};
+pub use crate::config::workers::{LocalEntry, SshEntry, WorkerEntry};
 pub use router::candidates;
 
 use crate::error::WorkerError;
@@ -129,7 +128,7 @@ impl Fleet {
         }
     }
 
-    pub fn events(&self, job_id: &str) -> Result<Arc<crate::pool::events::EventLog>, WorkerError> {
+    pub fn events(&self, job_id: &str) -> Result<Arc<crate::eventlog::EventLog>, WorkerError> {
         match &self.router {
             Some(router) => router.events(job_id),
             None => self.local.pool.events(job_id),

@@ -3,7 +3,7 @@
 //! remote end is the same binary speaking the same protocol.
 
 use super::client::{CallError, Connection};
-use super::config::SshEntry;
+use crate::config::workers::SshEntry;
 use crate::protocol::{InitializeResult, MetricsResult, PROTOCOL_VERSION};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};

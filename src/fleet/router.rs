@@ -549,7 +549,7 @@ impl Router {
         }
     }
 
-    pub fn events(&self, job_id: &str) -> Result<Arc<crate::pool::events::EventLog>, WorkerError> {
+    pub fn events(&self, job_id: &str) -> Result<Arc<crate::eventlog::EventLog>, WorkerError> {
         match self.find(job_id) {
             Some(job) => Ok(job.log.clone()),
             None if self.local_member().is_some() => self.local.pool.events(job_id),
@@ -560,13 +560,7 @@ impl Router {
     }
 
     pub async fn collect(&self, params: CollectParams) -> Result<CollectResult, WorkerError> {
-        let max = params.max_bytes.unwrap_or(crate::pool::DEFAULT_PAGE_BYTES);
-        if !(1..=crate::pool::MAX_PAGE_BYTES).contains(&max) {
-            return Err(WorkerError::invalid_params(
-                "max_bytes",
-                format!("must be between 1 and {}", crate::pool::MAX_PAGE_BYTES),
-            ));
-        }
+        let max = crate::page::page_size(params.max_bytes)?;
         let Some(job) = self.find(&params.job_id) else {
             if self.local_member().is_none() {
                 return Err(WorkerError::UnknownJob {
@@ -582,7 +576,7 @@ impl Router {
                 RoutedState::Remote(run) => Some((run.live.clone(), run.member)),
                 RoutedState::Ended(run) => {
                     let page = |c: &Captured| {
-                        crate::pool::page_of(&c.data, c.total, params.stream_offset, max, true)
+                        crate::page::page_of(&c.data, c.total, params.stream_offset, max, true)
                     };
                     return Ok(CollectResult {
                         job_id: run.job.job_id.clone(),
@@ -601,7 +595,7 @@ impl Router {
                     });
                 }
                 RoutedState::Pending(_) | RoutedState::Placing { .. } => {
-                    let empty = crate::pool::page_of(&[], 0, 0, max, false);
+                    let empty = crate::page::page_of(&[], 0, 0, max, false);
                     return Ok(CollectResult {
                         job_id: job.id.clone(),
                         status: JobStatus::Queued,

@@ -1,10 +1,11 @@
 //! One job as the pool holds it: its plan, its state, its output, and the channels its runner
 //! listens and answers on.
 
-use super::events::{EventLog, Stream};
 use super::state::{ActivePhase, Ended, JobState, StopRequest};
+use crate::eventlog::{EventLog, Stream};
 use crate::exec::StreamBuffer;
 use crate::plan::JobPlan;
+use crate::protocol::rfc3339;
 use crate::protocol::{Artifact, Job, JobMetrics, JobSummary};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
@@ -48,10 +49,6 @@ pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-pub fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_millis(time).to_string()
 }
 
 impl JobEntry {

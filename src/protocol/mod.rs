@@ -19,7 +19,7 @@ pub use changes::{
 pub use events::*;
 pub use job::{
     Artifact, DeniedConnection, EndReason, Job, JobMetrics, JobStatus, JobSummary, NetworkMetrics,
-    Phase,
+    Phase, rfc3339,
 };
 pub use methods::*;
 pub use spec::{
