@@ -23,5 +23,6 @@ pub mod sandbox;
 pub mod schema_cmd;
 pub mod serve;
 pub mod session;
+pub mod sync;
 pub mod worker;
 pub mod workspace;

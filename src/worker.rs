@@ -161,7 +161,7 @@ impl Worker {
     pub fn metrics(&self) -> MetricsResult {
         let (queued, running, retained) = self.pool.occupancy();
         let host = {
-            let mut guard = self.host.lock().unwrap_or_else(|p| p.into_inner());
+            let mut guard = crate::sync::lock(&self.host);
             let mut host = HostMetrics {
                 cpus: crate::config::host_cpus() as u64,
                 load_average_1m: sysinfo::System::load_average().map_or(0.0, |load| load.one),
@@ -200,12 +200,7 @@ impl Worker {
     /// Ends every job and removes every session dir; true when everything ended in time.
     pub async fn stop(&self, patience: Duration) -> bool {
         let clean = self.pool.shutdown(patience).await;
-        if let Some(dir) = self
-            .private_base
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        if let Some(dir) = crate::sync::lock(&self.private_base).take() {
             let path = dir.path().to_owned();
             // A janitor thread may still be finishing a removal inside it: try twice.
             let removed =

@@ -6,6 +6,7 @@
 
 use crate::protocol::{EVENT_METHOD, JobEventNotification, SUBSCRIBE_METHOD};
 use crate::rpc::{Frame, LineReader};
+use crate::sync::lock;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -48,10 +49,6 @@ pub struct Connection {
     next_id: AtomicU64,
     closed: CancellationToken,
     why: Mutex<Option<String>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Connection {

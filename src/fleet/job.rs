@@ -5,6 +5,7 @@
 use super::remote::Live;
 use crate::eventlog::EventLog;
 use crate::protocol::{Artifact, EndReason, Job, JobStatus, Phase};
+use crate::sync::lock;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 use tokio::sync::watch;
@@ -73,10 +74,6 @@ pub struct EndedRun {
 pub struct Captured {
     pub data: Vec<u8>,
     pub total: u64,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl RoutedJob {

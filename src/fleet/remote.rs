@@ -82,11 +82,11 @@ impl Remote {
     }
 
     pub fn stats(&self) -> LinkStats {
-        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        crate::sync::lock(&self.stats).clone()
     }
 
     fn record(&self, change: impl FnOnce(&mut LinkStats)) {
-        change(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()));
+        change(&mut crate::sync::lock(&self.stats));
     }
 
     /// Waits until the host is connected, up to `patience`.
@@ -241,7 +241,7 @@ impl Remote {
         ));
         let connection = Connection::start(stdout, stdin);
         let explain = |why: String| {
-            let lines = last_stderr.lock().unwrap_or_else(|p| p.into_inner());
+            let lines = crate::sync::lock(&last_stderr);
             if lines.is_empty() {
                 why
             } else {
@@ -391,7 +391,7 @@ async fn log_stderr(
             continue;
         }
         tracing::warn!(worker = %name, "ssh: {line}");
-        let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = crate::sync::lock(&last);
         if last.len() == STDERR_LINES {
             last.pop_front();
         }

@@ -9,6 +9,7 @@ use super::job::{Captured, EndedRun, RemoteRun, RoutedJob, RoutedState, Ticket};
 use super::remote::{Link, Remote, Signal};
 use crate::error::WorkerError;
 use crate::protocol::*;
+use crate::sync::lock;
 use crate::worker::Worker;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,10 +54,6 @@ pub struct Router {
 const CANCEL_SLACK: Duration = Duration::from_secs(3);
 /// How long `worker_get_metrics` waits for each remote's own figures.
 const REMOTE_METRICS_PATIENCE: Duration = Duration::from_secs(2);
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 impl Member {
     pub fn new(name: String, labels: Vec<String>, kind: MemberKind) -> Member {

@@ -7,6 +7,7 @@ use crate::exec::StreamBuffer;
 use crate::plan::JobPlan;
 use crate::protocol::rfc3339;
 use crate::protocol::{Artifact, Job, JobMetrics, JobSummary};
+pub use crate::sync::lock;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 use tokio::sync::watch;
@@ -43,12 +44,6 @@ pub struct Record {
     pub layers: Option<Vec<crate::sandbox::AppliedLayer>>,
     /// What an `overlay` workspace job changed.
     pub changes: Option<crate::protocol::WorkspaceChanges>,
-}
-
-pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl JobEntry {

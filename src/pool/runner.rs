@@ -427,12 +427,9 @@ async fn execute(
     crate::exec::apply_usage(&mut entry.record().metrics, sandbox.usage());
     // The job may exit right after passing its output cap, before the pump's notice won the
     // select: the byte count decides, not the timing.
-    let over_cap = [&entry.stdout, &entry.stderr].iter().any(|buffer| {
-        buffer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .over_cap()
-    });
+    let over_cap = [&entry.stdout, &entry.stderr]
+        .iter()
+        .any(|buffer| crate::sync::lock(buffer).over_cap());
     let interrupt = interrupt.or_else(|| over_cap.then_some(Interrupt::OutputLimit));
     // An OOM kill can end the leader before the breach poll sees it: ask once more.
     let interrupt = interrupt.or_else(|| sandbox.breach().map(Interrupt::Breach));
