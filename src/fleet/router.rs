@@ -800,7 +800,7 @@ impl Router {
             .map(|(index, (member, remote))| {
                 let mut metrics = WorkerMetrics {
                     name: member.name.clone(),
-                    kind: "local".into(),
+                    kind: WorkerKind::Local,
                     link: WorkerLink::Up,
                     labels: member.labels.clone(),
                     capacity: member.capacity() as u64,
@@ -816,7 +816,7 @@ impl Router {
                 };
                 if let MemberKind::Remote(link) = &member.kind {
                     let stats = link.stats();
-                    metrics.kind = "ssh".into();
+                    metrics.kind = WorkerKind::Ssh;
                     metrics.address = Some(format!("{}:{}", link.entry.host, link.entry.port));
                     metrics.connects = Some(stats.connects);
                     metrics.last_error = stats.last_error;
