@@ -7,6 +7,7 @@ mod common;
 mod stream_util;
 
 use common::{BIN, Worker, eventually};
+use opencode_worker::protocol::table;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -506,7 +507,7 @@ fn an_invalid_spec_that_would_queue_is_refused_at_once_like_the_lone_worker_does
             "nothing was queued: {status}"
         );
     }
-    let metrics = w.call("worker_get_metrics", json!({}));
-    assert_eq!(metrics["fleet"]["pending"], 0, "{metrics}");
+    let metrics = w.request_typed::<table::GetMetrics>(&Default::default());
+    assert_eq!(metrics.fleet.expect("a fleet").pending, 0);
     w.call("worker_cancel_job", json!({"job_id": "busy"}));
 }

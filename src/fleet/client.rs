@@ -125,7 +125,7 @@ impl Connection {
         id
     }
 
-    pub async fn call(&self, method: &str, params: Value) -> Result<Value, CallError> {
+    async fn call(&self, method: &str, params: Value) -> Result<Value, CallError> {
         let (reply, answer) = oneshot::channel();
         self.send(method, params, |_| Waiter::Call(reply));
         answer
@@ -133,8 +133,21 @@ impl Connection {
             .unwrap_or_else(|_| Err(CallError::Lost(self.why())))
     }
 
+    /// A call of one method of the table, typed both ways.
+    pub async fn request<M: crate::protocol::table::Method>(
+        &self,
+        params: &M::Params,
+    ) -> Result<M::Result, CallError> {
+        let params = serde_json::to_value(params).map_err(|error| CallError::Rpc {
+            code: crate::error::code::INTERNAL,
+            message: format!("{} params did not serialize: {error}", M::NAME),
+            data: None,
+        })?;
+        self.call_as(M::NAME, params).await
+    }
+
     /// A typed call: the reply's `result` decoded as `T`.
-    pub async fn call_as<T: serde::de::DeserializeOwned>(
+    async fn call_as<T: serde::de::DeserializeOwned>(
         &self,
         method: &str,
         params: Value,

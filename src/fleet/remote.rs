@@ -4,7 +4,11 @@
 
 use super::client::{CallError, Connection};
 use crate::config::workers::SshEntry;
-use crate::protocol::{InitializeResult, MetricsResult, PROTOCOL_VERSION};
+use crate::protocol::table;
+use crate::protocol::{
+    ClientInfo, InitializeParams, InitializeResult, JobStatus, ListParams, MetricsParams,
+    MetricsResult, PROTOCOL_VERSION,
+};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -310,10 +314,9 @@ impl Remote {
         loop {
             tokio::time::sleep(period).await;
             // Cheap to answer: the fleet never leaves jobs queued on a remote.
-            let probe = connection.call(
-                "worker_list_sessions",
-                serde_json::json!({"status": "queued"}),
-            );
+            let probe = connection.request::<table::ListSessions>(&ListParams {
+                status: Some(JobStatus::Queued),
+            });
             match tokio::time::timeout(patience, probe).await {
                 Ok(Ok(_) | Err(CallError::Rpc { .. })) => {}
                 Ok(Err(CallError::Lost(why))) => return why,
@@ -338,10 +341,12 @@ impl Remote {
             CallError::Lost(why) => why,
         };
         let hello: InitializeResult = connection
-            .call_as(
-                "initialize",
-                serde_json::json!({"client": {"name": "opencode-worker fleet", "version": env!("CARGO_PKG_VERSION")}}),
-            )
+            .request::<table::Initialize>(&InitializeParams {
+                client: Some(ClientInfo {
+                    name: "opencode-worker fleet".into(),
+                    version: Some(env!("CARGO_PKG_VERSION").into()),
+                }),
+            })
             .await
             .map_err(describe)?;
         let handshake_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -352,7 +357,7 @@ impl Remote {
             ));
         }
         let metrics: MetricsResult = connection
-            .call_as("worker_get_metrics", serde_json::json!({}))
+            .request::<table::GetMetrics>(&MetricsParams::default())
             .await
             .map_err(describe)?;
         let capacity = self

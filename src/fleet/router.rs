@@ -8,6 +8,7 @@
 use super::job::{Captured, EndedRun, RemoteRun, RoutedJob, RoutedState, Ticket};
 use super::remote::{Link, Remote, Signal};
 use crate::error::WorkerError;
+use crate::protocol::table;
 use crate::protocol::*;
 use crate::sync::lock;
 use crate::worker::Worker;
@@ -311,10 +312,7 @@ impl Router {
                 };
                 let sent = live
                     .connection
-                    .call_as::<Job>(
-                        "worker_dispatch_job",
-                        serde_json::to_value(&ticket.spec).unwrap_or_default(),
-                    )
+                    .request::<table::DispatchJob>(&ticket.spec)
                     .await;
                 match sent {
                     Ok(mut view) => {
@@ -341,10 +339,10 @@ impl Router {
                         if let Some(reason) = cancel {
                             let _ = live
                                 .connection
-                                .call(
-                                    "worker_cancel_job",
-                                    serde_json::json!({"job_id": job.id, "reason": reason}),
-                                )
+                                .request::<table::CancelJob>(&CancelParams {
+                                    job_id: job.id.clone(),
+                                    reason,
+                                })
                                 .await;
                         }
                         Ok(())
@@ -610,10 +608,9 @@ impl Router {
         match forward {
             None => self.local.pool.collect(params).await,
             Some((live, member)) => {
-                let request = serde_json::to_value(&params).unwrap_or_default();
                 match live
                     .connection
-                    .call_as::<CollectResult>("worker_collect_output", request)
+                    .request::<table::CollectOutput>(&params)
                     .await
                 {
                     Ok(result) => Ok(result),
@@ -712,14 +709,15 @@ impl Router {
             }
             Next::Remote(live, member) => {
                 live.connection
-                    .call(
-                        "worker_cancel_job",
-                        serde_json::json!({"job_id": job_id, "reason": reason}),
-                    )
+                    .request::<table::CancelJob>(&CancelParams {
+                        job_id: job_id.to_owned(),
+                        reason,
+                    })
                     .await
+                    .map(|_| ())
                     .or_else(|error| match error {
                         // Lost: the job ends `worker_lost` by its follower, which we wait for.
-                        super::client::CallError::Lost(_) => Ok(serde_json::Value::Null),
+                        super::client::CallError::Lost(_) => Ok(()),
                         rpc => Err(self.remote_error(member, rpc)),
                     })?;
                 let _ = tokio::time::timeout(self.cancel_patience, job.wait_ended()).await;
@@ -777,7 +775,7 @@ impl Router {
             let answer = tokio::time::timeout(
                 REMOTE_METRICS_PATIENCE,
                 live.connection
-                    .call_as::<MetricsResult>("worker_get_metrics", serde_json::json!({})),
+                    .request::<table::GetMetrics>(&MetricsParams::default()),
             )
             .await;
             let Ok(Ok(theirs)) = answer else { return None };

@@ -9,6 +9,7 @@ pub mod events;
 pub mod job;
 pub mod methods;
 pub mod spec;
+pub mod table;
 pub mod tools;
 
 pub use bytesize::ByteSize;

@@ -4,6 +4,7 @@
 
 pub mod sshd;
 
+use opencode_worker::protocol::table::{self, Method};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -168,10 +169,18 @@ impl Worker {
         }
     }
 
+    /// One method of the table, typed both ways: the method name is the table's.
+    pub fn request_typed<M: Method>(&mut self, params: &M::Params) -> M::Result {
+        let params = serde_json::to_value(params).expect("params serialize");
+        let result = self.call(M::NAME, params);
+        serde_json::from_value(result.clone())
+            .unwrap_or_else(|e| panic!("{} answered {result} that does not parse: {e}", M::NAME))
+    }
+
     /// Dispatches a job that carries this worker's marker in its environment.
     pub fn dispatch(&mut self, mut spec: Value) -> Value {
         self.mark(&mut spec);
-        self.call("worker_dispatch_job", spec)
+        self.call(table::DispatchJob::NAME, spec)
     }
 
     pub fn mark(&self, spec: &mut Value) {
@@ -187,7 +196,7 @@ impl Worker {
     pub fn wait_ended(&mut self, job_id: &str) -> Value {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let job = self.call("worker_get_status", json!({"job_id": job_id}));
+            let job = self.call(table::GetStatus::NAME, json!({"job_id": job_id}));
             if !matches!(job["status"].as_str(), Some("queued" | "running")) {
                 return job;
             }
@@ -201,7 +210,7 @@ impl Worker {
     pub fn wait_status(&mut self, job_id: &str, wanted: &str) -> Value {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let reply = self.call_raw("worker_get_status", json!({"job_id": job_id}));
+            let reply = self.call_raw(table::GetStatus::NAME, json!({"job_id": job_id}));
             if let Some(job) = reply.get("result") {
                 if job["status"] == wanted {
                     return job.clone();
