@@ -511,3 +511,31 @@ fn an_invalid_spec_that_would_queue_is_refused_at_once_like_the_lone_worker_does
     assert_eq!(metrics.fleet.expect("a fleet").pending, 0);
     w.call("worker_cancel_job", json!({"job_id": "busy"}));
 }
+
+/// The pool keeps the book of local jobs, the fleet only holds what waits for a worker: a job
+/// queued in the fleet takes the local slot a job sent straight to the pool leaves.
+#[test]
+fn a_local_slot_freed_by_a_direct_job_takes_the_fleets_queued_job() {
+    let far = FakeHost::new("far", 1);
+    let mut w = fleet(
+        json!([{"kind": "local", "name": "here", "max_concurrent": 1}, far.entry(&[])]),
+        &[],
+    );
+    // Only `here` may run it: it goes straight to the pool.
+    w.dispatch(json!({"job_id": "direct", "command": "sleep 30", "worker": "here"}));
+    w.dispatch(json!({"job_id": "remote", "command": "sleep 30", "worker": "far"}));
+    w.wait_status("direct", "running");
+    w.wait_status("remote", "running");
+    // Either worker may run it; both are full, so the fleet holds it.
+    w.dispatch(json!({"job_id": "waiting", "command": "echo placed"}));
+    let metrics = w.request_typed::<table::GetMetrics>(&Default::default());
+    let fleet = metrics.fleet.expect("a fleet");
+    assert_eq!(fleet.pending, 1, "{fleet:?}");
+    let here = fleet.workers.iter().find(|m| m.name == "here").unwrap();
+    assert_eq!(here.running, 1, "the pool's job counts on its member: {here:?}");
+    w.call("worker_cancel_job", json!({"job_id": "direct"}));
+    let job = w.wait_ended("waiting");
+    assert_eq!(job["status"], "finished", "{job}");
+    assert_eq!(worker_of(&job), "here", "{job}");
+    w.call("worker_cancel_job", json!({"job_id": "remote"}));
+}

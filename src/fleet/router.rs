@@ -43,6 +43,10 @@ struct Book {
 pub struct Router {
     pub local: Arc<Worker>,
     pub members: Vec<Member>,
+    /// The local member, when the local pool takes jobs.
+    local_member: Option<usize>,
+    /// Some member is remote: jobs that may go there are held and routed here.
+    routing: bool,
     book: Mutex<Book>,
     retain: Duration,
     retain_jobs: usize,
@@ -86,6 +90,12 @@ impl Router {
             accepting: true,
         };
         Arc::new(Router {
+            local_member: members
+                .iter()
+                .position(|m| matches!(m.kind, MemberKind::Local { .. })),
+            routing: members
+                .iter()
+                .any(|m| matches!(m.kind, MemberKind::Remote(_))),
             retain: Duration::from_secs(config.worker.retain_secs),
             retain_jobs: config.worker.retain_jobs,
             max_queued: config.worker.max_queued,
@@ -97,8 +107,22 @@ impl Router {
         })
     }
 
-    /// Starts one supervisor per remote and the task that places queued jobs when one connects.
+    /// Starts one supervisor per remote and the tasks that place queued jobs when a remote
+    /// connects or a local slot frees up. A lone local worker needs none of them.
     pub fn start(self: &Arc<Self>) {
+        if !self.routing {
+            return;
+        }
+        let mut dropped = self.local.pool.load_dropped();
+        let router = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while dropped.changed().await.is_ok() {
+                let Some(router) = router.upgrade() else {
+                    return;
+                };
+                router.pump();
+            }
+        });
         let (signals, mut heard) = mpsc::unbounded_channel();
         for (index, member) in self.members.iter().enumerate() {
             if let MemberKind::Remote(remote) = &member.kind {
@@ -156,7 +180,13 @@ impl Router {
             .copied()
             .filter_map(|index| {
                 let capacity = self.members[index].capacity();
-                let used = book.in_flight[index];
+                // The pool keeps the book of local jobs; `in_flight` holds placements on their
+                // way there.
+                let used = book.in_flight[index]
+                    + match self.members[index].kind {
+                        MemberKind::Local { .. } => self.local.pool.load(),
+                        MemberKind::Remote(_) => 0,
+                    };
                 (used < capacity).then_some((index, used as f64 / capacity as f64))
             })
             .min_by(|a, b| a.1.total_cmp(&b.1))
@@ -197,6 +227,9 @@ impl Router {
         // Checked once, here, as the lone worker checks it: a job that would queue is refused
         // now, not failed when a slot frees up. Governance maximums are each worker's own, so
         // a job over ours waits for a remote that may allow it (which then answers for itself).
+        if !self.reaches_remote(&candidates) {
+            return self.dispatch_local(spec).await;
+        }
         let plan = match self.local.plan(spec.clone()) {
             Ok(plan) => Some(plan),
             Err(WorkerError::LimitOverMaximum { .. }) if self.reaches_remote(&candidates) => None,
@@ -265,6 +298,36 @@ impl Router {
         Ok(self.view(&job, true))
     }
 
+    /// A job only the local pool may run goes straight to it: its queue and its book are the
+    /// only ones, as for a lone worker.
+    async fn dispatch_local(&self, spec: JobSpec) -> Result<Job, WorkerError> {
+        let plan = self.local.plan(spec)?;
+        {
+            let book = self.book();
+            if !book.accepting {
+                return Err(WorkerError::ShuttingDown);
+            }
+            if book.jobs.contains_key(&plan.job_id) {
+                return Err(WorkerError::DuplicateJob {
+                    job_id: plan.job_id,
+                });
+            }
+        }
+        let mut view = self.local.run_plan(plan, None).await?;
+        if let Some(member) = self.local_member {
+            self.members[member]
+                .dispatched
+                .fetch_add(1, Ordering::Relaxed);
+            view.worker = self.worker_name(member);
+        }
+        Ok(view)
+    }
+
+    /// The name a job's view carries: none for a lone worker.
+    fn worker_name(&self, member: usize) -> Option<String> {
+        self.routing.then(|| self.members[member].name.clone())
+    }
+
     /// Hands a job to `member`. On error the job is gone again (nothing ran).
     async fn place(
         self: &Arc<Self>,
@@ -291,13 +354,16 @@ impl Router {
                     .dispatched
                     .fetch_add(1, Ordering::Relaxed);
                 let cancel = settle(&job, RoutedState::Local { member });
+                // The pool holds the job and counts its load from now on.
+                self.unplace(&job, member);
                 if let Some(reason) = cancel {
                     let _ = self.local.pool.cancel(&job.id, reason).await;
                 }
-                let router = self.clone();
+                // For whoever waits on the routed job (a dispatch with `wait_ms`).
+                let local = self.local.clone();
                 tokio::spawn(async move {
-                    let _ = router.local.pool.wait(&job.id).await;
-                    router.local_ended(&job, member);
+                    let _ = local.pool.wait(&job.id).await;
+                    job.mark_ended();
                 });
                 Ok(())
             }
@@ -376,19 +442,6 @@ impl Router {
         if book.jobs.get(&job.id).is_some_and(|j| Arc::ptr_eq(j, job)) {
             book.jobs.remove(&job.id);
         }
-    }
-
-    fn local_ended(self: &Arc<Self>, job: &Arc<RoutedJob>, member: usize) {
-        {
-            let mut book = self.book();
-            book.in_flight[member] -= 1;
-            // The pool answers for it from now on, under its own retention.
-            if book.jobs.get(&job.id).is_some_and(|j| Arc::ptr_eq(j, job)) {
-                book.jobs.remove(&job.id);
-            }
-        }
-        job.mark_ended();
-        self.pump();
     }
 
     /// A remote job's end, copied here.
@@ -518,14 +571,8 @@ impl Router {
         member: usize,
     ) -> Result<Job, WorkerError> {
         let mut job = self.local.pool.view(job_id, with_result)?;
-        job.worker = Some(self.members[member].name.clone());
+        job.worker = self.worker_name(member);
         Ok(job)
-    }
-
-    fn local_member(&self) -> Option<usize> {
-        self.members
-            .iter()
-            .position(|m| matches!(m.kind, MemberKind::Local { .. }))
     }
 
     pub fn status(&self, job_id: &str) -> Result<Job, WorkerError> {
@@ -536,7 +583,7 @@ impl Router {
     }
 
     fn local_lookup(&self, job_id: &str, with_result: bool) -> Result<Job, WorkerError> {
-        match self.local_member() {
+        match self.local_member {
             Some(member) => self.local_view(job_id, with_result, member),
             None => Err(WorkerError::UnknownJob {
                 job_id: job_id.to_owned(),
@@ -547,7 +594,7 @@ impl Router {
     pub fn events(&self, job_id: &str) -> Result<Arc<crate::eventlog::EventLog>, WorkerError> {
         match self.find(job_id) {
             Some(job) => Ok(job.log.clone()),
-            None if self.local_member().is_some() => self.local.pool.events(job_id),
+            None if self.local_member.is_some() => self.local.pool.events(job_id),
             None => Err(WorkerError::UnknownJob {
                 job_id: job_id.to_owned(),
             }),
@@ -557,7 +604,7 @@ impl Router {
     pub async fn collect(&self, params: CollectParams) -> Result<CollectResult, WorkerError> {
         let max = crate::page::page_size(params.max_bytes)?;
         let Some(job) = self.find(&params.job_id) else {
-            if self.local_member().is_none() {
+            if self.local_member.is_none() {
                 return Err(WorkerError::UnknownJob {
                     job_id: params.job_id,
                 });
@@ -652,13 +699,13 @@ impl Router {
 
     pub async fn cancel(&self, job_id: &str, reason: Option<String>) -> Result<Job, WorkerError> {
         let Some(job) = self.find(job_id) else {
-            if self.local_member().is_none() {
+            if self.local_member.is_none() {
                 return Err(WorkerError::UnknownJob {
                     job_id: job_id.to_owned(),
                 });
             }
             let mut view = self.local.pool.cancel(job_id, reason).await?;
-            view.worker = self.local_member().map(|m| self.members[m].name.clone());
+            view.worker = self.local_member.and_then(|m| self.worker_name(m));
             return Ok(view);
         };
         enum Next {
@@ -704,7 +751,7 @@ impl Router {
             }
             Next::Local(member) => {
                 let mut view = self.local.pool.cancel(job_id, reason).await?;
-                view.worker = Some(self.members[member].name.clone());
+                view.worker = self.worker_name(member);
                 return Ok(view);
             }
             Next::Remote(live, member) => {
@@ -729,8 +776,8 @@ impl Router {
 
     pub fn list(&self, params: ListParams) -> ListResult {
         let mut sessions = Vec::new();
-        if let Some(member) = self.local_member() {
-            let name = self.members[member].name.clone();
+        if let Some(member) = self.local_member {
+            let name = self.worker_name(member);
             sessions.extend(
                 self.local
                     .pool
@@ -738,7 +785,7 @@ impl Router {
                     .sessions
                     .into_iter()
                     .map(|mut summary| {
-                        summary.worker = Some(name.clone());
+                        summary.worker = name.clone();
                         summary
                     }),
             );
@@ -759,6 +806,11 @@ impl Router {
         }
         sessions.sort_by(|a, b| a.created_at.cmp(&b.created_at));
         ListResult { sessions }
+    }
+
+    /// Whether jobs may leave this process (some member is remote).
+    pub fn is_routing(&self) -> bool {
+        self.routing
     }
 
     pub async fn metrics(&self) -> FleetMetrics {
@@ -802,7 +854,11 @@ impl Router {
                     link: WorkerLink::Up,
                     labels: member.labels.clone(),
                     capacity: member.capacity() as u64,
-                    running: in_flight[index] as u64,
+                    running: (in_flight[index]
+                        + match member.kind {
+                            MemberKind::Local { .. } => self.local.pool.load(),
+                            MemberKind::Remote(_) => 0,
+                        }) as u64,
                     dispatched: member.dispatched.load(Ordering::Relaxed),
                     lost: member.lost.load(Ordering::Relaxed),
                     address: None,

@@ -42,6 +42,9 @@ pub(crate) struct Shared {
     pub runners: TaskTracker,
     /// Change sets of ended overlay jobs, until applied, discarded or expired.
     pub changes: crate::workspace::PendingChanges,
+    /// Bumped whenever a job leaves the pool's load (ended, or dropped from its queue), so a
+    /// fleet waiting for a local slot hears of it.
+    load_dropped: tokio::sync::watch::Sender<u64>,
     state: Mutex<PoolState>,
 }
 
@@ -73,6 +76,7 @@ impl Pool {
                 cpus: CpuPicker::from_current_affinity(),
                 runners: TaskTracker::new(),
                 changes: crate::workspace::PendingChanges::new(retain),
+                load_dropped: tokio::sync::watch::Sender::new(0),
                 state: Mutex::new(PoolState {
                     jobs: HashMap::new(),
                     queue: VecDeque::new(),
@@ -267,6 +271,17 @@ impl Pool {
     }
 
     /// (queued, running, retained)
+    /// Changes whenever the pool's load drops (see `load`).
+    pub fn load_dropped(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.load_dropped.subscribe()
+    }
+
+    /// Jobs admitted and not ended: running plus queued.
+    pub fn load(&self) -> usize {
+        let state = lock(&self.shared.state);
+        state.running + state.queue.len()
+    }
+
     pub fn occupancy(&self) -> (u64, u64, u64) {
         let state = lock(&self.shared.state);
         (
@@ -405,8 +420,9 @@ impl Shared {
                 None => None,
             }
         };
-        if let Some(next) = next {
-            Shared::start(shared, next);
+        match next {
+            Some(next) => Shared::start(shared, next),
+            None => shared.load_dropped.send_modify(|n| *n = n.wrapping_add(1)),
         }
     }
 
@@ -416,13 +432,16 @@ impl Shared {
         let queue_ms = runner::ms(entry.created.elapsed());
         entry.record().metrics.queue_ms = queue_ms;
         self.metrics.ended(status, reason, &[("queue", queue_ms)]);
-        let mut state = lock(&self.state);
-        self.retain(&mut state, entry);
-        entry.end(Ended {
-            started_at: None,
-            ended_at: SystemTime::now(),
-            outcome,
-        });
+        {
+            let mut state = lock(&self.state);
+            self.retain(&mut state, entry);
+            entry.end(Ended {
+                started_at: None,
+                ended_at: SystemTime::now(),
+                outcome,
+            });
+        }
+        self.load_dropped.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     fn retain(&self, state: &mut PoolState, entry: &Arc<JobEntry>) {
