@@ -3,8 +3,8 @@
 //! driven precisely: killing the double is a host vanishing. The real `ssh`/`sshd` hop is
 //! covered in `remote_ssh.rs`.
 
-mod common;
-mod stream_util;
+use crate::common;
+use crate::stream_util;
 
 use common::{BIN, Worker, eventually};
 use opencode_worker::protocol::table;
