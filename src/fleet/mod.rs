@@ -2,6 +2,7 @@
 //! of workers (`workers` config) that adds remote hosts reached over SSH, each running the same
 //! binary and speaking the same protocol.
 
+mod candidates;
 mod client;
 mod job;
 mod mirror;
@@ -9,7 +10,7 @@ pub mod remote;
 mod router;
 
 pub use crate::config::workers::{LocalEntry, SshEntry, WorkerEntry};
-pub use router::candidates;
+pub use candidates::candidates;
 
 use crate::error::WorkerError;
 use crate::protocol::*;

@@ -5,8 +5,11 @@
 //! our jobs: when a host is lost, every job sent to it may have started (it ends `worker_lost`)
 //! and every job still here has not (it waits for another worker).
 
+mod metrics;
+
+use super::candidates::candidates;
 use super::job::{Captured, EndedRun, RemoteRun, RoutedJob, RoutedState, Ticket};
-use super::remote::{Link, Remote, Signal};
+use super::remote::{Remote, Signal};
 use crate::error::WorkerError;
 use crate::protocol::table;
 use crate::protocol::*;
@@ -813,82 +816,6 @@ impl Router {
         self.routing
     }
 
-    pub async fn metrics(&self) -> FleetMetrics {
-        let (pending, in_flight) = {
-            let book = self.book();
-            (book.queue.len() as u64, book.in_flight.clone())
-        };
-        let probes = self.members.iter().map(|member| async move {
-            let MemberKind::Remote(remote) = &member.kind else {
-                return None;
-            };
-            let live = remote.live()?;
-            let started = Instant::now();
-            let answer = tokio::time::timeout(
-                REMOTE_METRICS_PATIENCE,
-                live.connection
-                    .request::<table::GetMetrics>(&MetricsParams::default()),
-            )
-            .await;
-            let Ok(Ok(theirs)) = answer else { return None };
-            Some(RemoteWorkerMetrics {
-                uptime_ms: theirs.uptime_ms,
-                queue_depth: theirs.queue_depth,
-                active_sessions: theirs.active_sessions,
-                max_concurrent_sessions: theirs.max_concurrent_sessions,
-                host: theirs.host,
-                process: theirs.process,
-                rtt_ms: started.elapsed().as_secs_f64() * 1e3,
-            })
-        });
-        let remotes = futures::future::join_all(probes).await;
-        let workers = self
-            .members
-            .iter()
-            .zip(remotes)
-            .enumerate()
-            .map(|(index, (member, remote))| {
-                let mut metrics = WorkerMetrics {
-                    name: member.name.clone(),
-                    kind: WorkerKind::Local,
-                    link: WorkerLink::Up,
-                    labels: member.labels.clone(),
-                    capacity: member.capacity() as u64,
-                    running: (in_flight[index]
-                        + match member.kind {
-                            MemberKind::Local { .. } => self.local.pool.load(),
-                            MemberKind::Remote(_) => 0,
-                        }) as u64,
-                    dispatched: member.dispatched.load(Ordering::Relaxed),
-                    lost: member.lost.load(Ordering::Relaxed),
-                    address: None,
-                    remote_worker_id: None,
-                    connects: None,
-                    last_error: None,
-                    handshake_ms: None,
-                    remote,
-                };
-                if let MemberKind::Remote(link) = &member.kind {
-                    let stats = link.stats();
-                    metrics.kind = WorkerKind::Ssh;
-                    metrics.address = Some(format!("{}:{}", link.entry.host, link.entry.port));
-                    metrics.connects = Some(stats.connects);
-                    metrics.last_error = stats.last_error;
-                    metrics.handshake_ms = stats.handshake_ms;
-                    match link.link() {
-                        Link::Up(live) => {
-                            metrics.remote_worker_id = Some(live.worker_id.clone());
-                        }
-                        Link::Connecting => metrics.link = WorkerLink::Connecting,
-                        Link::Down { .. } => metrics.link = WorkerLink::Down,
-                    }
-                }
-                metrics
-            })
-            .collect();
-        FleetMetrics { pending, workers }
-    }
-
     /// Stops taking jobs, ends the queued ones, closes every remote link (each remote worker
     /// sees its stdin end and stops its jobs) and marks their jobs ended with the worker.
     pub fn shutdown(&self) {
@@ -933,52 +860,4 @@ fn settle(job: &RoutedJob, next: RoutedState) -> Option<Option<String>> {
     };
     *state = next;
     cancel
-}
-
-/// Which of the `(name, labels)` workers a job may run on.
-pub fn candidates<'a>(
-    workers: impl Iterator<Item = (&'a str, &'a [String])>,
-    spec: &JobSpec,
-) -> Result<Vec<usize>, WorkerError> {
-    let wanted: &[String] = spec.labels.as_deref().unwrap_or_default();
-    let mut named = false;
-    let mut chosen = Vec::new();
-    let mut names = Vec::new();
-    for (index, (name, labels)) in workers.enumerate() {
-        names.push(name.to_owned());
-        if let Some(worker) = &spec.worker {
-            if worker != name {
-                continue;
-            }
-            named = true;
-        }
-        if wanted.iter().all(|label| labels.contains(label)) {
-            chosen.push(index);
-        }
-    }
-    if let Some(worker) = &spec.worker
-        && !named
-    {
-        return Err(WorkerError::invalid_params(
-            "worker",
-            format!(
-                "no worker is named `{worker}`; the workers are: {}",
-                names.join(", ")
-            ),
-        ));
-    }
-    if chosen.is_empty() {
-        return Err(WorkerError::invalid_params(
-            "labels",
-            format!(
-                "no worker{} carries every label of {:?}",
-                spec.worker
-                    .as_deref()
-                    .map(|w| format!(" named `{w}`"))
-                    .unwrap_or_default(),
-                wanted
-            ),
-        ));
-    }
-    Ok(chosen)
 }

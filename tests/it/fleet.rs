@@ -532,7 +532,10 @@ fn a_local_slot_freed_by_a_direct_job_takes_the_fleets_queued_job() {
     let fleet = metrics.fleet.expect("a fleet");
     assert_eq!(fleet.pending, 1, "{fleet:?}");
     let here = fleet.workers.iter().find(|m| m.name == "here").unwrap();
-    assert_eq!(here.running, 1, "the pool's job counts on its member: {here:?}");
+    assert_eq!(
+        here.running, 1,
+        "the pool's job counts on its member: {here:?}"
+    );
     w.call("worker_cancel_job", json!({"job_id": "direct"}));
     let job = w.wait_ended("waiting");
     assert_eq!(job["status"], "finished", "{job}");
