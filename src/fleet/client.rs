@@ -125,7 +125,9 @@ impl Connection {
         id
     }
 
-    async fn call(&self, method: &str, params: Value) -> Result<Value, CallError> {
+    /// An untyped call, for requests the table cannot express (tests of refusals); everything
+    /// else goes through `request`.
+    pub(crate) async fn call(&self, method: &str, params: Value) -> Result<Value, CallError> {
         let (reply, answer) = oneshot::channel();
         self.send(method, params, |_| Waiter::Call(reply));
         answer

@@ -3,7 +3,7 @@
 //! binary and speaking the same protocol.
 
 mod candidates;
-mod client;
+pub mod client;
 mod job;
 mod mirror;
 pub mod remote;
