@@ -194,36 +194,33 @@ impl Worker {
 
     /// Polls until the job has ended.
     pub fn wait_ended(&mut self, job_id: &str) -> Value {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
+        let mut last = Value::Null;
+        poll_until(&format!("job {job_id} ends"), || {
             let job = self.call(table::GetStatus::NAME, json!({"job_id": job_id}));
-            if !matches!(job["status"].as_str(), Some("queued" | "running")) {
-                return job;
-            }
-            assert!(Instant::now() < deadline, "job {job_id} did not end: {job}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            let ended = !matches!(job["status"].as_str(), Some("queued" | "running"));
+            last = job.clone();
+            ended.then_some(job)
+        })
+        .unwrap_or_else(|| panic!("job {job_id} did not end: {last}"))
     }
 
     /// Polls until the job has `wanted` status. Requests are served concurrently, so a poll
     /// may overtake the dispatch that creates the job: "unknown job" means "not yet".
     pub fn wait_status(&mut self, job_id: &str, wanted: &str) -> Value {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
+        let mut last = Value::Null;
+        poll_until(&format!("job {job_id} becomes {wanted}"), || {
             let reply = self.call_raw(table::GetStatus::NAME, json!({"job_id": job_id}));
-            if let Some(job) = reply.get("result") {
-                if job["status"] == wanted {
-                    return job.clone();
+            let found = match reply.get("result") {
+                Some(job) => (job["status"] == wanted).then(|| job.clone()),
+                None => {
+                    assert_eq!(reply["error"]["code"], -32001, "{reply}");
+                    None
                 }
-            } else {
-                assert_eq!(reply["error"]["code"], -32001, "{reply}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job {job_id} never became {wanted}: {reply}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+            };
+            last = reply;
+            found
+        })
+        .unwrap_or_else(|| panic!("job {job_id} never became {wanted}: {last}"))
     }
 
     pub fn close_stdin(&mut self) {
@@ -320,9 +317,23 @@ pub fn processes_with_marker(marker: &str) -> Vec<u32> {
 
 /// Retries `check` until it is true or the patience runs out; cleanup is asynchronous.
 pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    if poll_until(what, || check().then_some(())).is_none() {
+        panic!("never happened: {what}");
+    }
+}
+
+/// The one polling loop: `probe` every 20 ms until it answers, `None` once `PATIENCE` is spent.
+/// No test asserts on how long it took (the machine may be busy).
+pub fn poll_until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + PATIENCE;
-    while !check() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
+    loop {
+        if let Some(found) = probe() {
+            return Some(found);
+        }
+        if Instant::now() >= deadline {
+            eprintln!("gave up waiting after {PATIENCE:?}: {what}");
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -113,19 +113,15 @@ fn fleet(workers: Value, extra: &[&str]) -> Worker {
     settings.extend_from_slice(extra);
     let mut w = Worker::start_full(&settings, &[]);
     // Wait until every remote is connected, so placement is deterministic.
-    let deadline = Instant::now() + common::PATIENCE;
-    loop {
+    let mut last = Value::Null;
+    let up = common::poll_until("every remote is up", || {
         let metrics = w.call("worker_get_metrics", json!({}));
         let workers = metrics["fleet"]["workers"].as_array().unwrap().clone();
-        if workers.iter().all(|w| w["link"] == "up") {
-            return w;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "remotes never came up: {metrics}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        last = metrics;
+        workers.iter().all(|w| w["link"] == "up").then_some(())
+    });
+    assert!(up.is_some(), "remotes never came up: {last}");
+    w
 }
 
 fn worker_of(job: &Value) -> String {
