@@ -197,6 +197,10 @@ impl Router {
     }
 
     fn find(&self, job_id: &str) -> Option<Arc<RoutedJob>> {
+        if !self.routing {
+            // Every job went straight to the pool: the book stays empty, skip its lock.
+            return None;
+        }
         let mut book = self.book();
         self.expire(&mut book);
         book.jobs.get(job_id).cloned()
@@ -305,7 +309,8 @@ impl Router {
     /// only ones, as for a lone worker.
     async fn dispatch_local(&self, spec: JobSpec) -> Result<Job, WorkerError> {
         let plan = self.local.plan(spec)?;
-        {
+        // Without remotes the book stays empty and the pool answers shutting-down itself.
+        if self.routing {
             let book = self.book();
             if !book.accepting {
                 return Err(WorkerError::ShuttingDown);
@@ -792,6 +797,9 @@ impl Router {
                         summary
                     }),
             );
+        }
+        if !self.routing {
+            return ListResult { sessions };
         }
         let routed: Vec<Arc<RoutedJob>> = {
             let mut book = self.book();

@@ -179,17 +179,11 @@ async fn collect(
     let outcome = match (late_stop, outcome) {
         (Some(StopRequest::Cancel(message)), Outcome::Exited { code }) => Outcome::Cancelled {
             message,
-            exit: Some(ExitInfo {
-                code: Some(code),
-                signal: None,
-            }),
+            exit: Some(ExitInfo::Exited(code)),
         },
         (Some(StopRequest::Cancel(message)), Outcome::Signaled { signal }) => Outcome::Cancelled {
             message,
-            exit: Some(ExitInfo {
-                code: None,
-                signal: Some(signal),
-            }),
+            exit: Some(ExitInfo::Signaled(signal)),
         },
         (_, outcome) => outcome,
     };
@@ -543,9 +537,9 @@ fn classify(
             reason: KillReason::WorkerShutdown,
             exit: exit_seen,
         },
-        None => match (exit.code, exit.signal) {
-            (Some(code), _) => Outcome::Exited { code },
-            (None, Some(signal)) => {
+        None => match exit {
+            ExitInfo::Exited(code) => Outcome::Exited { code },
+            ExitInfo::Signaled(signal) => {
                 let cpu = usage.user + usage.system;
                 let out_of_cpu = signal == libc::SIGXCPU
                     || (signal == libc::SIGKILL && cpu >= Duration::from_secs(rlimits.cpu_seconds));
@@ -558,7 +552,6 @@ fn classify(
                     Outcome::Signaled { signal }
                 }
             }
-            (None, None) => Outcome::Signaled { signal: 0 },
         },
     }
 }
@@ -577,8 +570,8 @@ fn log_job_end(entry: &super::JobEntry, outcome: &super::state::Outcome) {
     tracing::info!(
         status = outcome.status().as_str(),
         reason = outcome.reason().map(|r| r.as_str()),
-        exit_code = exit.and_then(|x| x.code),
-        signal = exit.and_then(|x| x.signal),
+        exit_code = exit.and_then(ExitInfo::code),
+        signal = exit.and_then(ExitInfo::signal),
         message = outcome.message(),
         queue_ms = m.queue_ms,
         prepare_ms = m.prepare_ms,
