@@ -4,6 +4,8 @@
 //! Environment keys use `__` between section and key (`OPENCODE_WORKER_WORKER__MAX_QUEUED=5`);
 //! variables without `__` (such as `OPENCODE_WORKER_BIN`, read by the plugin) are not config.
 
+pub mod workers;
+
 use crate::protocol::{ByteSize, EffectiveLimits};
 use figment::Figment;
 use figment::providers::{Env, Format, Json, Serialized};
@@ -26,7 +28,7 @@ pub struct Config {
     pub isolation: crate::sandbox::SandboxConfig,
     pub logging: LoggingSection,
     /// Where jobs may run: `local` and `ssh` entries. Empty: this process alone.
-    pub workers: Vec<crate::fleet::WorkerEntry>,
+    pub workers: Vec<workers::WorkerEntry>,
     /// Egress allowlists: named sets, the default for jobs that do not say, name pins.
     pub network: crate::egress::NetworkConfig,
     /// The user's projects jobs may work on (`JobSpec.workspace`).
@@ -314,7 +316,7 @@ impl Config {
                 "worker.max_batch must be at most worker.max_in_flight".into(),
             ));
         }
-        crate::fleet::config::validate(&self.workers).map_err(ConfigError::Invalid)?;
+        workers::validate(&self.workers).map_err(ConfigError::Invalid)?;
         self.network.validate().map_err(ConfigError::Invalid)?;
         let max_concurrent = match self.worker.max_concurrent_sessions {
             0 => host_cpus(),

@@ -2,7 +2,7 @@
 //! a terminal, a progress line (status, elapsed time, bytes so far) stays at the bottom of
 //! stderr; otherwise only the output itself is written, line by line as it comes.
 
-use crate::pool::events::{EventLog, Item, Payload, Stream};
+use crate::eventlog::{EventLog, Item, Payload, Stream};
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -114,7 +114,6 @@ pub fn plan(spec: JobSpec, config: &Config, resolved: &Resolved) -> Result<JobPl
         .map(|workspace| crate::workspace::resolve(workspace, cwd.as_deref(), config))
         .transpose()?;
     let cwd = cwd.filter(|_| workspace.is_none());
-    let limits = check_limits(spec.limits.unwrap_or_default(), resolved)?;
     let request = spec
         .network
         .or(spec
@@ -131,13 +130,6 @@ pub fn plan(spec: JobSpec, config: &Config, resolved: &Resolved) -> Result<JobPl
             (NetworkMode::None, Some(std::sync::Arc::new(rules)))
         }
     };
-    if network == NetworkMode::Open && !config.governance.allow_network {
-        return Err(WorkerError::LimitOverMaximum {
-            field: "network".into(),
-            requested: "open".into(),
-            maximum: "none".into(),
-        });
-    }
     if let Some(wait) = spec.wait_ms
         && wait > config.worker.max_wait_ms
     {
@@ -145,6 +137,15 @@ pub fn plan(spec: JobSpec, config: &Config, resolved: &Resolved) -> Result<JobPl
             "wait_ms",
             format!("must be at most {}", config.worker.max_wait_ms),
         ));
+    }
+    // Governance maximums last: a fleet front treats only these as another worker's call.
+    let limits = check_limits(spec.limits.unwrap_or_default(), resolved)?;
+    if network == NetworkMode::Open && !config.governance.allow_network {
+        return Err(WorkerError::LimitOverMaximum {
+            field: "network".into(),
+            requested: "open".into(),
+            maximum: "none".into(),
+        });
     }
     Ok(JobPlan {
         job_id,

@@ -85,48 +85,29 @@ impl Worker {
     }
 
     pub async fn dispatch(&self, spec: JobSpec) -> Result<Job, WorkerError> {
-        self.dispatch_with(spec, None).await
+        let plan = self.plan(spec)?;
+        self.run_plan(plan, None).await
     }
 
-    /// `dispatch`, continuing an event log subscribers already follow.
-    pub async fn dispatch_with(
-        &self,
-        spec: JobSpec,
-        events: Option<std::sync::Arc<crate::pool::events::EventLog>>,
-    ) -> Result<Job, WorkerError> {
-        let planned = crate::plan::plan(spec, self.pool.config(), self.pool.resolved());
-        let checked = planned
+    /// A spec checked as this worker checks every job it accepts, wherever it then runs:
+    /// parsed into a plan, then the command policy. A fleet does this once, before routing.
+    pub fn plan(&self, spec: JobSpec) -> Result<crate::plan::JobPlan, WorkerError> {
+        crate::plan::plan(spec, self.pool.config(), self.pool.resolved())
             .and_then(|plan| self.check_policy(plan))
-            .and_then(|plan| self.check_isolation(plan));
-        let plan = match checked {
-            Ok(plan) => plan,
-            Err(error) => {
-                self.pool.metrics().rejected();
-                return Err(error);
-            }
-        };
-        self.pool.dispatch_with(plan, events).await
+            .inspect_err(|_| self.pool.metrics().rejected())
     }
 
-    /// The command policy on a spec as it stands, for a job this process routes elsewhere
-    /// (the worker that runs it checks again under its own policy). Only `enforce` refuses.
-    pub fn check_spec_policy(&self, spec: &JobSpec) -> Result<(), WorkerError> {
-        use crate::policy::{Decision, PolicyMode};
-        if self.policy.mode() != PolicyMode::Enforce {
-            return Ok(());
-        }
-        let decision = match (&spec.command, &spec.argv) {
-            (Some(command), _) => self.policy.check_command(command),
-            (None, Some(argv)) => self.policy.check_argv(argv),
-            (None, None) => return Ok(()),
-        };
-        match decision {
-            Decision::Refused(refusal) => Err(WorkerError::PolicyDenied {
-                message: refusal.message(),
-                data: serde_json::to_value(&refusal).unwrap_or_default(),
-            }),
-            _ => Ok(()),
-        }
+    /// Runs a checked plan on this host: the isolation it needs must exist here, then the pool
+    /// admits it.
+    pub async fn run_plan(
+        &self,
+        plan: crate::plan::JobPlan,
+        events: Option<std::sync::Arc<crate::eventlog::EventLog>>,
+    ) -> Result<Job, WorkerError> {
+        let plan = self
+            .check_isolation(plan)
+            .inspect_err(|_| self.pool.metrics().rejected())?;
+        self.pool.dispatch_with(plan, events).await
     }
 
     /// The command policy, before anything is created: refused in `enforce`, logged and
@@ -180,7 +161,7 @@ impl Worker {
     pub fn metrics(&self) -> MetricsResult {
         let (queued, running, retained) = self.pool.occupancy();
         let host = {
-            let mut guard = self.host.lock().unwrap_or_else(|p| p.into_inner());
+            let mut guard = crate::sync::lock(&self.host);
             let mut host = HostMetrics {
                 cpus: crate::config::host_cpus() as u64,
                 load_average_1m: sysinfo::System::load_average().map_or(0.0, |load| load.one),
@@ -208,7 +189,7 @@ impl Worker {
             host,
             process: crate::metrics::process_metrics(),
             job_resources: Some(self.pool.metrics().job_resources()),
-            subscriptions: Some(crate::pool::events::followers()),
+            subscriptions: Some(crate::eventlog::followers()),
             egress: Some(self.pool.metrics().egress_totals()),
             fleet: None,
             format: None,
@@ -219,12 +200,7 @@ impl Worker {
     /// Ends every job and removes every session dir; true when everything ended in time.
     pub async fn stop(&self, patience: Duration) -> bool {
         let clean = self.pool.shutdown(patience).await;
-        if let Some(dir) = self
-            .private_base
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        if let Some(dir) = crate::sync::lock(&self.private_base).take() {
             let path = dir.path().to_owned();
             // A janitor thread may still be finishing a removal inside it: try twice.
             let removed =

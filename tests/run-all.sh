@@ -11,8 +11,9 @@ cargo fmt --all -- --check
 step "build (release binary, used by the plugin tests and the README)"
 cargo build --release --locked
 
-step "schema files match the Rust types"
+step "schema files match the Rust types, the plugin's TypeScript types match the schema files"
 target/release/opencode-worker schema --check schema
+node plugin-shim/scripts/gen-types.mjs --check
 
 step "lint"
 cargo clippy --all-targets --locked -- -D warnings

@@ -2,6 +2,7 @@
 // tool call over it, and restarts it after a crash, with backoff and a bounded number of times.
 // In-flight calls of a sidecar that dies fail with a clear error; a job of a dead sidecar is
 // never reported as finished.
+import type { JobEvent } from "./protocol.gen.js";
 import { SidecarGoneError, SidecarProcess, describeExit, type ExitInfo, type SpawnSpec } from "./rpc.js";
 
 export interface ToolInfo {
@@ -44,23 +45,8 @@ export interface ClientOptions {
 
 export const PROTOCOL_VERSION = 1;
 
-/** One `worker_job_event` (see docs/protocol.md): a state change, an output chunk, lagged, or the end. */
-export interface JobEvent {
-  job_id: string;
-  seq: number;
-  kind: "state" | "stdout" | "stderr" | "end" | "lagged";
-  status?: string;
-  phase?: string;
-  elapsed_ms?: number;
-  data?: string;
-  encoding?: "utf8" | "base64";
-  offset?: number;
-  bytes?: number;
-  job?: Record<string, unknown>;
-  first_missed_seq?: number;
-  missed_events?: number;
-  missed_bytes?: number;
-}
+/** One `worker_job_event` (see docs/protocol.md), typed from schema/: a union on `kind`. */
+export type { JobEvent } from "./protocol.gen.js";
 
 export class WorkerClient {
   private current: SidecarProcess | undefined;

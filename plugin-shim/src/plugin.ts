@@ -292,6 +292,153 @@ function sleepTimer(ms: number, fn: () => void): NodeJS.Timeout {
   return t;
 }
 
+type TitleSetter = ((title: string, extra?: Record<string, unknown>) => void) & { live: () => boolean };
+
+/**
+ * Sets the tool call's title in OpenCode's UI. OpenCode 1.18.33 hands plugins a ctx.metadata()
+ * that returns an Effect nobody runs, so live titles never show (anomalyco/opencode#50313); a
+ * fixed host returns nothing or a promise. `live()` says whether titles can be seen at all.
+ */
+function titleSetter(ctx: ToolContext | undefined, jobId: string | undefined): TitleSetter {
+  let liveTitles = true;
+  const set = (title: string, extra: Record<string, unknown> = {}) => {
+    try {
+      const ret: any = ctx?.metadata?.({ title, metadata: { job_id: jobId, ...extra } });
+      if (ret && typeof ret === "object") {
+        if (typeof ret.then === "function") ret.then(undefined, () => undefined);
+        else liveTitles = false;
+      }
+    } catch {
+      /* UI only */
+    }
+  };
+  return Object.assign(set, { live: () => liveTitles });
+}
+
+/**
+ * Keeps the title showing what a waited-on job is doing (status, phase, last output line), from
+ * its event stream, or by polling its status when the sidecar has no stream. Returns the stop.
+ */
+function showProgress(
+  client: WorkerClient,
+  jobId: string,
+  setTitle: TitleSetter,
+  started: number,
+  pollMs: number,
+): () => void {
+  let poll: NodeJS.Timeout | undefined;
+  let stopped = false;
+  let unsubscribe: (() => Promise<void>) | undefined;
+  const live = { status: "queued", phase: "init", line: "", partial: "" };
+  const show = () => {
+    if (stopped || !setTitle.live()) return;
+    const secs = Math.round((Date.now() - started) / 1000);
+    const last = live.line ? ` — ${live.line}` : "";
+    setTitle(`job ${jobId}: ${live.status} (${live.phase}), ${secs} s${last}`, { status: live.status, phase: live.phase, last_line: live.line || undefined });
+  };
+  const onEvent = (event: JobEvent) => {
+    if (event.kind === "state") {
+      live.status = event.status ?? live.status;
+      live.phase = event.phase ?? live.phase;
+    } else if ((event.kind === "stdout" || event.kind === "stderr") && event.encoding === "utf8" && event.data) {
+      const text = (live.partial + event.data).slice(-4096);
+      const lines = text.split("\n");
+      live.partial = lines.pop() ?? "";
+      const done = lines.filter((l) => l.trim()).at(-1);
+      if (done !== undefined) live.line = done.trim().slice(0, 120);
+    }
+  };
+  const follow = async () => {
+    unsubscribe = await client.follow(jobId, onEvent, { stopped: () => stopped });
+  };
+  const tick = async () => {
+    if (stopped || !setTitle.live()) return; // nobody would see the title
+    if (unsubscribe) {
+      show();
+    } else {
+      // no stream (an older sidecar): ask for the status instead
+      try {
+        const st: any = await client.call("worker_get_status", { job_id: jobId }, { timeoutMs: 30_000 });
+        live.status = st?.status ?? "?";
+        live.phase = st?.phase ?? "?";
+        show();
+      } catch {
+        /* not registered yet, or the sidecar is gone: the call itself reports that */
+      }
+    }
+    if (!stopped) poll = sleepTimer(pollMs, tick);
+  };
+  follow().catch(() => false);
+  poll = sleepTimer(pollMs, tick);
+  return () => {
+    stopped = true;
+    if (poll) clearTimeout(poll);
+    if (unsubscribe) unsubscribe().catch(() => undefined);
+  };
+}
+
+/**
+ * A promise that rejects when the tool call is aborted; an aborted dispatch cancels its job
+ * first. Returns it with the listener's removal.
+ */
+function abortion(
+  client: WorkerClient,
+  name: string,
+  jobId: string | undefined,
+  ctx: ToolContext | undefined,
+  setTitle: TitleSetter,
+  log: Logger,
+): { aborted: Promise<never>; detach: () => void } {
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => {
+      if (name === "worker_dispatch_job" && jobId) {
+        setTitle(`cancelling job ${jobId}`);
+        log("info", `tool call aborted: cancelling job ${jobId}`);
+        client
+          .call("worker_cancel_job", { job_id: jobId, reason: "the OpenCode tool call was aborted" }, { timeoutMs: 30_000 })
+          .then(
+            (job: any) => log("info", `job ${jobId} after abort: ${job?.status}`),
+            (err) => log("warn", `cancelling job ${jobId} after abort failed: ${(err as Error).message}`),
+          );
+        // the dispatch reply (now with status cancelled) normally follows at once
+        sleepTimer(10_000, () =>
+          reject(new Error(`${name}: aborted; cancellation of job ${JSON.stringify(jobId)} was requested but its final state is unknown — check it with worker_get_status`)),
+        );
+      } else {
+        reject(new Error(`${name}: aborted`));
+      }
+    };
+    ctx?.abort?.addEventListener?.("abort", onAbort, { once: true });
+  });
+  aborted.catch(() => undefined);
+  return {
+    aborted,
+    detach: () => {
+      if (onAbort) ctx?.abort?.removeEventListener?.("abort", onAbort);
+    },
+  };
+}
+
+/** What the model reads and the title it sees for one method's result. */
+function present(name: string, result: any, rid: string | undefined, waitedMs: number | undefined): { output: string; title: string } {
+  // The binary's own rendering (asked for with `render: true`) wins; render.ts is the fallback.
+  const rendered: string | undefined = typeof result?.rendered === "string" ? result.rendered : undefined;
+  switch (name) {
+    case "worker_dispatch_job":
+    case "worker_get_status":
+    case "worker_cancel_job": {
+      let title = statusLine(result).replace(/ \| /g, ", ");
+      if (name === "worker_dispatch_job" && !isTerminal(result?.status)) title += " (not finished)";
+      return { output: rendered ?? renderJob(result, { waitedMs }), title };
+    }
+    case "worker_collect_output":
+      return { output: rendered ?? renderOutput(result), title: `output of job ${rid ?? "?"} (${result?.status ?? "?"})` };
+    default:
+      return { output: rendered ?? renderGeneric(name, result), title: name };
+  }
+}
+
 export async function executeTool(
   client: WorkerClient,
   name: string,
@@ -305,20 +452,7 @@ export async function executeTool(
   // A waited-on job must be cancellable on abort, so we must know its id before the reply.
   if (isDispatch && params.wait_ms !== undefined && params.job_id === undefined) params.job_id = newJobId();
   const jobId = typeof params.job_id === "string" ? params.job_id : undefined;
-  // OpenCode 1.18.33 hands plugins a ctx.metadata() that returns an Effect nobody runs, so live
-  // titles never show (anomalyco/opencode#50313). A fixed host returns nothing or a promise.
-  let liveTitles = true;
-  const setTitle = (title: string, extra: Record<string, unknown> = {}) => {
-    try {
-      const ret: any = ctx?.metadata?.({ title, metadata: { job_id: jobId, ...extra } });
-      if (ret && typeof ret === "object") {
-        if (typeof ret.then === "function") ret.then(undefined, () => undefined);
-        else liveTitles = false;
-      }
-    } catch {
-      /* UI only */
-    }
-  };
+  const setTitle = titleSetter(ctx, jobId);
   if (ctx?.abort?.aborted) throw new Error(`${name}: the tool call was aborted before it was sent`);
 
   const started = Date.now();
@@ -330,77 +464,11 @@ export async function executeTool(
   const call = client.call(name, { ...params, render: true }, { timeoutMs });
   call.catch(() => undefined);
 
-  let poll: NodeJS.Timeout | undefined;
-  let stopped = false;
-  let unsubscribe: (() => Promise<void>) | undefined;
-  if (isDispatch && jobId && waitMs !== undefined && opts.pollMs > 0 && waitMs > opts.pollMs && liveTitles) {
-    // What the job is doing, from its event stream: status, phase, output, last line.
-    const live = { status: "queued", phase: "init", line: "", partial: "" };
-    const show = () => {
-      if (stopped || !liveTitles) return;
-      const secs = Math.round((Date.now() - started) / 1000);
-      const last = live.line ? ` — ${live.line}` : "";
-      setTitle(`job ${jobId}: ${live.status} (${live.phase}), ${secs} s${last}`, { status: live.status, phase: live.phase, last_line: live.line || undefined });
-    };
-    const onEvent = (event: JobEvent) => {
-      if (event.kind === "state") {
-        live.status = event.status ?? live.status;
-        live.phase = event.phase ?? live.phase;
-      } else if ((event.kind === "stdout" || event.kind === "stderr") && event.encoding === "utf8" && event.data) {
-        const text = (live.partial + event.data).slice(-4096);
-        const lines = text.split("\n");
-        live.partial = lines.pop() ?? "";
-        const done = lines.filter((l) => l.trim()).at(-1);
-        if (done !== undefined) live.line = done.trim().slice(0, 120);
-      }
-    };
-    const follow = async () => {
-      unsubscribe = await client.follow(jobId, onEvent, { stopped: () => stopped });
-    };
-    const tick = async () => {
-      if (stopped || !liveTitles) return; // nobody would see the title
-      if (unsubscribe) {
-        show();
-      } else {
-        // no stream (an older sidecar): ask for the status instead
-        try {
-          const st: any = await client.call("worker_get_status", { job_id: jobId }, { timeoutMs: 30_000 });
-          live.status = st?.status ?? "?";
-          live.phase = st?.phase ?? "?";
-          show();
-        } catch {
-          /* not registered yet, or the sidecar is gone: the call itself reports that */
-        }
-      }
-      if (!stopped) poll = sleepTimer(opts.pollMs, tick);
-    };
-    follow().catch(() => false);
-    poll = sleepTimer(opts.pollMs, tick);
-  }
-
-  let onAbort: (() => void) | undefined;
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => {
-      if (isDispatch && jobId) {
-        setTitle(`cancelling job ${jobId}`);
-        opts.log("info", `tool call aborted: cancelling job ${jobId}`);
-        client
-          .call("worker_cancel_job", { job_id: jobId, reason: "the OpenCode tool call was aborted" }, { timeoutMs: 30_000 })
-          .then(
-            (job: any) => opts.log("info", `job ${jobId} after abort: ${job?.status}`),
-            (err) => opts.log("warn", `cancelling job ${jobId} after abort failed: ${(err as Error).message}`),
-          );
-        // the dispatch reply (now with status cancelled) normally follows at once
-        sleepTimer(10_000, () =>
-          reject(new Error(`${name}: aborted; cancellation of job ${JSON.stringify(jobId)} was requested but its final state is unknown — check it with worker_get_status`)),
-        );
-      } else {
-        reject(new Error(`${name}: aborted`));
-      }
-    };
-    ctx?.abort?.addEventListener?.("abort", onAbort, { once: true });
-  });
-  aborted.catch(() => undefined);
+  const stopProgress =
+    isDispatch && jobId && waitMs !== undefined && opts.pollMs > 0 && waitMs > opts.pollMs && setTitle.live()
+      ? showProgress(client, jobId, setTitle, started, opts.pollMs)
+      : undefined;
+  const { aborted, detach } = abortion(client, name, jobId, ctx, setTitle, opts.log);
 
   let result: any;
   try {
@@ -417,33 +485,13 @@ export async function executeTool(
     setTitle(`${name} failed`);
     throw new Error(text);
   } finally {
-    stopped = true;
-    if (poll) clearTimeout(poll);
-    if (unsubscribe) unsubscribe().catch(() => undefined);
-    if (onAbort) ctx?.abort?.removeEventListener?.("abort", onAbort);
+    stopProgress?.();
+    detach();
   }
 
   const rid = typeof result?.job_id === "string" ? result.job_id : jobId;
   if (rid) client.noteJob(rid);
-  const rendered: string | undefined = typeof result?.rendered === "string" ? result.rendered : undefined;
-  let output: string;
-  let title: string;
-  switch (name) {
-    case "worker_dispatch_job":
-    case "worker_get_status":
-    case "worker_cancel_job":
-      output = rendered ?? renderJob(result, { waitedMs: waitMs !== undefined ? Date.now() - started : undefined });
-      title = statusLine(result).replace(/ \| /g, ", ");
-      if (name === "worker_dispatch_job" && !isTerminal(result?.status)) title += " (not finished)";
-      break;
-    case "worker_collect_output":
-      output = rendered ?? renderOutput(result);
-      title = `output of job ${rid ?? "?"} (${result?.status ?? "?"})`;
-      break;
-    default:
-      output = rendered ?? renderGeneric(name, result);
-      title = name;
-  }
+  const { output, title } = present(name, result, rid, waitMs !== undefined ? Date.now() - started : undefined);
   setTitle(title, { status: result?.status });
   return {
     title,

@@ -32,11 +32,27 @@ pub struct LaunchSpec {
     pub cpu_set: Option<nix::sched::CpuSet>,
 }
 
-/// How the leader ended.
+/// How the leader ended: one or the other, never both or neither.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExitInfo {
-    pub code: Option<i32>,
-    pub signal: Option<i32>,
+pub enum ExitInfo {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl ExitInfo {
+    pub fn code(self) -> Option<i32> {
+        match self {
+            ExitInfo::Exited(code) => Some(code),
+            ExitInfo::Signaled(_) => None,
+        }
+    }
+
+    pub fn signal(self) -> Option<i32> {
+        match self {
+            ExitInfo::Signaled(signal) => Some(signal),
+            ExitInfo::Exited(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -249,15 +265,9 @@ impl JobProcess {
         }
         self.reaped = true;
         let exit = if libc::WIFEXITED(status) {
-            ExitInfo {
-                code: Some(libc::WEXITSTATUS(status)),
-                signal: None,
-            }
+            ExitInfo::Exited(libc::WEXITSTATUS(status))
         } else {
-            ExitInfo {
-                code: None,
-                signal: Some(libc::WTERMSIG(status)),
-            }
+            ExitInfo::Signaled(libc::WTERMSIG(status))
         };
         let time = |tv: libc::timeval| {
             Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64)

@@ -6,6 +6,7 @@
 
 use crate::protocol::{EVENT_METHOD, JobEventNotification, SUBSCRIBE_METHOD};
 use crate::rpc::{Frame, LineReader};
+use crate::sync::lock;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -48,10 +49,6 @@ pub struct Connection {
     next_id: AtomicU64,
     closed: CancellationToken,
     why: Mutex<Option<String>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Connection {
@@ -128,7 +125,9 @@ impl Connection {
         id
     }
 
-    pub async fn call(&self, method: &str, params: Value) -> Result<Value, CallError> {
+    /// An untyped call, for requests the table cannot express (tests of refusals); everything
+    /// else goes through `request`.
+    pub(crate) async fn call(&self, method: &str, params: Value) -> Result<Value, CallError> {
         let (reply, answer) = oneshot::channel();
         self.send(method, params, |_| Waiter::Call(reply));
         answer
@@ -136,8 +135,21 @@ impl Connection {
             .unwrap_or_else(|_| Err(CallError::Lost(self.why())))
     }
 
+    /// A call of one method of the table, typed both ways.
+    pub async fn request<M: crate::protocol::table::Method>(
+        &self,
+        params: &M::Params,
+    ) -> Result<M::Result, CallError> {
+        let params = serde_json::to_value(params).map_err(|error| CallError::Rpc {
+            code: crate::error::code::INTERNAL,
+            message: format!("{} params did not serialize: {error}", M::NAME),
+            data: None,
+        })?;
+        self.call_as(M::NAME, params).await
+    }
+
     /// A typed call: the reply's `result` decoded as `T`.
-    pub async fn call_as<T: serde::de::DeserializeOwned>(
+    async fn call_as<T: serde::de::DeserializeOwned>(
         &self,
         method: &str,
         params: Value,

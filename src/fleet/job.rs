@@ -3,8 +3,9 @@
 //! as they arrive, so they outlive the host that produced them.
 
 use super::remote::Live;
-use crate::pool::events::EventLog;
+use crate::eventlog::EventLog;
 use crate::protocol::{Artifact, EndReason, Job, JobStatus, Phase};
+use crate::sync::lock;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 use tokio::sync::watch;
@@ -18,14 +19,21 @@ pub struct RoutedJob {
     pub candidates: Vec<usize>,
     /// Subscribers follow this from admission on; a local pool continues the same log.
     pub log: Arc<EventLog>,
-    spec: Mutex<Option<crate::protocol::JobSpec>>,
     state: Mutex<RoutedState>,
     ended: watch::Sender<bool>,
 }
 
+/// What a job not yet handed to a worker carries: the spec a remote worker gets (it checks again
+/// under its own config) and the plan the local pool runs. No plan: the job asks more than this
+/// worker's governance allows, which only a remote that allows it may take.
+pub struct Ticket {
+    pub spec: crate::protocol::JobSpec,
+    pub plan: Option<crate::plan::JobPlan>,
+}
+
 pub enum RoutedState {
     /// In the fleet's queue: no worker has seen it.
-    Pending,
+    Pending(Box<Ticket>),
     /// Its dispatch request is on its way to `member`.
     Placing {
         member: usize,
@@ -68,18 +76,10 @@ pub struct Captured {
     pub total: u64,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl RoutedJob {
-    pub fn new(
-        id: String,
-        spec: crate::protocol::JobSpec,
-        candidates: Vec<usize>,
-        history_bytes: u64,
-    ) -> Self {
+    pub fn new(id: String, ticket: Ticket, candidates: Vec<usize>, history_bytes: u64) -> Self {
         let created = Instant::now();
+        let spec = &ticket.spec;
         let command = crate::plan::clip_command_line(match (&spec.command, &spec.argv) {
             (Some(command), _) => command.clone(),
             (None, Some(argv)) => argv.join(" "),
@@ -93,8 +93,7 @@ impl RoutedJob {
             command,
             candidates,
             log,
-            spec: Mutex::new(Some(spec)),
-            state: Mutex::new(RoutedState::Pending),
+            state: Mutex::new(RoutedState::Pending(Box::new(ticket))),
             ended: watch::channel(false).0,
         }
     }
@@ -103,13 +102,20 @@ impl RoutedJob {
         lock(&self.state)
     }
 
-    pub fn take_spec(&self) -> Option<crate::protocol::JobSpec> {
-        lock(&self.spec).take()
-    }
-
-    /// Where the spec waits while the job is queued here.
-    pub fn spec_slot(&self) -> MutexGuard<'_, Option<crate::protocol::JobSpec>> {
-        lock(&self.spec)
+    /// Out of the queue, on its way to `member`: the ticket, unless it already left.
+    pub fn begin_placing(&self, member: usize) -> Option<Ticket> {
+        let mut state = self.state();
+        if !matches!(*state, RoutedState::Pending(_)) {
+            return None;
+        }
+        let placing = RoutedState::Placing {
+            member,
+            cancel: None,
+        };
+        match std::mem::replace(&mut *state, placing) {
+            RoutedState::Pending(ticket) => Some(*ticket),
+            _ => None,
+        }
     }
 
     /// A job the local pool ran has ended (the pool holds its result).
@@ -152,7 +158,7 @@ impl RoutedJob {
             worker,
             status: JobStatus::Queued,
             phase: Phase::Init,
-            created_at: crate::pool::entry::rfc3339(self.created_at),
+            created_at: crate::protocol::rfc3339(self.created_at),
             started_at: None,
             ended_at: None,
             exit_code: None,
@@ -187,7 +193,7 @@ impl RoutedJob {
         base.phase = Phase::Done;
         base.reason = Some(reason);
         base.message = Some(message);
-        base.ended_at = Some(crate::pool::entry::rfc3339(SystemTime::now()));
+        base.ended_at = Some(crate::protocol::rfc3339(SystemTime::now()));
         base.stdout = None;
         base.stderr = None;
         base.artifacts = None;

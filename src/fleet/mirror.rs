@@ -6,8 +6,11 @@ use super::client::CallError;
 use super::job::{Captured, EndedRun, RoutedJob, RoutedState};
 use super::remote::Live;
 use super::router::Router;
-use crate::pool::events::Stream;
-use crate::protocol::{CollectResult, FileEncoding, Job, JobEventBody, JobStatus, OutputChunk};
+use crate::eventlog::Stream;
+use crate::protocol::table;
+use crate::protocol::{
+    CollectParams, CollectResult, FileEncoding, Job, JobEventBody, JobStatus, OutputChunk,
+};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,7 +33,7 @@ pub async fn follow(router: Arc<Router>, job: Arc<RoutedJob>, live: Arc<Live>) {
                     run.last.phase = phase;
                     if status == JobStatus::Running && run.last.started_at.is_none() {
                         run.last.started_at =
-                            Some(crate::pool::entry::rfc3339(std::time::SystemTime::now()));
+                            Some(crate::protocol::rfc3339(std::time::SystemTime::now()));
                     }
                 }
                 job.log.state(status, phase);
@@ -116,10 +119,12 @@ async fn finish(router: &Arc<Router>, job: &Arc<RoutedJob>, live: &Live, mut end
     let mut artifacts = None;
     let first = live
         .connection
-        .call_as::<CollectResult>(
-            "worker_collect_output",
-            serde_json::json!({"job_id": job.id, "max_bytes": 1, "include_artifacts": true}),
-        )
+        .request::<table::CollectOutput>(&CollectParams {
+            job_id: job.id.clone(),
+            stream_offset: 0,
+            max_bytes: Some(1),
+            include_artifacts: Some(true),
+        })
         .await;
     match first {
         Ok(result) => {
@@ -169,11 +174,12 @@ async fn refetch(
     loop {
         let page: CollectResult = live
             .connection
-            .call_as(
-                "worker_collect_output",
-                serde_json::json!({"job_id": job_id, "stream_offset": offset,
-                    "max_bytes": crate::pool::MAX_PAGE_BYTES, "include_artifacts": false}),
-            )
+            .request::<table::CollectOutput>(&CollectParams {
+                job_id: job_id.to_owned(),
+                stream_offset: offset,
+                max_bytes: Some(crate::page::MAX_PAGE_BYTES),
+                include_artifacts: Some(false),
+            })
             .await
             .map_err(|error| format!("{error:?}"))?;
         let mut advanced = false;

@@ -2,15 +2,15 @@
 //! of workers (`workers` config) that adds remote hosts reached over SSH, each running the same
 //! binary and speaking the same protocol.
 
-mod client;
-pub mod config;
+mod candidates;
+pub mod client;
 mod job;
 mod mirror;
 pub mod remote;
 mod router;
 
-pub use config::{LocalEntry, SshEntry, WorkerEntry};
-pub use router::candidates;
+pub use crate::config::workers::{LocalEntry, SshEntry, WorkerEntry};
+pub use candidates::candidates;
 
 use crate::error::WorkerError;
 use crate::protocol::*;
@@ -18,33 +18,26 @@ use crate::worker::Worker;
 use router::{Member, MemberKind, Router};
 use std::sync::Arc;
 
+/// The worker as the RPC layer sees it: the local worker and the router in front of it. The
+/// router always exists; a lone worker is a fleet of one local member, whose jobs go straight to
+/// the pool.
 pub struct Fleet {
     pub local: Arc<Worker>,
-    /// The local worker's routing name and labels when it is the only worker.
-    solo: (String, Vec<String>),
-    router: Option<Arc<Router>>,
+    router: Arc<Router>,
 }
 
 impl Fleet {
     /// Builds the fleet the config describes; remotes start connecting once a runtime runs
     /// (`start`).
     pub fn new(local: Arc<Worker>) -> Fleet {
-        let entries = local.pool.config().workers.clone();
-        let remote = entries.iter().any(|e| matches!(e, WorkerEntry::Ssh(_)));
-        let solo_entry = entries.iter().find_map(|e| match e {
-            WorkerEntry::Local(local) => Some(local.clone()),
-            WorkerEntry::Ssh(_) => None,
-        });
-        let solo = solo_entry
-            .as_ref()
-            .map(|e| (e.name.clone(), e.labels.clone()))
-            .unwrap_or_else(|| ("local".into(), Vec::new()));
-        if !remote {
-            return Fleet {
-                local,
-                solo,
-                router: None,
-            };
+        let mut entries = local.pool.config().workers.clone();
+        if entries.is_empty() {
+            // Alone, the worker runs its jobs itself; in a list without a local entry, it does not.
+            entries.push(WorkerEntry::Local(LocalEntry {
+                name: "local".into(),
+                max_concurrent: None,
+                labels: Vec::new(),
+            }));
         }
         let pool_cap = local.pool.resolved().max_concurrent;
         let members = entries
@@ -65,81 +58,52 @@ impl Fleet {
             })
             .collect();
         Fleet {
-            router: Some(Router::new(local.clone(), members)),
+            router: Router::new(local.clone(), members),
             local,
-            solo,
         }
     }
 
     /// Starts connecting to the remotes. Needs a tokio runtime.
     pub fn start(&self) {
-        if let Some(router) = &self.router {
-            router.start();
-        }
+        self.router.start();
     }
 
     pub fn is_routing(&self) -> bool {
-        self.router.is_some()
+        self.router.is_routing()
     }
 
     pub fn initialize(&self, params: InitializeParams) -> InitializeResult {
         self.local.initialize(params)
     }
 
-    pub async fn dispatch(&self, mut spec: JobSpec) -> Result<Job, WorkerError> {
-        match &self.router {
-            Some(router) => router.dispatch(spec).await,
-            None => {
-                if spec.worker.is_some() || spec.labels.is_some() {
-                    let (name, labels) = &self.solo;
-                    candidates(std::iter::once((name.as_str(), labels.as_slice())), &spec)?;
-                    spec.worker = None;
-                    spec.labels = None;
-                }
-                self.local.dispatch(spec).await
-            }
-        }
+    pub async fn dispatch(&self, spec: JobSpec) -> Result<Job, WorkerError> {
+        self.router.dispatch(spec).await
     }
 
     pub fn status(&self, job_id: &str) -> Result<Job, WorkerError> {
-        match &self.router {
-            Some(router) => router.status(job_id),
-            None => self.local.pool.status(job_id),
-        }
+        self.router.status(job_id)
     }
 
     pub async fn collect(&self, params: CollectParams) -> Result<CollectResult, WorkerError> {
-        match &self.router {
-            Some(router) => router.collect(params).await,
-            None => self.local.pool.collect(params).await,
-        }
+        self.router.collect(params).await
     }
 
     pub async fn cancel(&self, job_id: &str, reason: Option<String>) -> Result<Job, WorkerError> {
-        match &self.router {
-            Some(router) => router.cancel(job_id, reason).await,
-            None => self.local.pool.cancel(job_id, reason).await,
-        }
+        self.router.cancel(job_id, reason).await
     }
 
     pub fn list(&self, params: ListParams) -> ListResult {
-        match &self.router {
-            Some(router) => router.list(params),
-            None => self.local.pool.list(params),
-        }
+        self.router.list(params)
     }
 
-    pub fn events(&self, job_id: &str) -> Result<Arc<crate::pool::events::EventLog>, WorkerError> {
-        match &self.router {
-            Some(router) => router.events(job_id),
-            None => self.local.pool.events(job_id),
-        }
+    pub fn events(&self, job_id: &str) -> Result<Arc<crate::eventlog::EventLog>, WorkerError> {
+        self.router.events(job_id)
     }
 
     pub async fn metrics(&self) -> MetricsResult {
         let mut result = self.local.metrics();
-        if let Some(router) = &self.router {
-            let fleet = router.metrics().await;
+        if self.router.is_routing() {
+            let fleet = self.router.metrics().await;
             result.queue_depth += fleet.pending;
             result.fleet = Some(fleet);
         }
@@ -148,9 +112,7 @@ impl Fleet {
 
     /// Ends routed jobs and remote links, then the local pool; true when all ended in time.
     pub async fn stop(&self, patience: std::time::Duration) -> bool {
-        if let Some(router) = &self.router {
-            router.shutdown();
-        }
+        self.router.shutdown();
         self.local.stop(patience).await
     }
 }

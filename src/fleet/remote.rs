@@ -3,8 +3,12 @@
 //! remote end is the same binary speaking the same protocol.
 
 use super::client::{CallError, Connection};
-use super::config::SshEntry;
-use crate::protocol::{InitializeResult, MetricsResult, PROTOCOL_VERSION};
+use crate::config::workers::SshEntry;
+use crate::protocol::table;
+use crate::protocol::{
+    ClientInfo, InitializeParams, InitializeResult, JobStatus, ListParams, MetricsParams,
+    MetricsResult, PROTOCOL_VERSION,
+};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -82,11 +86,11 @@ impl Remote {
     }
 
     pub fn stats(&self) -> LinkStats {
-        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        crate::sync::lock(&self.stats).clone()
     }
 
     fn record(&self, change: impl FnOnce(&mut LinkStats)) {
-        change(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()));
+        change(&mut crate::sync::lock(&self.stats));
     }
 
     /// Waits until the host is connected, up to `patience`.
@@ -241,7 +245,7 @@ impl Remote {
         ));
         let connection = Connection::start(stdout, stdin);
         let explain = |why: String| {
-            let lines = last_stderr.lock().unwrap_or_else(|p| p.into_inner());
+            let lines = crate::sync::lock(&last_stderr);
             if lines.is_empty() {
                 why
             } else {
@@ -310,10 +314,9 @@ impl Remote {
         loop {
             tokio::time::sleep(period).await;
             // Cheap to answer: the fleet never leaves jobs queued on a remote.
-            let probe = connection.call(
-                "worker_list_sessions",
-                serde_json::json!({"status": "queued"}),
-            );
+            let probe = connection.request::<table::ListSessions>(&ListParams {
+                status: Some(JobStatus::Queued),
+            });
             match tokio::time::timeout(patience, probe).await {
                 Ok(Ok(_) | Err(CallError::Rpc { .. })) => {}
                 Ok(Err(CallError::Lost(why))) => return why,
@@ -338,10 +341,12 @@ impl Remote {
             CallError::Lost(why) => why,
         };
         let hello: InitializeResult = connection
-            .call_as(
-                "initialize",
-                serde_json::json!({"client": {"name": "opencode-worker fleet", "version": env!("CARGO_PKG_VERSION")}}),
-            )
+            .request::<table::Initialize>(&InitializeParams {
+                client: Some(ClientInfo {
+                    name: "opencode-worker fleet".into(),
+                    version: Some(env!("CARGO_PKG_VERSION").into()),
+                }),
+            })
             .await
             .map_err(describe)?;
         let handshake_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -352,7 +357,7 @@ impl Remote {
             ));
         }
         let metrics: MetricsResult = connection
-            .call_as("worker_get_metrics", serde_json::json!({}))
+            .request::<table::GetMetrics>(&MetricsParams::default())
             .await
             .map_err(describe)?;
         let capacity = self
@@ -391,7 +396,7 @@ async fn log_stderr(
             continue;
         }
         tracing::warn!(worker = %name, "ssh: {line}");
-        let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = crate::sync::lock(&last);
         if last.len() == STDERR_LINES {
             last.pop_front();
         }

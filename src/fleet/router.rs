@@ -5,10 +5,15 @@
 //! our jobs: when a host is lost, every job sent to it may have started (it ends `worker_lost`)
 //! and every job still here has not (it waits for another worker).
 
-use super::job::{Captured, EndedRun, RemoteRun, RoutedJob, RoutedState};
-use super::remote::{Link, Remote, Signal};
+mod metrics;
+
+use super::candidates::candidates;
+use super::job::{Captured, EndedRun, RemoteRun, RoutedJob, RoutedState, Ticket};
+use super::remote::{Remote, Signal};
 use crate::error::WorkerError;
+use crate::protocol::table;
 use crate::protocol::*;
+use crate::sync::lock;
 use crate::worker::Worker;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +46,10 @@ struct Book {
 pub struct Router {
     pub local: Arc<Worker>,
     pub members: Vec<Member>,
+    /// The local member, when the local pool takes jobs.
+    local_member: Option<usize>,
+    /// Some member is remote: jobs that may go there are held and routed here.
+    routing: bool,
     book: Mutex<Book>,
     retain: Duration,
     retain_jobs: usize,
@@ -53,10 +62,6 @@ pub struct Router {
 const CANCEL_SLACK: Duration = Duration::from_secs(3);
 /// How long `worker_get_metrics` waits for each remote's own figures.
 const REMOTE_METRICS_PATIENCE: Duration = Duration::from_secs(2);
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 impl Member {
     pub fn new(name: String, labels: Vec<String>, kind: MemberKind) -> Member {
@@ -88,6 +93,12 @@ impl Router {
             accepting: true,
         };
         Arc::new(Router {
+            local_member: members
+                .iter()
+                .position(|m| matches!(m.kind, MemberKind::Local { .. })),
+            routing: members
+                .iter()
+                .any(|m| matches!(m.kind, MemberKind::Remote(_))),
             retain: Duration::from_secs(config.worker.retain_secs),
             retain_jobs: config.worker.retain_jobs,
             max_queued: config.worker.max_queued,
@@ -99,8 +110,22 @@ impl Router {
         })
     }
 
-    /// Starts one supervisor per remote and the task that places queued jobs when one connects.
+    /// Starts one supervisor per remote and the tasks that place queued jobs when a remote
+    /// connects or a local slot frees up. A lone local worker needs none of them.
     pub fn start(self: &Arc<Self>) {
+        if !self.routing {
+            return;
+        }
+        let mut dropped = self.local.pool.load_dropped();
+        let router = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while dropped.changed().await.is_ok() {
+                let Some(router) = router.upgrade() else {
+                    return;
+                };
+                router.pump();
+            }
+        });
         let (signals, mut heard) = mpsc::unbounded_channel();
         for (index, member) in self.members.iter().enumerate() {
             if let MemberKind::Remote(remote) = &member.kind {
@@ -146,13 +171,25 @@ impl Router {
         Ok(chosen)
     }
 
+    fn reaches_remote(&self, candidates: &[usize]) -> bool {
+        candidates
+            .iter()
+            .any(|&m| matches!(self.members[m].kind, MemberKind::Remote(_)))
+    }
+
     fn pick(&self, book: &Book, candidates: &[usize]) -> Option<usize> {
         candidates
             .iter()
             .copied()
             .filter_map(|index| {
                 let capacity = self.members[index].capacity();
-                let used = book.in_flight[index];
+                // The pool keeps the book of local jobs; `in_flight` holds placements on their
+                // way there.
+                let used = book.in_flight[index]
+                    + match self.members[index].kind {
+                        MemberKind::Local { .. } => self.local.pool.load(),
+                        MemberKind::Remote(_) => 0,
+                    };
                 (used < capacity).then_some((index, used as f64 / capacity as f64))
             })
             .min_by(|a, b| a.1.total_cmp(&b.1))
@@ -160,6 +197,10 @@ impl Router {
     }
 
     fn find(&self, job_id: &str) -> Option<Arc<RoutedJob>> {
+        if !self.routing {
+            // Every job went straight to the pool: the book stays empty, skip its lock.
+            return None;
+        }
         let mut book = self.book();
         self.expire(&mut book);
         book.jobs.get(job_id).cloned()
@@ -188,28 +229,35 @@ impl Router {
 
     pub async fn dispatch(self: &Arc<Self>, mut spec: JobSpec) -> Result<Job, WorkerError> {
         let candidates = self.candidates(&spec)?;
-        self.local.check_spec_policy(&spec)?;
-        let job_id = match spec.job_id.take() {
-            Some(id) => {
-                crate::plan::check_job_id(&id)?;
-                id
-            }
-            None => uuid::Uuid::now_v7().to_string(),
-        };
-        spec.job_id = Some(job_id.clone());
         spec.worker = None;
         spec.labels = None;
-        let wait = spec.wait_ms.take().map(Duration::from_millis);
-        if wait.is_some_and(|w| w.as_millis() as u64 > self.local.pool.config().worker.max_wait_ms)
-        {
-            return Err(WorkerError::invalid_params(
-                "wait_ms",
-                format!(
-                    "must be at most {}",
-                    self.local.pool.config().worker.max_wait_ms
-                ),
-            ));
+        // Checked once, here, as the lone worker checks it: a job that would queue is refused
+        // now, not failed when a slot frees up. Governance maximums are each worker's own, so
+        // a job over ours waits for a remote that may allow it (which then answers for itself).
+        if !self.reaches_remote(&candidates) {
+            return self.dispatch_local(spec).await;
         }
+        let plan = match self.local.plan(spec.clone()) {
+            Ok(plan) => Some(plan),
+            Err(WorkerError::LimitOverMaximum { .. }) if self.reaches_remote(&candidates) => None,
+            Err(error) => return Err(error),
+        };
+        // Valid by now: the plan checked them before the maximums.
+        let job_id = plan.as_ref().map_or_else(
+            || {
+                spec.job_id
+                    .clone()
+                    .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+            },
+            |plan| plan.job_id.clone(),
+        );
+        // The wait is on the routed job, which ends when the pool's or the remote's does.
+        let wait = spec.wait_ms.take().map(Duration::from_millis);
+        let plan = plan.map(|plan| crate::plan::JobPlan {
+            wait_ms: None,
+            ..plan
+        });
+        spec.job_id = Some(job_id.clone());
         let placed = {
             let mut book = self.book();
             self.expire(&mut book);
@@ -221,18 +269,15 @@ impl Router {
             }
             let job = Arc::new(RoutedJob::new(
                 job_id.clone(),
-                spec,
+                Ticket { spec, plan },
                 candidates,
                 self.history_bytes,
             ));
             let member = self.pick(&book, &job.candidates);
-            match member {
+            let ticket = match member {
                 Some(member) => {
                     book.in_flight[member] += 1;
-                    *job.state() = RoutedState::Placing {
-                        member,
-                        cancel: None,
-                    };
+                    job.begin_placing(member)
                 }
                 None if book.queue.len() >= self.max_queued => {
                     return Err(WorkerError::Busy {
@@ -241,15 +286,18 @@ impl Router {
                         limit: self.max_queued as u64,
                     });
                 }
-                None => book.queue.push_back(job.clone()),
-            }
+                None => {
+                    book.queue.push_back(job.clone());
+                    None
+                }
+            };
             book.jobs.insert(job_id, job.clone());
-            (job, member)
+            (job, member.zip(ticket))
         };
-        let (job, member) = placed;
-        tracing::info!(job_id = %job.id, worker = member.map(|m| self.members[m].name.as_str()), queued = member.is_none(), "job routed");
-        if let Some(member) = member {
-            self.place(job.clone(), member).await?;
+        let (job, placement) = placed;
+        tracing::info!(job_id = %job.id, worker = placement.as_ref().map(|(m, _)| self.members[*m].name.as_str()), queued = placement.is_none(), "job routed");
+        if let Some((member, ticket)) = placement {
+            self.place(job.clone(), member, ticket).await?;
         }
         if let Some(wait) = wait {
             let _ = tokio::time::timeout(wait, job.wait_ended()).await;
@@ -257,21 +305,55 @@ impl Router {
         Ok(self.view(&job, true))
     }
 
+    /// A job only the local pool may run goes straight to it: its queue and its book are the
+    /// only ones, as for a lone worker.
+    async fn dispatch_local(&self, spec: JobSpec) -> Result<Job, WorkerError> {
+        let plan = self.local.plan(spec)?;
+        // Without remotes the book stays empty and the pool answers shutting-down itself.
+        if self.routing {
+            let book = self.book();
+            if !book.accepting {
+                return Err(WorkerError::ShuttingDown);
+            }
+            if book.jobs.contains_key(&plan.job_id) {
+                return Err(WorkerError::DuplicateJob {
+                    job_id: plan.job_id,
+                });
+            }
+        }
+        let mut view = self.local.run_plan(plan, None).await?;
+        if let Some(member) = self.local_member {
+            self.members[member]
+                .dispatched
+                .fetch_add(1, Ordering::Relaxed);
+            view.worker = self.worker_name(member);
+        }
+        Ok(view)
+    }
+
+    /// The name a job's view carries: none for a lone worker.
+    fn worker_name(&self, member: usize) -> Option<String> {
+        self.routing.then(|| self.members[member].name.clone())
+    }
+
     /// Hands a job to `member`. On error the job is gone again (nothing ran).
     async fn place(
         self: &Arc<Self>,
         job: Arc<RoutedJob>,
         member: usize,
+        ticket: Ticket,
     ) -> Result<(), WorkerError> {
-        // `wait_ms` was taken out in `dispatch`: the wait is on the routed job, which ends
-        // when the pool's or the remote's does.
-        let Some(spec) = job.take_spec() else {
-            return Err(WorkerError::internal("job placed twice"));
-        };
         let name = self.members[member].name.clone();
         match &self.members[member].kind {
             MemberKind::Local { .. } => {
-                let admitted = self.local.dispatch_with(spec, Some(job.log.clone())).await;
+                let admitted = match ticket.plan {
+                    Some(plan) => Ok(plan),
+                    None => self.local.plan(ticket.spec),
+                };
+                let admitted = match admitted {
+                    Ok(plan) => self.local.run_plan(plan, Some(job.log.clone())).await,
+                    Err(error) => Err(error),
+                };
                 if let Err(error) = admitted {
                     self.unplace(&job, member);
                     return Err(error);
@@ -280,21 +362,23 @@ impl Router {
                     .dispatched
                     .fetch_add(1, Ordering::Relaxed);
                 let cancel = settle(&job, RoutedState::Local { member });
+                // The pool holds the job and counts its load from now on.
+                self.unplace(&job, member);
                 if let Some(reason) = cancel {
                     let _ = self.local.pool.cancel(&job.id, reason).await;
                 }
-                let router = self.clone();
+                // For whoever waits on the routed job (a dispatch with `wait_ms`).
+                let local = self.local.clone();
                 tokio::spawn(async move {
-                    let _ = router.local.pool.wait(&job.id).await;
-                    router.local_ended(&job, member);
+                    let _ = local.pool.wait(&job.id).await;
+                    job.mark_ended();
                 });
                 Ok(())
             }
             MemberKind::Remote(remote) => {
                 let Some(live) = remote.live() else {
                     // It never left this process: back to the front of the queue.
-                    *job.state() = RoutedState::Pending;
-                    *job.spec_slot() = Some(spec);
+                    *job.state() = RoutedState::Pending(Box::new(ticket));
                     let mut book = self.book();
                     book.in_flight[member] -= 1;
                     book.queue.push_front(job);
@@ -302,10 +386,7 @@ impl Router {
                 };
                 let sent = live
                     .connection
-                    .call_as::<Job>(
-                        "worker_dispatch_job",
-                        serde_json::to_value(&spec).unwrap_or_default(),
-                    )
+                    .request::<table::DispatchJob>(&ticket.spec)
                     .await;
                 match sent {
                     Ok(mut view) => {
@@ -332,10 +413,10 @@ impl Router {
                         if let Some(reason) = cancel {
                             let _ = live
                                 .connection
-                                .call(
-                                    "worker_cancel_job",
-                                    serde_json::json!({"job_id": job.id, "reason": reason}),
-                                )
+                                .request::<table::CancelJob>(&CancelParams {
+                                    job_id: job.id.clone(),
+                                    reason,
+                                })
                                 .await;
                         }
                         Ok(())
@@ -369,19 +450,6 @@ impl Router {
         if book.jobs.get(&job.id).is_some_and(|j| Arc::ptr_eq(j, job)) {
             book.jobs.remove(&job.id);
         }
-    }
-
-    fn local_ended(self: &Arc<Self>, job: &Arc<RoutedJob>, member: usize) {
-        {
-            let mut book = self.book();
-            book.in_flight[member] -= 1;
-            // The pool answers for it from now on, under its own retention.
-            if book.jobs.get(&job.id).is_some_and(|j| Arc::ptr_eq(j, job)) {
-                book.jobs.remove(&job.id);
-            }
-        }
-        job.mark_ended();
-        self.pump();
     }
 
     /// A remote job's end, copied here.
@@ -439,7 +507,7 @@ impl Router {
     /// Places queued jobs, oldest first, on workers with room; a job whose workers are all full
     /// does not hold back the ones behind it.
     pub fn pump(self: &Arc<Self>) {
-        let placements: Vec<(Arc<RoutedJob>, usize)> = {
+        let placements: Vec<(Arc<RoutedJob>, usize, Ticket)> = {
             let mut book = self.book();
             if !book.accepting {
                 return;
@@ -449,13 +517,13 @@ impl Router {
             while index < book.queue.len() {
                 match self.pick(&book, &book.queue[index].candidates) {
                     Some(member) => {
-                        book.in_flight[member] += 1;
-                        if let Some(job) = book.queue.remove(index) {
-                            *job.state() = RoutedState::Placing {
-                                member,
-                                cancel: None,
-                            };
-                            placements.push((job, member));
+                        // A queued job is pending (a cancel takes it out of the queue under
+                        // this same lock), so it always has its ticket.
+                        if let Some(job) = book.queue.remove(index)
+                            && let Some(ticket) = job.begin_placing(member)
+                        {
+                            book.in_flight[member] += 1;
+                            placements.push((job, member, ticket));
                         }
                     }
                     None => index += 1,
@@ -463,10 +531,10 @@ impl Router {
             }
             placements
         };
-        for (job, member) in placements {
+        for (job, member, ticket) in placements {
             let router = self.clone();
             tokio::spawn(async move {
-                if let Err(error) = router.place(job.clone(), member).await {
+                if let Err(error) = router.place(job.clone(), member, ticket).await {
                     // Nobody is waiting on a reply: the job itself carries the refusal.
                     let base = job.unplaced_view(Some(router.members[member].name.clone()));
                     let view = job.ended_by_fleet(
@@ -491,7 +559,7 @@ impl Router {
         let local = {
             let state = job.state();
             match &*state {
-                RoutedState::Pending => return job.unplaced_view(None),
+                RoutedState::Pending(_) => return job.unplaced_view(None),
                 RoutedState::Placing { member, .. } => {
                     return job.unplaced_view(Some(self.members[*member].name.clone()));
                 }
@@ -511,14 +579,8 @@ impl Router {
         member: usize,
     ) -> Result<Job, WorkerError> {
         let mut job = self.local.pool.view(job_id, with_result)?;
-        job.worker = Some(self.members[member].name.clone());
+        job.worker = self.worker_name(member);
         Ok(job)
-    }
-
-    fn local_member(&self) -> Option<usize> {
-        self.members
-            .iter()
-            .position(|m| matches!(m.kind, MemberKind::Local { .. }))
     }
 
     pub fn status(&self, job_id: &str) -> Result<Job, WorkerError> {
@@ -529,7 +591,7 @@ impl Router {
     }
 
     fn local_lookup(&self, job_id: &str, with_result: bool) -> Result<Job, WorkerError> {
-        match self.local_member() {
+        match self.local_member {
             Some(member) => self.local_view(job_id, with_result, member),
             None => Err(WorkerError::UnknownJob {
                 job_id: job_id.to_owned(),
@@ -537,10 +599,10 @@ impl Router {
         }
     }
 
-    pub fn events(&self, job_id: &str) -> Result<Arc<crate::pool::events::EventLog>, WorkerError> {
+    pub fn events(&self, job_id: &str) -> Result<Arc<crate::eventlog::EventLog>, WorkerError> {
         match self.find(job_id) {
             Some(job) => Ok(job.log.clone()),
-            None if self.local_member().is_some() => self.local.pool.events(job_id),
+            None if self.local_member.is_some() => self.local.pool.events(job_id),
             None => Err(WorkerError::UnknownJob {
                 job_id: job_id.to_owned(),
             }),
@@ -548,15 +610,9 @@ impl Router {
     }
 
     pub async fn collect(&self, params: CollectParams) -> Result<CollectResult, WorkerError> {
-        let max = params.max_bytes.unwrap_or(crate::pool::DEFAULT_PAGE_BYTES);
-        if !(1..=crate::pool::MAX_PAGE_BYTES).contains(&max) {
-            return Err(WorkerError::invalid_params(
-                "max_bytes",
-                format!("must be between 1 and {}", crate::pool::MAX_PAGE_BYTES),
-            ));
-        }
+        let max = crate::page::page_size(params.max_bytes)?;
         let Some(job) = self.find(&params.job_id) else {
-            if self.local_member().is_none() {
+            if self.local_member.is_none() {
                 return Err(WorkerError::UnknownJob {
                     job_id: params.job_id,
                 });
@@ -570,7 +626,7 @@ impl Router {
                 RoutedState::Remote(run) => Some((run.live.clone(), run.member)),
                 RoutedState::Ended(run) => {
                     let page = |c: &Captured| {
-                        crate::pool::page_of(&c.data, c.total, params.stream_offset, max, true)
+                        crate::page::page_of(&c.data, c.total, params.stream_offset, max, true)
                     };
                     return Ok(CollectResult {
                         job_id: run.job.job_id.clone(),
@@ -588,8 +644,8 @@ impl Router {
                         metrics: run.job.metrics.clone(),
                     });
                 }
-                RoutedState::Pending | RoutedState::Placing { .. } => {
-                    let empty = crate::pool::page_of(&[], 0, 0, max, false);
+                RoutedState::Pending(_) | RoutedState::Placing { .. } => {
+                    let empty = crate::page::page_of(&[], 0, 0, max, false);
                     return Ok(CollectResult {
                         job_id: job.id.clone(),
                         status: JobStatus::Queued,
@@ -607,10 +663,9 @@ impl Router {
         match forward {
             None => self.local.pool.collect(params).await,
             Some((live, member)) => {
-                let request = serde_json::to_value(&params).unwrap_or_default();
                 match live
                     .connection
-                    .call_as::<CollectResult>("worker_collect_output", request)
+                    .request::<table::CollectOutput>(&params)
                     .await
                 {
                     Ok(result) => Ok(result),
@@ -652,13 +707,13 @@ impl Router {
 
     pub async fn cancel(&self, job_id: &str, reason: Option<String>) -> Result<Job, WorkerError> {
         let Some(job) = self.find(job_id) else {
-            if self.local_member().is_none() {
+            if self.local_member.is_none() {
                 return Err(WorkerError::UnknownJob {
                     job_id: job_id.to_owned(),
                 });
             }
             let mut view = self.local.pool.cancel(job_id, reason).await?;
-            view.worker = self.local_member().map(|m| self.members[m].name.clone());
+            view.worker = self.local_member.and_then(|m| self.worker_name(m));
             return Ok(view);
         };
         enum Next {
@@ -672,7 +727,7 @@ impl Router {
             let mut book = self.book();
             let mut state = job.state();
             match &mut *state {
-                RoutedState::Pending => {
+                RoutedState::Pending(_) => {
                     book.queue.retain(|queued| !Arc::ptr_eq(queued, &job));
                     Next::Dequeued
                 }
@@ -704,19 +759,20 @@ impl Router {
             }
             Next::Local(member) => {
                 let mut view = self.local.pool.cancel(job_id, reason).await?;
-                view.worker = Some(self.members[member].name.clone());
+                view.worker = self.worker_name(member);
                 return Ok(view);
             }
             Next::Remote(live, member) => {
                 live.connection
-                    .call(
-                        "worker_cancel_job",
-                        serde_json::json!({"job_id": job_id, "reason": reason}),
-                    )
+                    .request::<table::CancelJob>(&CancelParams {
+                        job_id: job_id.to_owned(),
+                        reason,
+                    })
                     .await
+                    .map(|_| ())
                     .or_else(|error| match error {
                         // Lost: the job ends `worker_lost` by its follower, which we wait for.
-                        super::client::CallError::Lost(_) => Ok(serde_json::Value::Null),
+                        super::client::CallError::Lost(_) => Ok(()),
                         rpc => Err(self.remote_error(member, rpc)),
                     })?;
                 let _ = tokio::time::timeout(self.cancel_patience, job.wait_ended()).await;
@@ -728,8 +784,8 @@ impl Router {
 
     pub fn list(&self, params: ListParams) -> ListResult {
         let mut sessions = Vec::new();
-        if let Some(member) = self.local_member() {
-            let name = self.members[member].name.clone();
+        if let Some(member) = self.local_member {
+            let name = self.worker_name(member);
             sessions.extend(
                 self.local
                     .pool
@@ -737,10 +793,13 @@ impl Router {
                     .sessions
                     .into_iter()
                     .map(|mut summary| {
-                        summary.worker = Some(name.clone());
+                        summary.worker = name.clone();
                         summary
                     }),
             );
+        }
+        if !self.routing {
+            return ListResult { sessions };
         }
         let routed: Vec<Arc<RoutedJob>> = {
             let mut book = self.book();
@@ -760,76 +819,9 @@ impl Router {
         ListResult { sessions }
     }
 
-    pub async fn metrics(&self) -> FleetMetrics {
-        let (pending, in_flight) = {
-            let book = self.book();
-            (book.queue.len() as u64, book.in_flight.clone())
-        };
-        let probes = self.members.iter().map(|member| async move {
-            let MemberKind::Remote(remote) = &member.kind else {
-                return None;
-            };
-            let live = remote.live()?;
-            let started = Instant::now();
-            let answer = tokio::time::timeout(
-                REMOTE_METRICS_PATIENCE,
-                live.connection
-                    .call_as::<MetricsResult>("worker_get_metrics", serde_json::json!({})),
-            )
-            .await;
-            let Ok(Ok(theirs)) = answer else { return None };
-            Some(RemoteWorkerMetrics {
-                uptime_ms: theirs.uptime_ms,
-                queue_depth: theirs.queue_depth,
-                active_sessions: theirs.active_sessions,
-                max_concurrent_sessions: theirs.max_concurrent_sessions,
-                host: theirs.host,
-                process: theirs.process,
-                rtt_ms: started.elapsed().as_secs_f64() * 1e3,
-            })
-        });
-        let remotes = futures::future::join_all(probes).await;
-        let workers = self
-            .members
-            .iter()
-            .zip(remotes)
-            .enumerate()
-            .map(|(index, (member, remote))| {
-                let mut metrics = WorkerMetrics {
-                    name: member.name.clone(),
-                    kind: "local".into(),
-                    link: WorkerLink::Up,
-                    labels: member.labels.clone(),
-                    capacity: member.capacity() as u64,
-                    running: in_flight[index] as u64,
-                    dispatched: member.dispatched.load(Ordering::Relaxed),
-                    lost: member.lost.load(Ordering::Relaxed),
-                    address: None,
-                    remote_worker_id: None,
-                    connects: None,
-                    last_error: None,
-                    handshake_ms: None,
-                    remote,
-                };
-                if let MemberKind::Remote(link) = &member.kind {
-                    let stats = link.stats();
-                    metrics.kind = "ssh".into();
-                    metrics.address = Some(format!("{}:{}", link.entry.host, link.entry.port));
-                    metrics.connects = Some(stats.connects);
-                    metrics.last_error = stats.last_error;
-                    metrics.handshake_ms = stats.handshake_ms;
-                    match link.link() {
-                        Link::Up(live) => {
-                            metrics.remote_worker_id = Some(live.worker_id.clone());
-                        }
-                        Link::Connecting => metrics.link = WorkerLink::Connecting,
-                        Link::Down { .. } => metrics.link = WorkerLink::Down,
-                    }
-                }
-                metrics
-            })
-            .collect();
-        FleetMetrics { pending, workers }
+    /// Whether jobs may leave this process (some member is remote).
+    pub fn is_routing(&self) -> bool {
+        self.routing
     }
 
     /// Stops taking jobs, ends the queued ones, closes every remote link (each remote worker
@@ -844,7 +836,7 @@ impl Router {
         };
         for job in queued.iter().chain(routed.iter()) {
             let base = match &*job.state() {
-                RoutedState::Pending => job.unplaced_view(None),
+                RoutedState::Pending(_) => job.unplaced_view(None),
                 RoutedState::Placing { member, .. } => {
                     job.unplaced_view(Some(self.members[*member].name.clone()))
                 }
@@ -876,52 +868,4 @@ fn settle(job: &RoutedJob, next: RoutedState) -> Option<Option<String>> {
     };
     *state = next;
     cancel
-}
-
-/// Which of the `(name, labels)` workers a job may run on.
-pub fn candidates<'a>(
-    workers: impl Iterator<Item = (&'a str, &'a [String])>,
-    spec: &JobSpec,
-) -> Result<Vec<usize>, WorkerError> {
-    let wanted: &[String] = spec.labels.as_deref().unwrap_or_default();
-    let mut named = false;
-    let mut chosen = Vec::new();
-    let mut names = Vec::new();
-    for (index, (name, labels)) in workers.enumerate() {
-        names.push(name.to_owned());
-        if let Some(worker) = &spec.worker {
-            if worker != name {
-                continue;
-            }
-            named = true;
-        }
-        if wanted.iter().all(|label| labels.contains(label)) {
-            chosen.push(index);
-        }
-    }
-    if let Some(worker) = &spec.worker
-        && !named
-    {
-        return Err(WorkerError::invalid_params(
-            "worker",
-            format!(
-                "no worker is named `{worker}`; the workers are: {}",
-                names.join(", ")
-            ),
-        ));
-    }
-    if chosen.is_empty() {
-        return Err(WorkerError::invalid_params(
-            "labels",
-            format!(
-                "no worker{} carries every label of {:?}",
-                spec.worker
-                    .as_deref()
-                    .map(|w| format!(" named `{w}`"))
-                    .unwrap_or_default(),
-                wanted
-            ),
-        ));
-    }
-    Ok(chosen)
 }

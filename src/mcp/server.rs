@@ -4,6 +4,7 @@
 use super::progress;
 use super::seam::{self, Methods};
 use super::start::Started;
+use crate::protocol::table::{CancelJob, DispatchJob, Method};
 use crate::render;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -15,7 +16,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use tokio::sync::OnceCell;
 
-const DISPATCH: &str = "worker_dispatch_job";
+const DISPATCH: &str = DispatchJob::NAME;
 
 pub struct WorkerServer {
     tools: Vec<Tool>,
@@ -156,7 +157,7 @@ impl ServerHandler for WorkerServer {
                 tracing::info!(job_id = %id, "the MCP client cancelled the call; cancelling the job");
                 let _ = methods
                     .call(
-                        "worker_cancel_job",
+                        CancelJob::NAME,
                         &json!({"job_id": id, "reason": "the MCP client cancelled the request"}),
                     )
                     .await;

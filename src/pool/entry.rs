@@ -1,11 +1,13 @@
 //! One job as the pool holds it: its plan, its state, its output, and the channels its runner
 //! listens and answers on.
 
-use super::events::{EventLog, Stream};
 use super::state::{ActivePhase, Ended, JobState, StopRequest};
+use crate::eventlog::{EventLog, Stream};
 use crate::exec::StreamBuffer;
 use crate::plan::JobPlan;
+use crate::protocol::rfc3339;
 use crate::protocol::{Artifact, Job, JobMetrics, JobSummary};
+pub use crate::sync::lock;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 use tokio::sync::watch;
@@ -42,16 +44,6 @@ pub struct Record {
     pub layers: Option<Vec<crate::sandbox::AppliedLayer>>,
     /// What an `overlay` workspace job changed.
     pub changes: Option<crate::protocol::WorkspaceChanges>,
-}
-
-pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-pub fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_millis(time).to_string()
 }
 
 impl JobEntry {
@@ -231,8 +223,8 @@ impl JobEntry {
             created_at: rfc3339(self.created_at),
             started_at: record.state.started_at().map(rfc3339),
             ended_at: ended.map(|e| rfc3339(e.ended_at)),
-            exit_code: exit.and_then(|x| x.code),
-            signal: exit.and_then(|x| x.signal),
+            exit_code: exit.and_then(crate::exec::ExitInfo::code),
+            signal: exit.and_then(crate::exec::ExitInfo::signal),
             reason: ended.and_then(|e| e.outcome.reason()),
             message: ended.and_then(|e| e.outcome.message()),
             stdout: include.then(|| String::from_utf8_lossy(stdout.kept()).into_owned()),

@@ -2,7 +2,6 @@
 //! FIFO order up to a bound, retains ended jobs for a while, and stops everything on shutdown.
 
 pub mod entry;
-pub mod events;
 mod runner;
 pub mod state;
 
@@ -13,9 +12,7 @@ use crate::error::WorkerError;
 use crate::exec::CpuPicker;
 use crate::metrics::Metrics;
 use crate::plan::JobPlan;
-use crate::protocol::{
-    CollectParams, CollectResult, FileEncoding, Job, ListParams, ListResult, StreamPage,
-};
+use crate::protocol::{CollectParams, CollectResult, Job, ListParams, ListResult, StreamPage};
 use entry::lock;
 use state::{Ended, JobState, KillReason, Outcome, StopRequest};
 use std::collections::{HashMap, VecDeque};
@@ -28,9 +25,6 @@ use tokio_util::task::TaskTracker;
 const CANCEL_REPLY_SLACK: Duration = Duration::from_millis(1000);
 /// Grace between SIGTERM and SIGKILL when the worker itself is stopping.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
-pub(crate) const DEFAULT_PAGE_BYTES: u64 = 64 * 1024;
-/// Matches the schema's `maximum` on `max_bytes`.
-pub(crate) const MAX_PAGE_BYTES: u64 = 16 * 1024 * 1024;
 
 pub struct Pool {
     shared: Arc<Shared>,
@@ -48,6 +42,9 @@ pub(crate) struct Shared {
     pub runners: TaskTracker,
     /// Change sets of ended overlay jobs, until applied, discarded or expired.
     pub changes: crate::workspace::PendingChanges,
+    /// Bumped whenever a job leaves the pool's load (ended, or dropped from its queue), so a
+    /// fleet waiting for a local slot hears of it.
+    load_dropped: tokio::sync::watch::Sender<u64>,
     state: Mutex<PoolState>,
 }
 
@@ -79,6 +76,7 @@ impl Pool {
                 cpus: CpuPicker::from_current_affinity(),
                 runners: TaskTracker::new(),
                 changes: crate::workspace::PendingChanges::new(retain),
+                load_dropped: tokio::sync::watch::Sender::new(0),
                 state: Mutex::new(PoolState {
                     jobs: HashMap::new(),
                     queue: VecDeque::new(),
@@ -125,7 +123,7 @@ impl Pool {
     pub async fn dispatch_with(
         &self,
         plan: JobPlan,
-        events: Option<Arc<events::EventLog>>,
+        events: Option<Arc<crate::eventlog::EventLog>>,
     ) -> Result<Job, WorkerError> {
         let wait = plan.wait_ms.map(Duration::from_millis);
         let entry = Arc::new(JobEntry::new(plan, &self.shared.config, events));
@@ -168,7 +166,7 @@ impl Pool {
     }
 
     /// The job's event log, for a subscriber.
-    pub fn events(&self, job_id: &str) -> Result<Arc<events::EventLog>, WorkerError> {
+    pub fn events(&self, job_id: &str) -> Result<Arc<crate::eventlog::EventLog>, WorkerError> {
         Ok(self.find(job_id)?.events.clone())
     }
 
@@ -187,13 +185,7 @@ impl Pool {
     }
 
     pub async fn collect(&self, params: CollectParams) -> Result<CollectResult, WorkerError> {
-        let max = params.max_bytes.unwrap_or(DEFAULT_PAGE_BYTES);
-        if !(1..=MAX_PAGE_BYTES).contains(&max) {
-            return Err(WorkerError::invalid_params(
-                "max_bytes",
-                format!("must be between 1 and {MAX_PAGE_BYTES}"),
-            ));
-        }
+        let max = crate::page::page_size(params.max_bytes)?;
         let entry = self.find(&params.job_id)?;
         let include_artifacts = params.include_artifacts.unwrap_or(true);
         let ended = entry.is_ended();
@@ -279,6 +271,17 @@ impl Pool {
     }
 
     /// (queued, running, retained)
+    /// Changes whenever the pool's load drops (see `load`).
+    pub fn load_dropped(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.load_dropped.subscribe()
+    }
+
+    /// Jobs admitted and not ended: running plus queued.
+    pub fn load(&self) -> usize {
+        let state = lock(&self.shared.state);
+        state.running + state.queue.len()
+    }
+
     pub fn occupancy(&self) -> (u64, u64, u64) {
         let state = lock(&self.shared.state);
         (
@@ -417,8 +420,9 @@ impl Shared {
                 None => None,
             }
         };
-        if let Some(next) = next {
-            Shared::start(shared, next);
+        match next {
+            Some(next) => Shared::start(shared, next),
+            None => shared.load_dropped.send_modify(|n| *n = n.wrapping_add(1)),
         }
     }
 
@@ -428,13 +432,16 @@ impl Shared {
         let queue_ms = runner::ms(entry.created.elapsed());
         entry.record().metrics.queue_ms = queue_ms;
         self.metrics.ended(status, reason, &[("queue", queue_ms)]);
-        let mut state = lock(&self.state);
-        self.retain(&mut state, entry);
-        entry.end(Ended {
-            started_at: None,
-            ended_at: SystemTime::now(),
-            outcome,
-        });
+        {
+            let mut state = lock(&self.state);
+            self.retain(&mut state, entry);
+            entry.end(Ended {
+                started_at: None,
+                ended_at: SystemTime::now(),
+                outcome,
+            });
+        }
+        self.load_dropped.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     fn retain(&self, state: &mut PoolState, entry: &Arc<JobEntry>) {
@@ -476,51 +483,14 @@ impl Shared {
 
 /// A window of a stream that stays on UTF-8 character boundaries when the text is UTF-8.
 fn page(buffer: &crate::exec::StreamBuffer, offset: u64, max: u64, ended: bool) -> StreamPage {
-    page_of(buffer.kept(), buffer.total(), offset, max, ended)
-}
-
-/// `page` over any kept bytes: `total` counts what was written, kept or not.
-pub(crate) fn page_of(kept: &[u8], total: u64, offset: u64, max: u64, ended: bool) -> StreamPage {
-    let start = (offset as usize).min(kept.len());
-    let end = start.saturating_add(max as usize).min(kept.len());
-    let window = &kept[start..end];
-    let (data, encoding, taken) = match std::str::from_utf8(window) {
-        Ok(text) => (text.to_owned(), FileEncoding::Utf8, window.len()),
-        // Cut in the middle of a character: stop before it, the next page starts there.
-        Err(error) if error.error_len().is_none() && error.valid_up_to() > 0 => {
-            let valid = &window[..error.valid_up_to()];
-            (
-                String::from_utf8_lossy(valid).into_owned(),
-                FileEncoding::Utf8,
-                valid.len(),
-            )
-        }
-        Err(_) => {
-            use base64::Engine;
-            (
-                base64::engine::general_purpose::STANDARD.encode(window),
-                FileEncoding::Base64,
-                window.len(),
-            )
-        }
-    };
-    let next = (start + taken) as u64;
-    StreamPage {
-        data,
-        encoding,
-        offset: start as u64,
-        next_offset: next,
-        kept_bytes: kept.len() as u64,
-        total_bytes: total,
-        truncated: total > kept.len() as u64,
-        eof: ended && next == kept.len() as u64,
-    }
+    crate::page::page_of(buffer.kept(), buffer.total(), offset, max, ended)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::exec::StreamBuffer;
+    use crate::protocol::FileEncoding;
 
     #[test]
     fn pages_never_split_a_character() {

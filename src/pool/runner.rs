@@ -66,7 +66,7 @@ pub(super) async fn run(shared: &Arc<Shared>, entry: &Arc<JobEntry>) -> Ended {
         record.metrics.destroy_ms = ms(destroy_start.elapsed());
         record.metrics.total_ms = ms(entry.created.elapsed());
     }
-    super::events::log_job_end(entry, &outcome);
+    log_job_end(entry, &outcome);
     Ended {
         started_at: Some(started_at),
         ended_at: SystemTime::now(),
@@ -219,17 +219,11 @@ async fn collect(
     let outcome = match (late_stop, outcome) {
         (Some(StopRequest::Cancel(message)), Outcome::Exited { code }) => Outcome::Cancelled {
             message,
-            exit: Some(ExitInfo {
-                code: Some(code),
-                signal: None,
-            }),
+            exit: Some(ExitInfo::Exited(code)),
         },
         (Some(StopRequest::Cancel(message)), Outcome::Signaled { signal }) => Outcome::Cancelled {
             message,
-            exit: Some(ExitInfo {
-                code: None,
-                signal: Some(signal),
-            }),
+            exit: Some(ExitInfo::Signaled(signal)),
         },
         (_, outcome) => outcome,
     };
@@ -590,12 +584,9 @@ async fn execute(
     crate::exec::apply_usage(&mut entry.record().metrics, sandbox.usage());
     // The job may exit right after passing its output cap, before the pump's notice won the
     // select: the byte count decides, not the timing.
-    let over_cap = [&entry.stdout, &entry.stderr].iter().any(|buffer| {
-        buffer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .over_cap()
-    });
+    let over_cap = [&entry.stdout, &entry.stderr]
+        .iter()
+        .any(|buffer| crate::sync::lock(buffer).over_cap());
     let interrupt = interrupt.or_else(|| over_cap.then_some(Interrupt::OutputLimit));
     // An OOM kill can end the leader before the breach poll sees it: ask once more.
     let interrupt = interrupt.or_else(|| sandbox.breach().map(Interrupt::Breach));
@@ -709,9 +700,9 @@ fn classify(
             reason: KillReason::WorkerShutdown,
             exit: exit_seen,
         },
-        None => match (exit.code, exit.signal) {
-            (Some(code), _) => Outcome::Exited { code },
-            (None, Some(signal)) => {
+        None => match exit {
+            ExitInfo::Exited(code) => Outcome::Exited { code },
+            ExitInfo::Signaled(signal) => {
                 let cpu = usage.user + usage.system;
                 let out_of_cpu = signal == libc::SIGXCPU
                     || (signal == libc::SIGKILL && cpu >= Duration::from_secs(rlimits.cpu_seconds));
@@ -724,7 +715,42 @@ fn classify(
                     Outcome::Signaled { signal }
                 }
             }
-            (None, None) => Outcome::Signaled { signal: 0 },
         },
     }
+}
+
+/// The one line that tells a job's story: how it ended, each phase's duration, the limits
+/// applied, the isolation layers used and what it consumed.
+fn log_job_end(entry: &super::JobEntry, outcome: &super::state::Outcome) {
+    let record = entry.record();
+    let m = &record.metrics;
+    let exit = outcome.exit();
+    let layers = record.layers.as_ref().map(|layers| {
+        serde_json::to_value(layers)
+            .map(|value| value.to_string())
+            .unwrap_or_default()
+    });
+    tracing::info!(
+        status = outcome.status().as_str(),
+        reason = outcome.reason().map(|r| r.as_str()),
+        exit_code = exit.and_then(ExitInfo::code),
+        signal = exit.and_then(ExitInfo::signal),
+        message = outcome.message(),
+        queue_ms = m.queue_ms,
+        prepare_ms = m.prepare_ms,
+        spawn_ms = m.spawn_ms,
+        execute_ms = m.execute_ms,
+        collect_ms = m.collect_ms,
+        destroy_ms = m.destroy_ms,
+        total_ms = m.total_ms,
+        cpu_ms = m.cpu_user_ms.zip(m.cpu_system_ms).map(|(u, s)| u + s),
+        max_rss_bytes = m.max_rss_bytes,
+        limit_cpu = m.limits.cpu,
+        limit_memory = m.limits.memory,
+        limit_timeout_ms = m.limits.timeout,
+        limit_output = m.limits.output,
+        limit_pids = m.limits.pids,
+        isolation = layers,
+        "job ended"
+    );
 }

@@ -153,14 +153,8 @@ impl Outcome {
 
     pub fn exit(&self) -> Option<ExitInfo> {
         match self {
-            Outcome::Exited { code } => Some(ExitInfo {
-                code: Some(*code),
-                signal: None,
-            }),
-            Outcome::Signaled { signal } => Some(ExitInfo {
-                code: None,
-                signal: Some(*signal),
-            }),
+            Outcome::Exited { code } => Some(ExitInfo::Exited(*code)),
+            Outcome::Signaled { signal } => Some(ExitInfo::Signaled(*signal)),
             Outcome::PrepareFailed(_) | Outcome::SpawnFailed(_) => None,
             Outcome::TimedOut { exit }
             | Outcome::Cancelled { exit, .. }

@@ -304,3 +304,8 @@ impl JobSummary {
         }
     }
 }
+
+/// Wall-clock times on the wire: RFC 3339 with milliseconds, UTC.
+pub fn rfc3339(time: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}

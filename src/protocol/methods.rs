@@ -225,12 +225,21 @@ pub enum WorkerLink {
     Down,
 }
 
+/// How the fleet reaches a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerKind {
+    /// This process's own pool.
+    Local,
+    /// A worker on another host, over SSH.
+    Ssh,
+}
+
 /// One worker of the fleet.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct WorkerMetrics {
     pub name: String,
-    /// `local` or `ssh`.
-    pub kind: String,
+    pub kind: WorkerKind,
     pub link: WorkerLink,
     pub labels: Vec<String>,
     /// Jobs it takes at once now (0 while down).

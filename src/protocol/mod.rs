@@ -9,6 +9,7 @@ pub mod events;
 pub mod job;
 pub mod methods;
 pub mod spec;
+pub mod table;
 pub mod tools;
 
 pub use bytesize::ByteSize;
@@ -19,7 +20,7 @@ pub use changes::{
 pub use events::*;
 pub use job::{
     Artifact, DeniedConnection, EndReason, Job, JobMetrics, JobStatus, JobSummary, NetworkMetrics,
-    Phase,
+    Phase, rfc3339,
 };
 pub use methods::*;
 pub use spec::{

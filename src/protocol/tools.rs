@@ -17,79 +17,29 @@ fn root<T: JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::S
     generator.root_schema_for::<T>()
 }
 
+/// A tool entry straight from the method table.
+const fn tool<M: table::Method>() -> ToolDef {
+    ToolDef {
+        name: M::NAME,
+        description: match M::DESCRIPTION {
+            Some(description) => description,
+            None => panic!("a tool needs a description"),
+        },
+        input: root::<M::Params>,
+        output: root::<M::Result>,
+    }
+}
+
 const TOOLS: &[ToolDef] = &[
-    ToolDef {
-        name: "worker_dispatch_job",
-        description: "Run a shell command (or an argv) in a fresh, isolated, disposable session with \
-            CPU, memory, time and output limits and no network unless asked. To build or test the \
-            user's project, give `workspace: {\"mode\": \"overlay\"}`: the job runs in the project at \
-            its real path, its writes are kept apart and reported as `changes` (apply them with \
-            worker_apply_changes). Otherwise inject files into the work directory with `files`; the \
-            job writes artifacts to $OUTPUT_DIR. Give `wait_ms` to get the full result in the reply \
-            when the job ends in time; otherwise poll with worker_get_status and read output with \
-            worker_collect_output.",
-        input: root::<JobSpec>,
-        output: root::<Job>,
-    },
-    ToolDef {
-        name: "worker_get_status",
-        description: "Get a job's status, phase, exit code, end reason and metrics (without its \
-            output; use worker_collect_output for that).",
-        input: root::<JobRef>,
-        output: root::<Job>,
-    },
-    ToolDef {
-        name: "worker_collect_output",
-        description: "Read a job's stdout and stderr (paged: pass `stream_offset` = the previous \
-            `next_offset` to continue) and the artifacts it wrote to $OUTPUT_DIR. Works while the \
-            job runs (what exists so far) and after it ends.",
-        input: root::<CollectParams>,
-        output: root::<CollectResult>,
-    },
-    ToolDef {
-        name: "worker_cancel_job",
-        description: "Cancel a job: a queued job never starts; a running job's whole process tree \
-            gets SIGTERM, then SIGKILL after a grace period. Cancelling an ended job changes nothing.",
-        input: root::<CancelParams>,
-        output: root::<Job>,
-    },
-    ToolDef {
-        name: "worker_list_sessions",
-        description: "List live jobs and retained ended ones, oldest first, optionally filtered by \
-            status.",
-        input: root::<ListParams>,
-        output: root::<ListResult>,
-    },
-    ToolDef {
-        name: "worker_get_metrics",
-        description: "Get the worker's counters (jobs by status and reason), queue depth, active \
-            sessions, per-phase latency percentiles, uptime and host CPU and memory.",
-        input: root::<MetricsParams>,
-        output: root::<MetricsResult>,
-    },
-    ToolDef {
-        name: "worker_apply_changes",
-        description: "Write the changes an ended `overlay` job made (its result's `changes`) into \
-            the project: all of them, or the listed `paths`. Each path answers `applied`, \
-            `conflict` (it changed on disk since the job ended: left alone) or `skipped` \
-            (protected, or not in the change set).",
-        input: root::<ApplyParams>,
-        output: root::<ApplyResult>,
-    },
-    ToolDef {
-        name: "worker_discard_changes",
-        description: "Drop the pending changes of an ended `overlay` job without applying them.",
-        input: root::<JobRef>,
-        output: root::<DiscardResult>,
-    },
-    ToolDef {
-        name: "worker_get_changes",
-        description: "Page through the diff of an ended `overlay` job's pending changes when its \
-            result's `changes.diff.truncated` is true: pass `offset` (the previous page's `offset` \
-            plus the byte length of its `text`) and optionally `max_bytes`.",
-        input: root::<GetChangesParams>,
-        output: root::<ChangesPage>,
-    },
+    tool::<table::DispatchJob>(),
+    tool::<table::GetStatus>(),
+    tool::<table::CollectOutput>(),
+    tool::<table::CancelJob>(),
+    tool::<table::ListSessions>(),
+    tool::<table::GetMetrics>(),
+    tool::<table::ApplyChanges>(),
+    tool::<table::DiscardChanges>(),
+    tool::<table::GetChanges>(),
 ];
 
 /// Names of the methods exposed as tools, in the order they are listed.

@@ -1,6 +1,7 @@
 //! A job (dispatch, status, cancel results).
 
 use super::*;
+use crate::protocol::table::{CancelJob, CollectOutput, GetStatus, Method};
 use serde_json::json;
 
 pub fn status_line(job: &Value) -> String {
@@ -66,9 +67,9 @@ pub fn job_waited(job: &Value, waited: Option<std::time::Duration>) -> String {
             waited
                 .map(|w| format!(", after waiting {:.1} s", w.as_secs_f64()))
                 .unwrap_or_default(),
-            call("worker_get_status", by_id.clone()),
-            call("worker_collect_output", by_id.clone()),
-            call("worker_cancel_job", by_id),
+            call(GetStatus::NAME, by_id.clone()),
+            call(CollectOutput::NAME, by_id.clone()),
+            call(CancelJob::NAME, by_id),
         ));
     }
     let streams: Vec<(&str, &str)> = ["stdout", "stderr"]
@@ -97,7 +98,7 @@ pub fn job_waited(job: &Value, waited: Option<std::time::Duration>) -> String {
             out.push(format!(
                 "{name}: {} (read it with {})",
                 fmt_bytes(total),
-                call("worker_collect_output", json!({ "job_id": id }))
+                call(CollectOutput::NAME, json!({ "job_id": id }))
             ));
         }
     }
@@ -135,7 +136,7 @@ fn stream(
         if kept.len() < data.len() {
             text.push_str(&format!(
                 "\n… (binary output; page it with {})",
-                call("worker_collect_output", json!({ "job_id": id }))
+                call(CollectOutput::NAME, json!({ "job_id": id }))
             ));
         }
         lines.push(text);
@@ -152,7 +153,7 @@ fn stream(
                 c.omitted_from,
                 c.omitted_to,
                 call(
-                    "worker_collect_output",
+                    CollectOutput::NAME,
                     json!({ "job_id": id, "stream_offset": c.omitted_from, "max_bytes": PAGE_BYTES })
                 ),
                 c.tail.strip_suffix('\n').unwrap_or(c.tail),
@@ -266,7 +267,7 @@ pub(super) fn artifacts(artifacts: Option<&Value>, id: &Value, max_content: usiz
                 out.push(format!(
                     "  … (content clipped; read it whole with {})",
                     call(
-                        "worker_collect_output",
+                        CollectOutput::NAME,
                         json!({ "job_id": id, "include_artifacts": true })
                     )
                 ));

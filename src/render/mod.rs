@@ -38,11 +38,10 @@ pub fn result(method: &str, value: &Value) -> String {
 
 /// The same, saying how long the call waited when a job has not finished after a wait.
 pub fn result_waited(method: &str, value: &Value, waited: Option<std::time::Duration>) -> String {
+    use crate::protocol::table::{CancelJob, CollectOutput, DispatchJob, GetStatus, Method};
     match method {
-        "worker_dispatch_job" | "worker_get_status" | "worker_cancel_job" => {
-            job_waited(value, waited)
-        }
-        "worker_collect_output" => output(value),
+        DispatchJob::NAME | GetStatus::NAME | CancelJob::NAME => job_waited(value, waited),
+        CollectOutput::NAME => output(value),
         _ => generic(method, value),
     }
 }

@@ -2,6 +2,7 @@
 
 use super::job::{artifacts, metrics};
 use super::*;
+use crate::protocol::table::{CollectOutput, Method};
 use serde_json::json;
 
 pub fn output(page: &Value) -> String {
@@ -94,7 +95,7 @@ pub fn output(page: &Value) -> String {
                 .collect::<Vec<_>>()
                 .join(", "),
             call(
-                "worker_collect_output",
+                CollectOutput::NAME,
                 json!({ "job_id": id, "stream_offset": from, "max_bytes": PAGE_BYTES })
             ),
             if both {

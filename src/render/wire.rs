@@ -28,7 +28,9 @@ pub fn requested(method: &str, params: Option<&str>) -> Option<Rendering> {
     }
     let mut object: Map<String, Value> = serde_json::from_str(params).ok()?;
     let wanted = object.remove(PARAM)? == Value::Bool(true);
-    let waited = method == "worker_dispatch_job" && object.contains_key("wait_ms");
+    let waited = method
+        == <crate::protocol::table::DispatchJob as crate::protocol::table::Method>::NAME
+        && object.contains_key("wait_ms");
     Some(Rendering {
         params: Value::Object(object).to_string(),
         wanted,

@@ -163,7 +163,7 @@ impl<Context: Send + Sync + 'static> Dispatcher<Context> {
     }
 
     fn gates(&self) -> std::sync::MutexGuard<'_, HashMap<String, Gate>> {
-        self.gates.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.gates)
     }
 
     async fn forward(self: Arc<Self>, mut stream: Subscription, gate: Gate, outbox: Outbox) {

@@ -4,6 +4,7 @@
 mod dispatch;
 mod framing;
 mod handlers;
+pub mod memory;
 mod outbox;
 mod params;
 mod subscribe;

@@ -4,6 +4,7 @@
 
 pub mod sshd;
 
+use opencode_worker::protocol::table::{self, Method};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -168,10 +169,18 @@ impl Worker {
         }
     }
 
+    /// One method of the table, typed both ways: the method name is the table's.
+    pub fn request_typed<M: Method>(&mut self, params: &M::Params) -> M::Result {
+        let params = serde_json::to_value(params).expect("params serialize");
+        let result = self.call(M::NAME, params);
+        serde_json::from_value(result.clone())
+            .unwrap_or_else(|e| panic!("{} answered {result} that does not parse: {e}", M::NAME))
+    }
+
     /// Dispatches a job that carries this worker's marker in its environment.
     pub fn dispatch(&mut self, mut spec: Value) -> Value {
         self.mark(&mut spec);
-        self.call("worker_dispatch_job", spec)
+        self.call(table::DispatchJob::NAME, spec)
     }
 
     pub fn mark(&self, spec: &mut Value) {
@@ -185,36 +194,33 @@ impl Worker {
 
     /// Polls until the job has ended.
     pub fn wait_ended(&mut self, job_id: &str) -> Value {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let job = self.call("worker_get_status", json!({"job_id": job_id}));
-            if !matches!(job["status"].as_str(), Some("queued" | "running")) {
-                return job;
-            }
-            assert!(Instant::now() < deadline, "job {job_id} did not end: {job}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut last = Value::Null;
+        poll_until(&format!("job {job_id} ends"), || {
+            let job = self.call(table::GetStatus::NAME, json!({"job_id": job_id}));
+            let ended = !matches!(job["status"].as_str(), Some("queued" | "running"));
+            last = job.clone();
+            ended.then_some(job)
+        })
+        .unwrap_or_else(|| panic!("job {job_id} did not end: {last}"))
     }
 
     /// Polls until the job has `wanted` status. Requests are served concurrently, so a poll
     /// may overtake the dispatch that creates the job: "unknown job" means "not yet".
     pub fn wait_status(&mut self, job_id: &str, wanted: &str) -> Value {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let reply = self.call_raw("worker_get_status", json!({"job_id": job_id}));
-            if let Some(job) = reply.get("result") {
-                if job["status"] == wanted {
-                    return job.clone();
+        let mut last = Value::Null;
+        poll_until(&format!("job {job_id} becomes {wanted}"), || {
+            let reply = self.call_raw(table::GetStatus::NAME, json!({"job_id": job_id}));
+            let found = match reply.get("result") {
+                Some(job) => (job["status"] == wanted).then(|| job.clone()),
+                None => {
+                    assert_eq!(reply["error"]["code"], -32001, "{reply}");
+                    None
                 }
-            } else {
-                assert_eq!(reply["error"]["code"], -32001, "{reply}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job {job_id} never became {wanted}: {reply}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+            };
+            last = reply;
+            found
+        })
+        .unwrap_or_else(|| panic!("job {job_id} never became {wanted}: {last}"))
     }
 
     pub fn close_stdin(&mut self) {
@@ -311,9 +317,23 @@ pub fn processes_with_marker(marker: &str) -> Vec<u32> {
 
 /// Retries `check` until it is true or the patience runs out; cleanup is asynchronous.
 pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    if poll_until(what, || check().then_some(())).is_none() {
+        panic!("never happened: {what}");
+    }
+}
+
+/// The one polling loop: `probe` every 20 ms until it answers, `None` once `PATIENCE` is spent.
+/// No test asserts on how long it took (the machine may be busy).
+pub fn poll_until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + PATIENCE;
-    while !check() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
+    loop {
+        if let Some(found) = probe() {
+            return Some(found);
+        }
+        if Instant::now() >= deadline {
+            eprintln!("gave up waiting after {PATIENCE:?}: {what}");
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! Needs root, openssh-server, openssh-client and iproute2 (the fixture says which is missing).
 
-mod common;
+use crate::common;
 use common::sshd::{SshHost, free_loopback_port, generate_key, known_hosts_name, netns_hosts};
 use common::{PATIENCE, processes_with_marker};
 use serde_json::{Value, json};

@@ -1,7 +1,7 @@
 //! The command policy as a client meets it: a refusal before anything runs in `enforce`, a
 //! run with the would-be refusal reported in `audit`.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::json;
 

@@ -1,7 +1,7 @@
 //! `opencode-worker run --follow` off a terminal: the output itself, as it comes, then the
 //! usual summary on stderr and the job's exit code.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -5,7 +5,7 @@
 //! workspace under /tmp back in place, tested separately), but the fake home and the project's
 //! parent must be outside the session base for the "write outside" checks to mean something.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! `worker_get_metrics` against the jobs actually run: every count adds up exactly, and the
 //! Prometheus text follows the exposition format line by line and says the same numbers.
 
-mod common;
+use crate::common;
 
 use common::Worker;
 use serde_json::{Value, json};

@@ -45,7 +45,7 @@ fn the_python_sdk_drives_the_mcp_server() {
     );
 }
 
-mod common;
+use crate::common;
 
 /// The JSON-RPC surface gives the same text on request, so the plugin shows what MCP shows.
 #[test]

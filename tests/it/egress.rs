@@ -2,7 +2,7 @@
 //! reach loopback HTTP servers this test starts only through the worker's egress proxy, under
 //! made-up names pinned with `network.resolve`. Nothing leaves this machine.
 
-mod common;
+use crate::common;
 
 use common::{PATIENCE, Worker, eventually};
 use serde_json::{Value, json};

@@ -2,7 +2,7 @@
 
 use opencode_worker::policy::{Decision, Policy};
 
-#[path = "policy/corpus.rs"]
+#[path = "../policy/corpus.rs"]
 mod corpus;
 
 #[test]

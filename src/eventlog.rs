@@ -138,7 +138,7 @@ impl EventLog {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.inner)
     }
 
     /// Bytes of history held now.
@@ -494,42 +494,6 @@ impl Item {
             body,
         }
     }
-}
-
-/// The one line that tells a job's story: how it ended, each phase's duration, the limits
-/// applied, the isolation layers used and what it consumed.
-pub(super) fn log_job_end(entry: &super::JobEntry, outcome: &super::state::Outcome) {
-    let record = entry.record();
-    let m = &record.metrics;
-    let exit = outcome.exit();
-    let layers = record.layers.as_ref().map(|layers| {
-        serde_json::to_value(layers)
-            .map(|value| value.to_string())
-            .unwrap_or_default()
-    });
-    tracing::info!(
-        status = outcome.status().as_str(),
-        reason = outcome.reason().map(|r| r.as_str()),
-        exit_code = exit.and_then(|x| x.code),
-        signal = exit.and_then(|x| x.signal),
-        message = outcome.message(),
-        queue_ms = m.queue_ms,
-        prepare_ms = m.prepare_ms,
-        spawn_ms = m.spawn_ms,
-        execute_ms = m.execute_ms,
-        collect_ms = m.collect_ms,
-        destroy_ms = m.destroy_ms,
-        total_ms = m.total_ms,
-        cpu_ms = m.cpu_user_ms.zip(m.cpu_system_ms).map(|(u, s)| u + s),
-        max_rss_bytes = m.max_rss_bytes,
-        limit_cpu = m.limits.cpu,
-        limit_memory = m.limits.memory,
-        limit_timeout_ms = m.limits.timeout,
-        limit_output = m.limits.output,
-        limit_pids = m.limits.pids,
-        isolation = layers,
-        "job ended"
-    );
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! `syscall_filter` layer is reported) and says SKIPPED otherwise, so this file can land before
 //! the runner is wired to `JobSandbox`.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};

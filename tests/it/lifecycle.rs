@@ -1,7 +1,7 @@
 //! Jobs through the real binary: results, files, artifacts, limits, cancel, the pool's cap and
 //! FIFO queue, retention, and that every session leaves nothing behind.
 
-mod common;
+use crate::common;
 use base64::Engine;
 use common::*;
 use serde_json::json;

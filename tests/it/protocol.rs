@@ -1,7 +1,7 @@
 //! The wire contract through the real binary's pipes: handshake, every error code, batches,
 //! notifications, malformed input, and concurrency of requests.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};

@@ -2,8 +2,7 @@
 //! stays bounded (VmHWM from /proc), the subscriber is told what it missed, and delivered plus
 //! missed bytes add up to exactly what the job wrote.
 
-mod common;
-mod stream_util;
+use crate::common;
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};

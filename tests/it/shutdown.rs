@@ -1,7 +1,7 @@
 //! However the worker is told to stop (stdin EOF, `shutdown`, SIGTERM, SIGINT, its client
 //! killed), every job ends, every session dir goes, pending replies are flushed, and it exits 0.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::json;
 use std::time::{Duration, Instant};

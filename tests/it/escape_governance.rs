@@ -3,7 +3,7 @@
 //! SIGTERM, files beyond the size limit, symlinks out of `output/`. Each is driven through the
 //! real binary's stdio protocol, and the worker must stay healthy afterwards.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::{Value, json};
 

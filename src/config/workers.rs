@@ -1,4 +1,5 @@
 //! The `workers` config list: where jobs may run. Empty means the in-process worker alone.
+//! It lives with the config (not the fleet) so the config depends on nothing above it.
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

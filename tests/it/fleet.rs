@@ -3,10 +3,11 @@
 //! driven precisely: killing the double is a host vanishing. The real `ssh`/`sshd` hop is
 //! covered in `remote_ssh.rs`.
 
-mod common;
-mod stream_util;
+use crate::common;
+use crate::stream_util;
 
 use common::{BIN, Worker, eventually};
+use opencode_worker::protocol::table;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -112,19 +113,15 @@ fn fleet(workers: Value, extra: &[&str]) -> Worker {
     settings.extend_from_slice(extra);
     let mut w = Worker::start_full(&settings, &[]);
     // Wait until every remote is connected, so placement is deterministic.
-    let deadline = Instant::now() + common::PATIENCE;
-    loop {
+    let mut last = Value::Null;
+    let up = common::poll_until("every remote is up", || {
         let metrics = w.call("worker_get_metrics", json!({}));
         let workers = metrics["fleet"]["workers"].as_array().unwrap().clone();
-        if workers.iter().all(|w| w["link"] == "up") {
-            return w;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "remotes never came up: {metrics}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        last = metrics;
+        workers.iter().all(|w| w["link"] == "up").then_some(())
+    });
+    assert!(up.is_some(), "remotes never came up: {last}");
+    w
 }
 
 fn worker_of(job: &Value) -> String {
@@ -447,4 +444,97 @@ fn a_workspace_job_never_goes_to_a_remote_worker() {
         );
         assert_eq!(worker_of(&job), "here", "{job}");
     }
+}
+
+/// A fleet checks a spec the way the lone worker does, before it routes or queues it: a job
+/// that would have to wait for a slot is still refused at once, not failed later.
+#[test]
+fn an_invalid_spec_that_would_queue_is_refused_at_once_like_the_lone_worker_does() {
+    let far = FakeHost::new("far", 1);
+    let mut w = fleet(
+        json!([{"kind": "local", "name": "here", "max_concurrent": 1}, far.entry(&[])]),
+        &[],
+    );
+    let mut solo = Worker::start_walls(&[], &[]);
+    w.dispatch(json!({"job_id": "busy", "command": "sleep 30", "worker": "here"}));
+    w.wait_status("busy", "running");
+    let invalid = [
+        (json!({"command": "true", "cwd": "../out"}), -32602, "cwd"),
+        (
+            json!({"command": "true", "argv": ["true"]}),
+            -32602,
+            "command",
+        ),
+        (
+            json!({"argv": ["true"], "env": {"A=B": "x"}}),
+            -32602,
+            "env.A=B",
+        ),
+        (
+            json!({"argv": ["true"], "wait_ms": u64::MAX}),
+            -32602,
+            "wait_ms",
+        ),
+        (
+            json!({"argv": ["true"], "files": {"/abs": "x"}}),
+            -32006,
+            "files./abs",
+        ),
+    ];
+    for (index, (spec, code, field)) in invalid.into_iter().enumerate() {
+        let mut routed = spec.clone();
+        routed["worker"] = json!("here");
+        routed["job_id"] = json!(format!("bad{index}"));
+        let error = w.call_err("worker_dispatch_job", routed.clone());
+        assert_eq!(error["code"], code, "{routed}: {error}");
+        assert_eq!(error["data"]["field"], field, "{routed}: {error}");
+        let lone = solo.call_err("worker_dispatch_job", spec.clone());
+        assert_eq!(
+            (&lone["code"], &lone["data"]["field"]),
+            (&error["code"], &error["data"]["field"]),
+            "the fleet answers {spec} as the lone worker does: {lone} vs {error}"
+        );
+        let status = w.call_raw(
+            "worker_get_status",
+            json!({"job_id": format!("bad{index}")}),
+        );
+        assert_eq!(
+            status["error"]["code"], -32001,
+            "nothing was queued: {status}"
+        );
+    }
+    let metrics = w.request_typed::<table::GetMetrics>(&Default::default());
+    assert_eq!(metrics.fleet.expect("a fleet").pending, 0);
+    w.call("worker_cancel_job", json!({"job_id": "busy"}));
+}
+
+/// The pool keeps the book of local jobs, the fleet only holds what waits for a worker: a job
+/// queued in the fleet takes the local slot a job sent straight to the pool leaves.
+#[test]
+fn a_local_slot_freed_by_a_direct_job_takes_the_fleets_queued_job() {
+    let far = FakeHost::new("far", 1);
+    let mut w = fleet(
+        json!([{"kind": "local", "name": "here", "max_concurrent": 1}, far.entry(&[])]),
+        &[],
+    );
+    // Only `here` may run it: it goes straight to the pool.
+    w.dispatch(json!({"job_id": "direct", "command": "sleep 30", "worker": "here"}));
+    w.dispatch(json!({"job_id": "remote", "command": "sleep 30", "worker": "far"}));
+    w.wait_status("direct", "running");
+    w.wait_status("remote", "running");
+    // Either worker may run it; both are full, so the fleet holds it.
+    w.dispatch(json!({"job_id": "waiting", "command": "echo placed"}));
+    let metrics = w.request_typed::<table::GetMetrics>(&Default::default());
+    let fleet = metrics.fleet.expect("a fleet");
+    assert_eq!(fleet.pending, 1, "{fleet:?}");
+    let here = fleet.workers.iter().find(|m| m.name == "here").unwrap();
+    assert_eq!(
+        here.running, 1,
+        "the pool's job counts on its member: {here:?}"
+    );
+    w.call("worker_cancel_job", json!({"job_id": "direct"}));
+    let job = w.wait_ended("waiting");
+    assert_eq!(job["status"], "finished", "{job}");
+    assert_eq!(worker_of(&job), "here", "{job}");
+    w.call("worker_cancel_job", json!({"job_id": "remote"}));
 }

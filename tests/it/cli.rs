@@ -1,6 +1,6 @@
 //! The command line: `run`, `schema`, and configuration errors that name the key.
 
-mod common;
+use crate::common;
 use common::BIN;
 use std::process::Command;
 

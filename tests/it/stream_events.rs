@@ -1,8 +1,8 @@
 //! The job event stream through the real binary: order and gap-free seq under concurrent jobs,
 //! resume with `after_seq`, late subscribers, lagging, unsubscribe and the errors.
 
-mod common;
-mod stream_util;
+use crate::common;
+use crate::stream_util;
 
 use common::Worker;
 use serde_json::{Value, json};

@@ -2,7 +2,7 @@
 //! several hosts each in its own network namespace. The sidecar under test is the real binary
 //! with a `workers` list; each host's only key is forced to run the worker.
 
-mod common;
+use crate::common;
 
 use common::Worker;
 use common::sshd::{SshHost, netns_hosts};
