@@ -1,0 +1,78 @@
+//! What a job's leaves say: breaches (OOM kills, pids.max hits) and usage, against the
+//! counters read when the job started (pooled leaves keep their history).
+
+use std::fs;
+use std::path::Path;
+
+use super::{Layout, Slot};
+
+/// Counters read when the job starts: pooled leaves keep their history.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Baseline {
+    pub(super) oom_kills: u64,
+    pub(super) pids_max_events: u64,
+    pub(super) cpu_user_usec: u64,
+    pub(super) cpu_system_usec: u64,
+}
+
+
+pub(super) fn read_key(path: &Path, key: &str) -> Option<u64> {
+    let text = fs::read_to_string(path).ok()?;
+    text.lines().find_map(|line| {
+        let (k, v) = line.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+fn read_number(path: &Path) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+pub fn oom_kills(slot: &Slot, baseline: &Baseline, layout: &Layout) -> bool {
+    let count = match (&slot.v2, &slot.memory) {
+        (Some(dir), _) if layout.v2.as_ref().is_some_and(|v| v.memory) => {
+            read_key(&dir.join("memory.events"), "oom_kill")
+        }
+        (_, Some(dir)) => read_key(&dir.join("memory.oom_control"), "oom_kill"),
+        _ => None,
+    };
+    count.is_some_and(|c| c > baseline.oom_kills)
+}
+
+pub fn pids_hit(slot: &Slot, baseline: &Baseline, layout: &Layout) -> bool {
+    let count = match (&slot.v2, &slot.pids) {
+        (Some(dir), _) if layout.v2.as_ref().is_some_and(|v| v.pids) => {
+            read_key(&dir.join("pids.events"), "max")
+        }
+        (_, Some(dir)) => read_key(&dir.join("pids.events"), "max"),
+        _ => None,
+    };
+    count.is_some_and(|c| c > baseline.pids_max_events)
+}
+
+pub fn usage(slot: &Slot, baseline: &Baseline, layout: &Layout) -> crate::sandbox::Usage {
+    let peak = match (&slot.v2, &slot.memory) {
+        (Some(dir), _) if layout.v2.as_ref().is_some_and(|v| v.memory) => {
+            read_number(&dir.join("memory.peak"))
+        }
+        (_, Some(dir)) => read_number(&dir.join("memory.max_usage_in_bytes")),
+        _ => None,
+    };
+    let (user, system) = match &slot.v2 {
+        Some(dir) => {
+            let stat = dir.join("cpu.stat");
+            (
+                read_key(&stat, "user_usec")
+                    .map(|u| u.saturating_sub(baseline.cpu_user_usec) as f64 / 1000.0),
+                read_key(&stat, "system_usec")
+                    .map(|s| s.saturating_sub(baseline.cpu_system_usec) as f64 / 1000.0),
+            )
+        }
+        None => (None, None),
+    };
+    crate::sandbox::Usage {
+        peak_memory_bytes: peak,
+        cpu_user_ms: user,
+        cpu_system_ms: system,
+    }
+}
