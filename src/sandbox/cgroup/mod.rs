@@ -21,7 +21,6 @@ pub use probe::probe;
 pub use readings::{Baseline, oom_kills, pids_hit, usage};
 pub use slots::{Cgroups, Limits, Slot, kill_slot};
 
-
 /// Where this host lets the worker put job cgroups.
 #[derive(Debug, Default)]
 pub struct Layout {

@@ -11,7 +11,6 @@ use super::{Layout, V2};
 
 const BASE_PREFIX: &str = "opencode-worker.";
 
-
 struct Mount {
     point: PathBuf,
     root: String,

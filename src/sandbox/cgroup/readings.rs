@@ -15,7 +15,6 @@ pub struct Baseline {
     pub(super) cpu_system_usec: u64,
 }
 
-
 pub(super) fn read_key(path: &Path, key: &str) -> Option<u64> {
     let text = fs::read_to_string(path).ok()?;
     text.lines().find_map(|line| {

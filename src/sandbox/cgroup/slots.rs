@@ -15,7 +15,6 @@ use super::{Layout, V2};
 const POOL_MAX: usize = 16;
 const CPU_PERIOD_US: u64 = 100_000;
 
-
 /// One job's leaves, one per usable hierarchy.
 pub struct Slot {
     pub v2: Option<PathBuf>,
@@ -54,7 +53,6 @@ pub struct Limits {
     pub pids: Option<u64>,
     pub cpu_cores: Option<f64>,
 }
-
 
 pub struct Cgroups {
     pub layout: Layout,

@@ -22,7 +22,6 @@ pub use mounts::{Keep, MountStep, cstring, plan_mounts};
 pub use pid::fork_into_pid_namespace;
 pub use probe::{Support, probe};
 
-
 /// uid/gid maps that keep the caller's ids: the job sees the same owner on its files, and
 /// an unprivileged caller may write such a map for itself.
 pub struct UserMaps {

@@ -181,4 +181,3 @@ unsafe fn wait_for(pid: libc::pid_t) -> libc::c_int {
         }
     }
 }
-

@@ -1,8 +1,8 @@
 //! What namespaces (and enforcement of Landlock and seccomp) this host allows, found by
 //! trying each in a throwaway child.
 
-use crate::sandbox::sys::{self, check_int};
 use super::{MountStep, UserMaps, mount_proc};
+use crate::sandbox::sys::{self, check_int};
 use std::io;
 
 /// What namespaces this host lets the worker create, found by trying them in a throwaway
@@ -39,7 +39,10 @@ const STEPS: usize = 8;
 const NOT_TRIED: i32 = -1;
 
 /// Runs every step in a forked child and reads back one errno per step (0 = worked).
-pub fn probe(landlock_abi: Option<u32>, seccomp: Option<&crate::sandbox::seccomp::Filter>) -> Support {
+pub fn probe(
+    landlock_abi: Option<u32>,
+    seccomp: Option<&crate::sandbox::seccomp::Filter>,
+) -> Support {
     let maps = UserMaps::identity();
     // SAFETY: geteuid cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
@@ -189,7 +192,8 @@ unsafe fn probe_child(
         }
         if let Some(ruleset) = ruleset {
             results[6] = code(
-                sys::no_new_privs().and_then(|_| crate::sandbox::landlock::restrict_self(ruleset.raw_fd())),
+                sys::no_new_privs()
+                    .and_then(|_| crate::sandbox::landlock::restrict_self(ruleset.raw_fd())),
             );
             if results[6] == 0 {
                 // Nothing is granted: if this open succeeds, the kernel did not enforce.

@@ -1,0 +1,531 @@
+//! `JobSandbox::prepare`: one step per layer, in the order the report lists them. Each step
+//! decides from the host's probe and the request, records what the child must do in the
+//! `ChildPlan` and the layer it enforces in `layers`; nothing here runs in the child.
+
+use super::super::cgroup::{self, Baseline, Slot};
+use super::super::host::{Host, Inner, TreeKill};
+use super::super::landlock::{self, Extras, Rights, Ruleset};
+use super::super::ns::{self, MountStep, UserMaps};
+use super::super::report::AppliedLayer;
+use super::super::seccomp::Filter;
+use super::super::{Profile, SandboxError};
+use super::{ChildPlan, JobRequest, JobSandbox, WorkspaceView, io_err, layer};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+impl JobSandbox {
+    /// Builds the job's sandbox. With `strict` (from the job or the worker's floor) a layer
+    /// the host cannot provide is an error naming it; otherwise missing layers are skipped and
+    /// left out of `layers()`.
+    pub fn prepare(host: &Host, req: &JobRequest) -> Result<JobSandbox, SandboxError> {
+        let profile = admit(host, req)?;
+        let h = &host.inner;
+        let sandboxed = profile != Profile::None;
+        let mut plan = Plan {
+            h,
+            req,
+            profile,
+            sandboxed,
+            // Always where the host allows it, cgroup.kill or not: the job as init of its own
+            // namespace (with the parent-death signal on it) dies with the worker even when
+            // the worker is SIGKILLed and nothing runs `cgroup.kill`, and its /proc shows no
+            // host process (other workers' jobs and their command lines included).
+            use_pidns: sandboxed && h.pidns(),
+            userns: sandboxed && h.userns(),
+            layers: Vec::new(),
+            child: ChildPlan::default(),
+            private_dirs: Vec::new(),
+        };
+        let cgroup = plan.cgroup()?;
+        let in_cgroup = cgroup.is_some();
+        plan.resource_limits(in_cgroup);
+        plan.namespaces();
+        plan.process_tree(in_cgroup);
+        plan.mounts()?;
+        plan.landlock()?;
+        plan.seccomp();
+        Ok(JobSandbox {
+            host: host.clone(),
+            profile,
+            layers: plan.layers,
+            cgroup,
+            child: plan.child,
+            leader: Mutex::new(None),
+            egress: Mutex::new(None),
+        })
+    }
+}
+
+/// The job's effective profile, or the refusal that stops it before anything is built.
+fn admit(host: &Host, req: &JobRequest) -> Result<Profile, SandboxError> {
+    let h = &host.inner;
+    let profile = req.profile.at_least(h.config.profile);
+    if req.network_open && !h.config.allow_network {
+        return Err(SandboxError::NetworkNotAllowed);
+    }
+    if profile == Profile::Strict
+        && let Some(gap) = host.strict_gaps().into_iter().next()
+    {
+        return Err(SandboxError::Refused {
+            layer: gap.name,
+            why: gap.detail,
+        });
+    }
+    Ok(profile)
+}
+
+struct Plan<'a, 'r> {
+    h: &'a Inner,
+    req: &'a JobRequest<'r>,
+    profile: Profile,
+    sandboxed: bool,
+    use_pidns: bool,
+    userns: bool,
+    layers: Vec<AppliedLayer>,
+    child: ChildPlan,
+    /// Directories the job sees as a fresh writable tmpfs (their rule is added in the child).
+    private_dirs: Vec<PathBuf>,
+}
+
+impl Plan<'_, '_> {
+    /// A pooled cgroup slot with the job's limits; under `strict` a failure refuses the job.
+    fn cgroup(&mut self) -> Result<Option<(Slot, Baseline)>, SandboxError> {
+        let (h, req) = (self.h, self.req);
+        if !h.cgroups.any() {
+            return Ok(None);
+        }
+        let limits = cgroup::Limits {
+            memory: req.memory_bytes,
+            pids: req.pids,
+            cpu_cores: req.cpu_cores,
+        };
+        let cgroup = match h.cgroups.take(limits) {
+            Ok(pair) => Some(pair),
+            Err(source) if self.profile == Profile::Strict => {
+                return Err(SandboxError::Io {
+                    what: "creating the job's cgroup",
+                    source,
+                });
+            }
+            Err(error) => {
+                tracing::warn!(%error, "job runs without a cgroup");
+                None
+            }
+        };
+        if let Some((slot, _)) = &cgroup {
+            self.child.cgroup_procs = slot.procs_fds().collect();
+        }
+        Ok(cgroup)
+    }
+
+    /// Memory, cpu and pids: the cgroup's limits, else the rlimit fallbacks.
+    fn resource_limits(&mut self, in_cgroup: bool) {
+        let (h, req) = (self.h, self.req);
+        let layout = &h.cgroups.layout;
+        let memory_cg = in_cgroup.then(|| layout.memory()).flatten();
+        let pids_cg = in_cgroup.then(|| layout.pids()).flatten();
+        let cpu_cg = in_cgroup.then(|| layout.cpu()).flatten();
+        if let (Some(bytes), Some(mechanism)) = (req.memory_bytes, memory_cg) {
+            self.layers
+                .push(layer("memory", format!("{mechanism} = {bytes}")));
+        } else if let Some(bytes) = req.memory_bytes {
+            self.child.data = Some(bytes);
+            self.layers.push(layer(
+                "memory",
+                format!("RLIMIT_DATA = {bytes} per process"),
+            ));
+        }
+        if let (Some(cores), Some(mechanism)) = (req.cpu_cores, cpu_cg) {
+            self.layers
+                .push(layer("cpu", format!("{mechanism} = {cores} cores")));
+        }
+        if let (Some(n), None) = (req.pids, pids_cg) {
+            if self.userns && !h.root {
+                // The relay and the init of a PID namespace count too.
+                self.child.nproc = Some(n + 2 * u64::from(self.use_pidns));
+                self.layers.push(layer(
+                    "pids",
+                    format!(
+                        "RLIMIT_NPROC = {n} in the job's user namespace (refused forks are not \
+                         seen by the worker: the end is the job's own, not pids_limit)"
+                    ),
+                ));
+            }
+        } else if let (Some(n), Some(mechanism)) = (req.pids, pids_cg) {
+            self.layers
+                .push(layer("pids", format!("{mechanism} = {n}")));
+        }
+    }
+
+    /// Privileges (user namespace or dropped capabilities) and which namespaces to unshare.
+    fn namespaces(&mut self) {
+        let (h, req) = (self.h, self.req);
+        if !(self.sandboxed && h.can_unshare()) {
+            return;
+        }
+        let child = &mut self.child;
+        if self.userns {
+            child.user = Some(UserMaps::identity());
+            self.layers.push(layer("privileges", "user namespace"));
+        } else if h.root {
+            child.drop_caps = true;
+            self.layers
+                .push(layer("privileges", "all capabilities dropped"));
+        }
+        if h.mountns() {
+            child.unshare |= libc::CLONE_NEWNS;
+        }
+        if !req.network_open && h.netns() {
+            child.unshare |= libc::CLONE_NEWNET;
+            self.layers.push(layer("network", "network namespace"));
+        }
+        if h.ns.ipc.is_ok() {
+            child.unshare |= libc::CLONE_NEWIPC;
+        }
+        if self.use_pidns {
+            child.unshare |= libc::CLONE_NEWPID;
+            child.pid_namespace = true;
+            child.proc_mount = h.mountns() && h.ns.proc_mount.is_ok();
+        }
+    }
+
+    /// How the whole tree is killed: cgroup, PID namespace, or the process group.
+    fn process_tree(&mut self, in_cgroup: bool) {
+        let h = self.h;
+        let pid_namespace = self.child.pid_namespace;
+        let entry = match h.tree_kill() {
+            TreeKill::Cgroup if in_cgroup => {
+                let kill = h.cgroups.layout.kill().unwrap_or("cgroup");
+                layer(
+                    "process_tree",
+                    if pid_namespace {
+                        format!("{kill} + PID namespace")
+                    } else {
+                        kill.to_owned()
+                    },
+                )
+            }
+            _ if pid_namespace => layer("process_tree", "PID namespace"),
+            _ => layer("process_tree", "process group"),
+        };
+        self.layers.push(entry);
+    }
+
+    /// The mount namespace's plan: private /tmp and /dev/shm, masks over host sockets (and
+    /// secrets, without Landlock), the workspace's mounts.
+    fn mounts(&mut self) -> Result<(), SandboxError> {
+        let (h, req) = (self.h, self.req);
+        let keep = keep_paths(req, h);
+        if req.workspace.is_some() && self.child.unshare & libc::CLONE_NEWNS == 0 {
+            return Err(SandboxError::WorkspaceUnavailable(
+                "a workspace job needs a mount namespace (its read-only paths are mounts), \
+                 which this worker cannot create here or under profile `none`"
+                    .into(),
+            ));
+        }
+        if self.child.unshare & libc::CLONE_NEWNS == 0 {
+            return Ok(());
+        }
+        let landlock_ok = h.landlock_abi().is_some();
+        let (tmp_size, shm_size) = tmpfs_sizes(req.memory_bytes);
+        let mut masks: Vec<(PathBuf, bool, String)> = vec![
+            (PathBuf::from("/tmp"), true, format!("mode=1777{tmp_size}")),
+            (
+                PathBuf::from("/dev/shm"),
+                true,
+                format!("mode=1777{shm_size}"),
+            ),
+        ];
+        if !req.network_open {
+            masks.push((PathBuf::from("/run"), false, masked("mode=755")));
+            masks.push((PathBuf::from("/var/run"), false, masked("mode=755")));
+        }
+        let mut hidden_files = Vec::new();
+        if !landlock_ok {
+            // Without Landlock the mounts are the only thing hiding secrets.
+            for path in h
+                .hidden
+                .iter()
+                .flat_map(|p| super::super::fsview::expand(p))
+            {
+                if path.is_dir() {
+                    masks.push((path, false, masked("mode=000")));
+                } else if path.exists() {
+                    hidden_files.push(path);
+                }
+            }
+            if let Some(root) = sessions_root(req) {
+                let siblings = super::super::host::sibling_workers(&root)
+                    .map(|pattern| super::super::fsview::expand(&pattern))
+                    .unwrap_or_default();
+                for sibling in siblings.into_iter().filter(|s| *s != root) {
+                    masks.push((sibling, false, masked("mode=000")));
+                }
+                masks.push((root, false, masked("mode=755")));
+            }
+        }
+        let masks = real_dirs(masks);
+        let (mut steps, mut keeps) = ns::plan_mounts(&masks, &hidden_files, &keep)
+            .map_err(io_err("planning the job's mounts"))?;
+        self.private_dirs = private_tmpfs_dirs(&steps, req.workspace.as_ref());
+        if let Some(workspace) = &req.workspace {
+            let mounts = workspace_mounts(workspace, &mut steps, &mut keeps)
+                .map_err(io_err("planning the workspace mounts"))?;
+            steps.extend(mounts);
+            self.layers
+                .push(layer("workspace", workspace_mechanism(workspace)));
+        }
+        self.child.mounts = steps;
+        self.child.keeps = keeps;
+        self.child.rechdir = true;
+        self.layers.push(layer(
+            "mounts",
+            match req.memory_bytes {
+                Some(bytes) => format!(
+                    "mount namespace: private /tmp and /dev/shm, tmpfs of at most {} and {} \
+                     bytes (their sum is the memory limit)",
+                    bytes - bytes / 4,
+                    bytes / 4
+                ),
+                None => "mount namespace: private /tmp and /dev/shm".to_owned(),
+            },
+        ));
+        if !req.network_open {
+            self.layers
+                .push(layer("unix_sockets", "tmpfs over /run and /tmp"));
+        }
+        Ok(())
+    }
+
+    /// The filesystem view (and, from ABI 6, signal scoping) as a Landlock ruleset.
+    fn landlock(&mut self) -> Result<(), SandboxError> {
+        let (h, req) = (self.h, self.req);
+        let Some(abi) = h.landlock_abi().filter(|_| self.sandboxed) else {
+            return Ok(());
+        };
+        let rights = Rights::for_abi(abi);
+        let extras = Extras {
+            deny_tcp: !req.network_open && !self.child.own_netns(),
+            scope: true,
+        };
+        let ruleset = build_ruleset(h, req, rights, extras, &self.private_dirs)
+            .map_err(io_err("building the Landlock ruleset"))?;
+        self.child.landlock = Some(ruleset);
+        self.layers
+            .push(layer("filesystem", format!("Landlock ABI {abi}")));
+        if abi >= 6 {
+            self.layers.push(layer("signals", "Landlock scope"));
+        }
+        Ok(())
+    }
+
+    /// The seccomp deny list; without a network namespace it also refuses IP sockets.
+    fn seccomp(&mut self) {
+        if !(self.sandboxed && self.h.seccomp.is_ok()) {
+            return;
+        }
+        let allow_inet = self.req.network_open || self.child.own_netns();
+        self.child.seccomp = Some(Filter::build(allow_inet));
+        self.layers
+            .push(layer("syscall_filter", "seccomp deny list + no_new_privs"));
+        if !allow_inet {
+            self.layers
+                .push(layer("network", "IP sockets refused by seccomp"));
+        }
+    }
+}
+
+fn sessions_root(req: &JobRequest) -> Option<PathBuf> {
+    let root = std::fs::canonicalize(req.session_dir.parent()?).ok()?;
+    (root != Path::new("/")).then_some(root)
+}
+
+/// The workspace's own mounts, made after the masks (a workspace under /tmp is back in place
+/// by then): the whole tree read-only for `read`; for `write`, pins then read-only holes.
+fn workspace_mounts(
+    workspace: &WorkspaceView,
+    steps: &mut Vec<MountStep>,
+    keeps: &mut Vec<ns::Keep>,
+) -> io::Result<Vec<MountStep>> {
+    // The layers are opened right after the namespace is made, before any mask can hide
+    // them; the handles also keep commas or colons in a path out of the option string.
+    let mut overlay = |target: &Path, layers: &[&Path]| -> io::Result<MountStep> {
+        let mut slots = Vec::with_capacity(layers.len());
+        for path in layers {
+            slots.push(keeps.len());
+            keeps.push(ns::Keep::new(path)?);
+            steps.insert(1, MountStep::Open(keeps.len() - 1));
+        }
+        Ok(MountStep::Overlay {
+            target: ns::cstring(target)?,
+            layers: slots,
+        })
+    };
+    let mut mounts = Vec::new();
+    for cache in &workspace.caches {
+        let layers = [
+            cache.worker_layer.as_path(),
+            &cache.path,
+            &cache.dirs.upper,
+            &cache.dirs.work,
+        ];
+        mounts.push(overlay(&cache.path, &layers)?);
+    }
+    if let Some(dirs) = &workspace.overlay {
+        mounts.push(overlay(
+            &workspace.path,
+            &[&workspace.path, &dirs.upper, &dirs.work],
+        )?);
+        return Ok(mounts);
+    }
+    if !workspace.writable {
+        mounts.push(MountStep::BindSelf {
+            target: ns::cstring(&workspace.path)?,
+            read_only: true,
+        });
+        return Ok(mounts);
+    }
+    let pins = workspace.pins.iter().map(|p| (p, false));
+    let holes = workspace.read_only.iter().map(|p| (p, true));
+    for (path, read_only) in pins.chain(holes) {
+        mounts.push(MountStep::BindSelf {
+            target: ns::cstring(path)?,
+            read_only,
+        });
+    }
+    Ok(mounts)
+}
+
+fn workspace_mechanism(workspace: &WorkspaceView) -> String {
+    if workspace.overlay.is_some() {
+        format!(
+            "{} copy-on-write overlayfs; writes kept apart as changes",
+            workspace.path.display()
+        )
+    } else if workspace.writable {
+        format!(
+            "{} writable in place (Landlock); {} protected path(s) read-only bind mounts",
+            workspace.path.display(),
+            workspace.read_only.len()
+        )
+    } else {
+        format!("{} read-only bind mount", workspace.path.display())
+    }
+}
+
+/// Paths the job must keep seeing where they are, even under a masked directory.
+fn keep_paths(req: &JobRequest, h: &Inner) -> Vec<PathBuf> {
+    let mut keep: Vec<PathBuf> = [req.session_dir, req.work_dir, req.output_dir, req.tmp_dir]
+        .into_iter()
+        .map(Path::to_path_buf)
+        .chain(req.workspace.iter().map(|w| w.path.clone()))
+        .chain(h.config.extra_rw.iter().cloned())
+        .chain(h.config.extra_ro.iter().cloned())
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    keep.sort();
+    keep.dedup();
+    // A path inside another kept path comes back with its parent.
+    let all = keep.clone();
+    keep.retain(|p| !all.iter().any(|q| q != p && p.starts_with(q)));
+    keep
+}
+
+/// `size=` options for the job's writable tmpfs mounts: a tmpfs lives in RAM, and where no
+/// memory cgroup charges its pages to the job (RLIMIT_DATA does not count them) the size is
+/// the only bound. /tmp gets three quarters of the memory limit and /dev/shm the rest, so
+/// together they never hold more than the limit. Without a limit, the kernel's default.
+fn tmpfs_sizes(memory_bytes: Option<u64>) -> (String, String) {
+    match memory_bytes {
+        Some(bytes) => (
+            format!(",size={}", (bytes - bytes / 4).max(4096)),
+            format!(",size={}", (bytes / 4).max(4096)),
+        ),
+        None => (String::new(), String::new()),
+    }
+}
+
+/// Options of a tmpfs that only hides what is below it: the job cannot write there through
+/// Landlock, and the size keeps it harmless where Landlock is missing.
+fn masked(mode: &str) -> String {
+    format!("{mode},size=1m")
+}
+
+/// Masks only apply to directories that exist; a symlink (/var/run -> /run) is masked through
+/// its target once.
+fn real_dirs(masks: Vec<(PathBuf, bool, String)>) -> Vec<(PathBuf, bool, String)> {
+    let mut out: Vec<(PathBuf, bool, String)> = Vec::new();
+    for (path, writable, options) in masks {
+        let Ok(real) = std::fs::canonicalize(&path) else {
+            continue;
+        };
+        if real.is_dir() && !out.iter().any(|(p, _, _)| *p == real) {
+            out.push((real, writable, options));
+        }
+    }
+    out
+}
+
+/// The writable tmpfs masks the plan kept (a mask over a kept path is dropped by the plan).
+/// A workspace under one is reached through the host's entries there, so that mask is left
+/// out and its directory walked as before.
+fn private_tmpfs_dirs(steps: &[MountStep], workspace: Option<&WorkspaceView>) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    steps
+        .iter()
+        .filter_map(|step| match step {
+            MountStep::Tmpfs {
+                target,
+                writable: true,
+                ..
+            } => Some(PathBuf::from(std::ffi::OsStr::from_bytes(
+                target.as_bytes(),
+            ))),
+            _ => None,
+        })
+        .filter(|dir| {
+            !workspace.is_some_and(|w| {
+                std::fs::canonicalize(&w.path)
+                    .unwrap_or_else(|_| w.path.clone())
+                    .starts_with(dir)
+            })
+        })
+        .collect()
+}
+
+fn build_ruleset(
+    h: &Inner,
+    req: &JobRequest,
+    rights: Rights,
+    extras: Extras,
+    private_dirs: &[PathBuf],
+) -> io::Result<Ruleset> {
+    let ruleset = Ruleset::new(rights, extras)?;
+    let view = h.read_view(sessions_root(req).as_deref(), private_dirs)?;
+    for entry in &view.entries {
+        let access = entry.access.unwrap_or(rights.read);
+        let access = if entry.is_dir {
+            access
+        } else {
+            rights.for_file(access)
+        };
+        landlock::add_rule(ruleset.raw_fd(), entry.raw_fd(), access & rights.all_fs)?;
+    }
+    for path in [req.session_dir, req.tmp_dir]
+        .into_iter()
+        .chain(h.config.extra_rw.iter().map(PathBuf::as_path))
+    {
+        ruleset.allow(path, rights.all_fs)?;
+    }
+    for path in &h.config.extra_ro {
+        ruleset.allow(path, rights.read)?;
+    }
+    if let Some(workspace) = req.workspace.as_ref().filter(|w| w.writable) {
+        ruleset.allow(&workspace.path, rights.all_fs)?;
+    }
+    for dir in req.workspace.iter().flat_map(|w| &w.shared_caches) {
+        ruleset.allow(dir, rights.all_fs)?;
+    }
+    Ok(ruleset)
+}
