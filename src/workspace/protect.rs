@@ -61,7 +61,13 @@ fn write_journal(live: &Live) {
         bytes.extend_from_slice(path.as_os_str().as_bytes());
         bytes.push(0);
     }
-    if let Err(error) = std::fs::write(journal, bytes) {
+    // Written beside and renamed over: `fs::write` truncates first, and a worker killed
+    // between the truncate and the write would leave an empty journal, so its placeholders
+    // would never be swept.
+    let staged = journal.with_extension("next");
+    if let Err(error) =
+        std::fs::write(&staged, bytes).and_then(|()| std::fs::rename(&staged, journal))
+    {
         tracing::warn!(%error, "workspace placeholder journal not written");
     }
 }
@@ -170,18 +176,32 @@ impl Protection {
     }
 
     fn placeholder(&mut self, live: &mut Live, path: &Path) -> io::Result<()> {
+        // Journal first, then mkdir: a worker killed between the two must leave a journal
+        // naming the dir, or no later worker would ever sweep it. A name journalled but never
+        // made is harmless (the sweep ignores missing paths), and the journal is rewritten
+        // from the live set once the walk is done.
+        let fresh = !live.contains_key(path);
+        if fresh {
+            live.insert(path.to_path_buf(), 0);
+            write_journal(live);
+            self.made_any = true;
+        }
         match std::fs::create_dir(path) {
             Ok(()) => {
                 live.insert(path.to_path_buf(), 1);
                 self.placeholders.push(path.to_path_buf());
-                self.made_any = true;
                 Ok(())
             }
-            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
-                self.share(live, path);
-                Ok(())
+            Err(error) => {
+                if fresh {
+                    live.remove(path);
+                }
+                if error.kind() == io::ErrorKind::AlreadyExists {
+                    self.share(live, path);
+                    return Ok(());
+                }
+                Err(error)
             }
-            Err(error) => Err(error),
         }
     }
 
