@@ -9,6 +9,7 @@ use crate::common;
 use common::rpc::{Lines, Rpc};
 use common::sshd::{SshHost, free_loopback_port, generate_key, known_hosts_name, netns_hosts};
 use common::{PATIENCE, processes_with_marker};
+use opencode_worker::protocol::table::{self, Method};
 use serde_json::{Value, json};
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -188,13 +189,16 @@ fn loopback_worker_answers_through_ssh_and_runs_a_job() {
     assert_eq!(entry["known_hosts"], host.known_hosts.display().to_string());
 
     let mut ssh = SshRpc::connect(&host, REMOTE);
-    let init = ssh.call("initialize", json!({"client": {"name": "ssh-fixture"}}));
+    let init = ssh.call(
+        table::Initialize::NAME,
+        json!({"client": {"name": "ssh-fixture"}}),
+    );
     assert_eq!(init["name"], "opencode-worker", "{init}");
     assert_eq!(init["protocol"], 1, "{init}");
     assert!(init["worker_id"].as_str().is_some_and(|id| !id.is_empty()));
 
     let job = ssh.call(
-        "worker_dispatch_job",
+        table::DispatchJob::NAME,
         json!({"command": "echo hi", "wait_ms": 10000}),
     );
     assert_eq!(job["status"], "finished", "{job}");
@@ -224,7 +228,7 @@ fn the_key_can_only_run_the_worker() {
 
     // Whatever command the client asks for, the forced command runs the worker.
     let mut ssh = SshRpc::connect(&host, &["cat", "/etc/passwd"]);
-    let init = ssh.call("initialize", json!({}));
+    let init = ssh.call(table::Initialize::NAME, json!({}));
     assert_eq!(init["name"], "opencode-worker", "{init}");
     assert_eq!(
         init["limits"]["defaults"]["timeout"], 123456,
@@ -338,10 +342,10 @@ fn wrong_keys_and_unknown_hosts_are_refused_without_a_prompt() {
 fn a_killed_host_is_seen_as_eof_and_comes_back() {
     let mut host = SshHost::loopback("lo4");
     let mut ssh = SshRpc::connect(&host, REMOTE);
-    let first = ssh.call("initialize", json!({}));
+    let first = ssh.call(table::Initialize::NAME, json!({}));
     let marker = format!("sshkill{}", std::process::id());
     let job = ssh.call(
-        "worker_dispatch_job",
+        table::DispatchJob::NAME,
         json!({"job_id": "long", "command": "echo started; sleep 120",
                "env": {"OCW_TEST_MARKER": marker}}),
     );
@@ -350,7 +354,7 @@ fn a_killed_host_is_seen_as_eof_and_comes_back() {
         "{job}"
     );
     eventually("the job runs and has written", PATIENCE, || {
-        let out = ssh.call("worker_collect_output", json!({"job_id": "long"}));
+        let out = ssh.call(table::CollectOutput::NAME, json!({"job_id": "long"}));
         out["stdout"]["data"] == "started\n"
     });
     let workers = host.worker_processes();
@@ -376,7 +380,7 @@ fn a_killed_host_is_seen_as_eof_and_comes_back() {
 
     host.restart();
     let mut again = SshRpc::connect(&host, REMOTE);
-    let second = again.call("initialize", json!({}));
+    let second = again.call(table::Initialize::NAME, json!({}));
     assert_ne!(
         first["worker_id"], second["worker_id"],
         "a new worker process answers"
@@ -396,7 +400,7 @@ fn netns_hosts_are_independent_and_a_cut_is_noticed() {
         .collect();
     let inits: Vec<Value> = clients
         .iter_mut()
-        .map(|ssh| ssh.call("initialize", json!({})))
+        .map(|ssh| ssh.call(table::Initialize::NAME, json!({})))
         .collect();
     assert_ne!(inits[0]["worker_id"], inits[1]["worker_id"]);
     for (host, init) in hosts.iter().zip(&inits) {
@@ -405,7 +409,7 @@ fn netns_hosts_are_independent_and_a_cut_is_noticed() {
         assert_eq!(worker_base_dirs(host).len(), 1, "{}", host.name);
     }
     let job = clients[1].call(
-        "worker_dispatch_job",
+        table::DispatchJob::NAME,
         json!({"command": "echo hi", "wait_ms": 10000}),
     );
     assert_eq!(job["stdout"], "hi\n", "{job}");
@@ -424,7 +428,7 @@ fn netns_hosts_are_independent_and_a_cut_is_noticed() {
     clients[0].wait_eof(PATIENCE);
 
     // The other host did not notice anything.
-    let metrics = clients[1].call("worker_get_metrics", json!({}));
+    let metrics = clients[1].call(table::GetMetrics::NAME, json!({}));
     assert_eq!(metrics["worker_id"], inits[1]["worker_id"], "{metrics}");
 
     // sshd ends the orphaned worker by its own keepalives (ClientAliveInterval).
@@ -438,10 +442,10 @@ fn netns_hosts_are_independent_and_a_cut_is_noticed() {
 
     hosts[0].restore_network();
     let mut again = SshRpc::connect(&hosts[0], REMOTE);
-    let init = again.call("initialize", json!({}));
+    let init = again.call(table::Initialize::NAME, json!({}));
     assert_ne!(init["worker_id"], inits[0]["worker_id"]);
     assert_eq!(
-        clients[1].call("initialize", json!({}))["worker_id"],
+        clients[1].call(table::Initialize::NAME, json!({}))["worker_id"],
         inits[1]["worker_id"]
     );
 }
