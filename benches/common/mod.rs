@@ -1,4 +1,5 @@
-//! The benches' client: the real binary over real pipes, through the tests' one JSON-RPC client.
+//! The benches' client: the real binary over real pipes, through the tests' one JSON-RPC client,
+//! reading replies in the bench's own thread so a round trip has no thread hop in it.
 #![allow(dead_code)]
 
 #[path = "../../tests/common/rpc.rs"]
@@ -29,7 +30,7 @@ impl Client {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn worker");
-        let rpc = Rpc::new(
+        let rpc = Rpc::direct(
             "worker",
             child.stdin.take().unwrap(),
             child.stdout.take().unwrap(),

@@ -18,14 +18,22 @@ pub struct Rpc {
     /// Whose lines these are, in panic messages.
     what: String,
     stdin: Option<ChildStdin>,
-    /// `None` is EOF.
-    lines: Receiver<Option<Value>>,
+    lines: Source,
     eof: bool,
     pending: HashMap<String, Value>,
     unmatched: Vec<Value>,
     next_id: u64,
     /// More to say when something goes wrong (an ssh client's stderr).
     context: Box<dyn Fn() -> String + Send>,
+}
+
+/// Where lines come from. `None` is EOF.
+enum Source {
+    /// A reader thread, so a wait can time out.
+    Thread(Receiver<Option<Value>>),
+    /// Read in the caller's thread: no hop between threads on the way (the benches time
+    /// round trips), and no timeout.
+    Direct(BufReader<ChildStdout>, Lines),
 }
 
 /// What the reader does with a line that is not JSON.
@@ -43,23 +51,26 @@ impl Rpc {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                let value = match (serde_json::from_str::<Value>(&line), lines) {
-                    (Ok(value), _) => value,
-                    (Err(e), Lines::ProtocolOnly) => {
-                        panic!("worker wrote a non-JSON line {line:?}: {e}")
-                    }
-                    (Err(_), Lines::Tolerant) => json!({ "not_json_rpc": line }),
-                };
-                if tx.send(Some(value)).is_err() {
+                if tx.send(Some(parse(line, lines))).is_err() {
                     return;
                 }
             }
             let _ = tx.send(None);
         });
+        Rpc::with_source(what, stdin, Source::Thread(rx))
+    }
+
+    /// Reads in the caller's thread: waits have no timeout, and nothing stands between the
+    /// reply and its reader (for timing round trips).
+    pub fn direct(what: &str, stdin: ChildStdin, stdout: ChildStdout, lines: Lines) -> Rpc {
+        Rpc::with_source(what, stdin, Source::Direct(BufReader::new(stdout), lines))
+    }
+
+    fn with_source(what: &str, stdin: ChildStdin, lines: Source) -> Rpc {
         Rpc {
             what: what.to_owned(),
             stdin: Some(stdin),
-            lines: rx,
+            lines,
             eof: false,
             pending: HashMap::new(),
             unmatched: Vec::new(),
@@ -98,9 +109,24 @@ impl Rpc {
         id
     }
 
+    /// The next line before `deadline` (a direct source waits without one).
+    fn recv(&mut self, deadline: Instant) -> Result<Option<Value>, RecvTimeoutError> {
+        match &mut self.lines {
+            Source::Thread(rx) => {
+                rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            }
+            Source::Direct(reader, lines) => {
+                let mut line = String::new();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => Ok(None),
+                    Ok(_) => Ok(Some(parse(line.trim_end_matches('\n').to_owned(), *lines))),
+                }
+            }
+        }
+    }
+
     fn receive(&mut self, deadline: Instant, waiting_for: &str) -> Value {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match self.lines.recv_timeout(left) {
+        match self.recv(deadline) {
             Ok(Some(value)) => value,
             Ok(None) | Err(RecvTimeoutError::Disconnected) => {
                 self.eof = true;
@@ -174,8 +200,7 @@ impl Rpc {
     pub fn wait_eof(&mut self, patience: Duration) -> Duration {
         let start = Instant::now();
         while !self.eof {
-            let left = (start + patience).saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
+            match self.recv(start + patience) {
                 Ok(Some(_)) => {}
                 Ok(None) | Err(RecvTimeoutError::Disconnected) => self.eof = true,
                 Err(RecvTimeoutError::Timeout) => {
@@ -188,5 +213,13 @@ impl Rpc {
 
     pub fn close_stdin(&mut self) {
         self.stdin.take();
+    }
+}
+
+fn parse(line: String, lines: Lines) -> Value {
+    match (serde_json::from_str::<Value>(&line), lines) {
+        (Ok(value), _) => value,
+        (Err(e), Lines::ProtocolOnly) => panic!("worker wrote a non-JSON line {line:?}: {e}"),
+        (Err(_), Lines::Tolerant) => json!({ "not_json_rpc": line }),
     }
 }
