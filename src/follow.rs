@@ -90,6 +90,7 @@ pub async fn follow(log: Arc<EventLog>) {
             match item {
                 Item::Event(_, payload) => match &*payload {
                     Payload::Output { stream, data, .. } => {
+                        let data = data.as_bytes();
                         progress.clear(&mut err);
                         progress.mid_line = data.last() != Some(&b'\n');
                         match stream {

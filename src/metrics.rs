@@ -7,9 +7,43 @@ use std::sync::Mutex;
 /// Percentiles are computed over the most recent samples of each phase.
 const WINDOW: usize = 10_000;
 
-pub const PHASES: [&str; 7] = [
-    "queue", "prepare", "spawn", "execute", "collect", "destroy", "total",
-];
+/// The spans of a job's life the latency windows measure: the lifecycle phases as the pool
+/// times them (waiting in the queue and spawning the process apart), and the whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatencyPhase {
+    Queue,
+    Prepare,
+    Spawn,
+    Execute,
+    Collect,
+    Destroy,
+    Total,
+}
+
+impl LatencyPhase {
+    pub const ALL: [LatencyPhase; 7] = [
+        LatencyPhase::Queue,
+        LatencyPhase::Prepare,
+        LatencyPhase::Spawn,
+        LatencyPhase::Execute,
+        LatencyPhase::Collect,
+        LatencyPhase::Destroy,
+        LatencyPhase::Total,
+    ];
+
+    /// The key in `latency_ms` and the Prometheus `phase` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LatencyPhase::Queue => "queue",
+            LatencyPhase::Prepare => "prepare",
+            LatencyPhase::Spawn => "spawn",
+            LatencyPhase::Execute => "execute",
+            LatencyPhase::Collect => "collect",
+            LatencyPhase::Destroy => "destroy",
+            LatencyPhase::Total => "total",
+        }
+    }
+}
 
 #[derive(Default)]
 pub struct Metrics {
@@ -62,7 +96,7 @@ impl Metrics {
         &self,
         status: JobStatus,
         reason: Option<EndReason>,
-        phases_ms: &[(&'static str, f64)],
+        phases_ms: &[(LatencyPhase, f64)],
     ) {
         let mut inner = self.lock();
         *inner.ended.entry(status.as_str()).or_default() += 1;
@@ -70,7 +104,7 @@ impl Metrics {
             *inner.reasons.entry(reason.as_str()).or_default() += 1;
         }
         for &(phase, ms) in phases_ms {
-            record(&mut inner, phase, ms);
+            record(&mut inner, phase.as_str(), ms);
         }
     }
 
@@ -140,15 +174,15 @@ impl Metrics {
 
     pub fn latency(&self) -> BTreeMap<String, Percentiles> {
         let inner = self.lock();
-        PHASES
+        LatencyPhase::ALL
             .iter()
             .map(|phase| {
                 let samples = inner
                     .windows
-                    .get(phase)
+                    .get(phase.as_str())
                     .map(|w| w.iter().copied().collect())
                     .unwrap_or_default();
-                ((*phase).to_owned(), percentiles(samples))
+                (phase.as_str().to_owned(), percentiles(samples))
             })
             .collect()
     }

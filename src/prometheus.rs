@@ -2,7 +2,7 @@
 //! exposition format (0.0.4), named the Prometheus way: `opencode_worker_` prefix, base units
 //! (seconds, bytes) in the names, `_total` on counters, summaries for the latency windows.
 
-use crate::metrics::{JOB_CPU_MS, JOB_MAX_RSS, Metrics, PHASES};
+use crate::metrics::{JOB_CPU_MS, JOB_MAX_RSS, LatencyPhase, Metrics};
 use crate::protocol::MetricsResult;
 use std::fmt::Write;
 
@@ -214,11 +214,14 @@ pub fn render(result: &MetricsResult, metrics: &Metrics) -> String {
         "summary",
         "Time per lifecycle phase; quantiles over the most recent 10000 jobs.",
     );
-    for phase in PHASES.iter().filter(|p| **p != "total") {
+    for phase in LatencyPhase::ALL
+        .into_iter()
+        .filter(|p| *p != LatencyPhase::Total)
+    {
         out.summary(
             "job_phase_duration_seconds",
-            &[("phase", phase)],
-            &metrics.series(phase),
+            &[("phase", phase.as_str())],
+            &metrics.series(phase.as_str()),
             1e-3,
         );
     }
@@ -227,7 +230,12 @@ pub fn render(result: &MetricsResult, metrics: &Metrics) -> String {
         "summary",
         "Admission to end of destroy; quantiles over the most recent 10000 jobs.",
     );
-    out.summary("job_duration_seconds", &[], &metrics.series("total"), 1e-3);
+    out.summary(
+        "job_duration_seconds",
+        &[],
+        &metrics.series(LatencyPhase::Total.as_str()),
+        1e-3,
+    );
     out.family(
         "job_cpu_seconds",
         "summary",

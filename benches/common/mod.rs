@@ -1,17 +1,20 @@
-//! The benches' client: the real binary over real pipes, one request at a time.
+//! The benches' client: the real binary over real pipes, through the tests' one JSON-RPC client,
+//! reading replies in the bench's own thread so a round trip has no thread hop in it.
 #![allow(dead_code)]
 
+#[path = "../../tests/common/rpc.rs"]
+mod rpc;
+
+use opencode_worker::protocol::table::{Method, Shutdown};
+use rpc::{Lines, Rpc};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_opencode-worker");
 
 pub struct Client {
     pub child: std::process::Child,
-    stdin: std::process::ChildStdin,
-    stdout: BufReader<std::process::ChildStdout>,
-    next_id: u64,
+    rpc: Rpc,
 }
 
 impl Client {
@@ -27,29 +30,22 @@ impl Client {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn worker");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        Client {
-            child,
-            stdin,
-            stdout,
-            next_id: 0,
-        }
+        let rpc = Rpc::direct(
+            "worker",
+            child.stdin.take().unwrap(),
+            child.stdout.take().unwrap(),
+            Lines::ProtocolOnly,
+        );
+        Client { child, rpc }
     }
 
     pub fn send(&mut self, method: &str, params: Value) -> u64 {
-        self.next_id += 1;
-        let line =
-            json!({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params});
-        writeln!(self.stdin, "{line}").unwrap();
-        self.stdin.flush().unwrap();
-        self.next_id
+        self.rpc.request(method, params)
     }
 
+    /// The next line, which must be a successful reply (one request is in flight at a time).
     pub fn receive(&mut self) -> Value {
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        let value: Value = serde_json::from_str(&line).expect("reply");
+        let value = self.rpc.next_line();
         assert!(value.get("result").is_some(), "{value}");
         value
     }
@@ -62,7 +58,7 @@ impl Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
-        let _ = self.send("shutdown", json!({}));
+        let _ = self.send(Shutdown::NAME, json!({}));
         let _ = self.child.wait();
     }
 }

@@ -4,6 +4,7 @@
 
 mod candidates;
 pub mod client;
+mod executor;
 mod job;
 mod mirror;
 pub mod remote;
@@ -15,7 +16,8 @@ pub use candidates::candidates;
 use crate::error::WorkerError;
 use crate::protocol::*;
 use crate::worker::Worker;
-use router::{Member, MemberKind, Router};
+use executor::{LocalExecutor, RemoteExecutor};
+use router::{Member, Router};
 use std::sync::Arc;
 
 /// The worker as the RPC layer sees it: the local worker and the router in front of it. The
@@ -40,25 +42,31 @@ impl Fleet {
             }));
         }
         let pool_cap = local.pool.resolved().max_concurrent;
+        // At most one local entry (the config checks it); its cap, or the pool's.
+        let capacity = entries
+            .iter()
+            .find_map(|entry| match entry {
+                WorkerEntry::Local(entry) => entry.max_concurrent,
+                WorkerEntry::Ssh(_) => None,
+            })
+            .unwrap_or(pool_cap)
+            .min(pool_cap);
+        let pool = LocalExecutor::new(local.clone(), capacity);
         let members = entries
             .into_iter()
             .map(|entry| match entry {
-                WorkerEntry::Local(entry) => Member::new(
-                    entry.name,
-                    entry.labels,
-                    MemberKind::Local {
-                        capacity: entry.max_concurrent.unwrap_or(pool_cap).min(pool_cap),
-                    },
-                ),
+                WorkerEntry::Local(entry) => Member::new(entry.name, entry.labels, pool.clone()),
                 WorkerEntry::Ssh(entry) => Member::new(
                     entry.name.clone(),
                     entry.labels.clone(),
-                    MemberKind::Remote(remote::Remote::new(entry)),
+                    Arc::new(RemoteExecutor {
+                        remote: remote::Remote::new(entry),
+                    }),
                 ),
             })
             .collect();
         Fleet {
-            router: Router::new(local.clone(), members),
+            router: Router::new(pool, members),
             local,
         }
     }

@@ -5,31 +5,26 @@
 //! our jobs: when a host is lost, every job sent to it may have started (it ends `worker_lost`)
 //! and every job still here has not (it waits for another worker).
 
+mod answers;
 mod metrics;
 
 use super::candidates::candidates;
-use super::job::{Captured, EndedRun, RemoteRun, RoutedJob, RoutedState, Ticket};
-use super::remote::{Remote, Signal};
+use super::executor::{Executor, LocalExecutor, Placed};
+use super::job::{Captured, EndedRun, RoutedJob, RoutedState, Ticket};
+use super::remote::Signal;
 use crate::error::WorkerError;
-use crate::protocol::table;
 use crate::protocol::*;
 use crate::sync::lock;
-use crate::worker::Worker;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-pub enum MemberKind {
-    Local { capacity: usize },
-    Remote(Arc<Remote>),
-}
-
 pub struct Member {
     pub name: String,
     pub labels: Vec<String>,
-    pub kind: MemberKind,
+    pub executor: Arc<dyn Executor>,
     dispatched: AtomicU64,
     lost: AtomicU64,
 }
@@ -44,7 +39,8 @@ struct Book {
 }
 
 pub struct Router {
-    pub local: Arc<Worker>,
+    /// This process's pool: it plans every job, and answers for the jobs it runs.
+    pub local: Arc<LocalExecutor>,
     pub members: Vec<Member>,
     /// The local member, when the local pool takes jobs.
     local_member: Option<usize>,
@@ -60,31 +56,26 @@ pub struct Router {
 
 /// Room a cancel reply waits beyond the kill grace for the remote's end event.
 const CANCEL_SLACK: Duration = Duration::from_secs(3);
-/// How long `worker_get_metrics` waits for each remote's own figures.
-const REMOTE_METRICS_PATIENCE: Duration = Duration::from_secs(2);
 
 impl Member {
-    pub fn new(name: String, labels: Vec<String>, kind: MemberKind) -> Member {
+    pub fn new(name: String, labels: Vec<String>, executor: Arc<dyn Executor>) -> Member {
         Member {
             name,
             labels,
-            kind,
+            executor,
             dispatched: AtomicU64::new(0),
             lost: AtomicU64::new(0),
         }
     }
 
-    fn capacity(&self) -> usize {
-        match &self.kind {
-            MemberKind::Local { capacity } => *capacity,
-            MemberKind::Remote(remote) => remote.live().map_or(0, |live| live.capacity),
-        }
+    fn is_local(&self) -> bool {
+        self.executor.kind() == WorkerKind::Local
     }
 }
 
 impl Router {
-    pub fn new(local: Arc<Worker>, members: Vec<Member>) -> Arc<Router> {
-        let config = local.pool.config();
+    pub fn new(local: Arc<LocalExecutor>, members: Vec<Member>) -> Arc<Router> {
+        let config = local.worker.pool.config();
         let book = Book {
             jobs: HashMap::new(),
             queue: VecDeque::new(),
@@ -93,12 +84,8 @@ impl Router {
             accepting: true,
         };
         Arc::new(Router {
-            local_member: members
-                .iter()
-                .position(|m| matches!(m.kind, MemberKind::Local { .. })),
-            routing: members
-                .iter()
-                .any(|m| matches!(m.kind, MemberKind::Remote(_))),
+            local_member: members.iter().position(Member::is_local),
+            routing: members.iter().any(|m| !m.is_local()),
             retain: Duration::from_secs(config.worker.retain_secs),
             retain_jobs: config.worker.retain_jobs,
             max_queued: config.worker.max_queued,
@@ -116,21 +103,23 @@ impl Router {
         if !self.routing {
             return;
         }
-        let mut dropped = self.local.pool.load_dropped();
-        let router = Arc::downgrade(self);
-        tokio::spawn(async move {
-            while dropped.changed().await.is_ok() {
-                let Some(router) = router.upgrade() else {
-                    return;
-                };
-                router.pump();
-            }
-        });
+        for member in &self.members {
+            let Some(mut dropped) = member.executor.load_dropped() else {
+                continue;
+            };
+            let router = Arc::downgrade(self);
+            tokio::spawn(async move {
+                while dropped.changed().await.is_ok() {
+                    let Some(router) = router.upgrade() else {
+                        return;
+                    };
+                    router.pump();
+                }
+            });
+        }
         let (signals, mut heard) = mpsc::unbounded_channel();
         for (index, member) in self.members.iter().enumerate() {
-            if let MemberKind::Remote(remote) = &member.kind {
-                tokio::spawn(remote.clone().supervise(index, signals.clone()));
-            }
+            member.executor.start(index, signals.clone());
         }
         let router = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -159,7 +148,7 @@ impl Router {
         )?;
         if spec.workspace.is_some() {
             // A remote worker has no access to this machine's project.
-            chosen.retain(|&m| matches!(self.members[m].kind, MemberKind::Local { .. }));
+            chosen.retain(|&m| self.members[m].is_local());
             if chosen.is_empty() {
                 return Err(WorkerError::invalid_params(
                     "workspace",
@@ -172,9 +161,7 @@ impl Router {
     }
 
     fn reaches_remote(&self, candidates: &[usize]) -> bool {
-        candidates
-            .iter()
-            .any(|&m| matches!(self.members[m].kind, MemberKind::Remote(_)))
+        candidates.iter().any(|&m| !self.members[m].is_local())
     }
 
     fn pick(&self, book: &Book, candidates: &[usize]) -> Option<usize> {
@@ -182,14 +169,11 @@ impl Router {
             .iter()
             .copied()
             .filter_map(|index| {
-                let capacity = self.members[index].capacity();
-                // The pool keeps the book of local jobs; `in_flight` holds placements on their
-                // way there.
-                let used = book.in_flight[index]
-                    + match self.members[index].kind {
-                        MemberKind::Local { .. } => self.local.pool.load(),
-                        MemberKind::Remote(_) => 0,
-                    };
+                let executor = &self.members[index].executor;
+                let capacity = executor.capacity();
+                // `in_flight` holds placements on their way, and every remote job; a member
+                // that keeps its own book counts its jobs itself.
+                let used = book.in_flight[index] + executor.load();
                 (used < capacity).then_some((index, used as f64 / capacity as f64))
             })
             .min_by(|a, b| a.1.total_cmp(&b.1))
@@ -264,7 +248,7 @@ impl Router {
             if !book.accepting {
                 return Err(WorkerError::ShuttingDown);
             }
-            if book.jobs.contains_key(&job_id) || self.local.pool.knows(&job_id) {
+            if book.jobs.contains_key(&job_id) || self.local.knows(&job_id) {
                 return Err(WorkerError::DuplicateJob { job_id });
             }
             let job = Arc::new(RoutedJob::new(
@@ -343,102 +327,50 @@ impl Router {
         member: usize,
         ticket: Ticket,
     ) -> Result<(), WorkerError> {
-        let name = self.members[member].name.clone();
-        match &self.members[member].kind {
-            MemberKind::Local { .. } => {
-                let admitted = match ticket.plan {
-                    Some(plan) => Ok(plan),
-                    None => self.local.plan(ticket.spec),
-                };
-                let admitted = match admitted {
-                    Ok(plan) => self.local.run_plan(plan, Some(job.log.clone())).await,
-                    Err(error) => Err(error),
-                };
-                if let Err(error) = admitted {
-                    self.unplace(&job, member);
-                    return Err(error);
-                }
+        let executor = &self.members[member].executor;
+        match executor.place(member, &job, ticket).await {
+            Placed::Running(state) => {
                 self.members[member]
                     .dispatched
                     .fetch_add(1, Ordering::Relaxed);
-                let cancel = settle(&job, RoutedState::Local { member });
-                // The pool holds the job and counts its load from now on.
-                self.unplace(&job, member);
-                if let Some(reason) = cancel {
-                    let _ = self.local.pool.cancel(&job.id, reason).await;
+                let cancel = settle(&job, state);
+                if executor.keeps_book() {
+                    // The member holds the job and counts its load from now on.
+                    self.unplace(&job, member);
                 }
-                // For whoever waits on the routed job (a dispatch with `wait_ms`).
-                let local = self.local.clone();
-                tokio::spawn(async move {
-                    let _ = local.pool.wait(&job.id).await;
-                    job.mark_ended();
-                });
+                let mirrored = match &*job.state() {
+                    RoutedState::Remote(run) => Some(run.live.clone()),
+                    _ => None,
+                };
+                if let Some(live) = mirrored {
+                    tokio::spawn(super::mirror::follow(self.clone(), job.clone(), live));
+                }
+                executor.admitted(job, cancel).await;
                 Ok(())
             }
-            MemberKind::Remote(remote) => {
-                let Some(live) = remote.live() else {
-                    // It never left this process: back to the front of the queue.
-                    *job.state() = RoutedState::Pending(Box::new(ticket));
-                    let mut book = self.book();
-                    book.in_flight[member] -= 1;
-                    book.queue.push_front(job);
-                    return Ok(());
-                };
-                let sent = live
-                    .connection
-                    .request::<table::DispatchJob>(&ticket.spec)
-                    .await;
-                match sent {
-                    Ok(mut view) => {
-                        self.members[member]
-                            .dispatched
-                            .fetch_add(1, Ordering::Relaxed);
-                        view.worker = Some(name);
-                        let cancel = settle(
-                            &job,
-                            RoutedState::Remote(Box::new(RemoteRun {
-                                member,
-                                live: live.clone(),
-                                last: view,
-                                stdout: Captured::default(),
-                                stderr: Captured::default(),
-                                complete: true,
-                            })),
-                        );
-                        tokio::spawn(super::mirror::follow(
-                            self.clone(),
-                            job.clone(),
-                            live.clone(),
-                        ));
-                        if let Some(reason) = cancel {
-                            let _ = live
-                                .connection
-                                .request::<table::CancelJob>(&CancelParams {
-                                    job_id: job.id.clone(),
-                                    reason,
-                                })
-                                .await;
-                        }
-                        Ok(())
-                    }
-                    Err(refused @ super::client::CallError::Rpc { .. }) => {
-                        self.unplace(&job, member);
-                        Err(self.remote_error(member, refused))
-                    }
-                    Err(super::client::CallError::Lost(why)) => {
-                        // The request may have reached the host and started the job there.
-                        let base = job.unplaced_view(Some(name.clone()));
-                        self.lose(
-                            &job,
-                            member,
-                            base,
-                            Captured::default(),
-                            Captured::default(),
-                            &why,
-                        );
-                        Ok(())
-                    }
-                }
+            Placed::Unreachable(ticket) => {
+                // It never left this process: back to the front of the queue.
+                *job.state() = RoutedState::Pending(ticket);
+                let mut book = self.book();
+                book.in_flight[member] -= 1;
+                book.queue.push_front(job);
+                Ok(())
+            }
+            Placed::Refused(error) => {
+                self.unplace(&job, member);
+                Err(error)
+            }
+            Placed::Lost(why) => {
+                let base = job.unplaced_view(Some(self.members[member].name.clone()));
+                self.lose(
+                    &job,
+                    member,
+                    base,
+                    Captured::default(),
+                    Captured::default(),
+                    &why,
+                );
+                Ok(())
             }
         }
     }
@@ -555,270 +487,6 @@ impl Router {
         }
     }
 
-    pub fn view(&self, job: &RoutedJob, with_result: bool) -> Job {
-        let local = {
-            let state = job.state();
-            match &*state {
-                RoutedState::Pending(_) => return job.unplaced_view(None),
-                RoutedState::Placing { member, .. } => {
-                    return job.unplaced_view(Some(self.members[*member].name.clone()));
-                }
-                RoutedState::Remote(run) => return run.view(),
-                RoutedState::Ended(run) => return run.view(with_result),
-                RoutedState::Local { member } => *member,
-            }
-        };
-        self.local_view(&job.id, with_result, local)
-            .unwrap_or_else(|_| job.unplaced_view(None))
-    }
-
-    fn local_view(
-        &self,
-        job_id: &str,
-        with_result: bool,
-        member: usize,
-    ) -> Result<Job, WorkerError> {
-        let mut job = self.local.pool.view(job_id, with_result)?;
-        job.worker = self.worker_name(member);
-        Ok(job)
-    }
-
-    pub fn status(&self, job_id: &str) -> Result<Job, WorkerError> {
-        match self.find(job_id) {
-            Some(job) => Ok(self.view(&job, false)),
-            None => self.local_lookup(job_id, false),
-        }
-    }
-
-    fn local_lookup(&self, job_id: &str, with_result: bool) -> Result<Job, WorkerError> {
-        match self.local_member {
-            Some(member) => self.local_view(job_id, with_result, member),
-            None => Err(WorkerError::UnknownJob {
-                job_id: job_id.to_owned(),
-            }),
-        }
-    }
-
-    pub fn events(&self, job_id: &str) -> Result<Arc<crate::eventlog::EventLog>, WorkerError> {
-        match self.find(job_id) {
-            Some(job) => Ok(job.log.clone()),
-            None if self.local_member.is_some() => self.local.pool.events(job_id),
-            None => Err(WorkerError::UnknownJob {
-                job_id: job_id.to_owned(),
-            }),
-        }
-    }
-
-    pub async fn collect(&self, params: CollectParams) -> Result<CollectResult, WorkerError> {
-        let max = crate::page::page_size(params.max_bytes)?;
-        let Some(job) = self.find(&params.job_id) else {
-            if self.local_member.is_none() {
-                return Err(WorkerError::UnknownJob {
-                    job_id: params.job_id,
-                });
-            }
-            return self.local.pool.collect(params).await;
-        };
-        let forward = {
-            let state = job.state();
-            match &*state {
-                RoutedState::Local { .. } => None,
-                RoutedState::Remote(run) => Some((run.live.clone(), run.member)),
-                RoutedState::Ended(run) => {
-                    let page = |c: &Captured| {
-                        crate::page::page_of(&c.data, c.total, params.stream_offset, max, true)
-                    };
-                    return Ok(CollectResult {
-                        job_id: run.job.job_id.clone(),
-                        status: run.job.status,
-                        phase: run.job.phase,
-                        exit_code: run.job.exit_code,
-                        reason: run.job.reason,
-                        stdout: page(&run.stdout),
-                        stderr: page(&run.stderr),
-                        artifacts: if params.include_artifacts.unwrap_or(true) {
-                            run.artifacts.clone()
-                        } else {
-                            None
-                        },
-                        metrics: run.job.metrics.clone(),
-                    });
-                }
-                RoutedState::Pending(_) | RoutedState::Placing { .. } => {
-                    let empty = crate::page::page_of(&[], 0, 0, max, false);
-                    return Ok(CollectResult {
-                        job_id: job.id.clone(),
-                        status: JobStatus::Queued,
-                        phase: Phase::Init,
-                        exit_code: None,
-                        reason: None,
-                        stdout: empty.clone(),
-                        stderr: empty,
-                        artifacts: None,
-                        metrics: None,
-                    });
-                }
-            }
-        };
-        match forward {
-            None => self.local.pool.collect(params).await,
-            Some((live, member)) => {
-                match live
-                    .connection
-                    .request::<table::CollectOutput>(&params)
-                    .await
-                {
-                    Ok(result) => Ok(result),
-                    Err(error) => {
-                        // The job may have ended (or been lost) meanwhile: answer from the copy.
-                        if job.is_ended() {
-                            return Box::pin(self.collect(params)).await;
-                        }
-                        Err(self.remote_error(member, error))
-                    }
-                }
-            }
-        }
-    }
-
-    fn remote_error(&self, member: usize, error: super::client::CallError) -> WorkerError {
-        let name = &self.members[member].name;
-        match error {
-            super::client::CallError::Rpc {
-                code,
-                message,
-                data,
-            } => {
-                let mut data = data.unwrap_or_else(|| serde_json::json!({}));
-                if let Some(object) = data.as_object_mut() {
-                    object.insert("worker".into(), name.clone().into());
-                }
-                WorkerError::Remote {
-                    code,
-                    message,
-                    data,
-                }
-            }
-            super::client::CallError::Lost(why) => {
-                WorkerError::internal(format!("worker `{name}` did not answer: {why}"))
-            }
-        }
-    }
-
-    pub async fn cancel(&self, job_id: &str, reason: Option<String>) -> Result<Job, WorkerError> {
-        let Some(job) = self.find(job_id) else {
-            if self.local_member.is_none() {
-                return Err(WorkerError::UnknownJob {
-                    job_id: job_id.to_owned(),
-                });
-            }
-            let mut view = self.local.pool.cancel(job_id, reason).await?;
-            view.worker = self.local_member.and_then(|m| self.worker_name(m));
-            return Ok(view);
-        };
-        enum Next {
-            Dequeued,
-            Wait,
-            Local(usize),
-            Remote(Arc<super::remote::Live>, usize),
-            Done,
-        }
-        let next = {
-            let mut book = self.book();
-            let mut state = job.state();
-            match &mut *state {
-                RoutedState::Pending(_) => {
-                    book.queue.retain(|queued| !Arc::ptr_eq(queued, &job));
-                    Next::Dequeued
-                }
-                RoutedState::Placing { cancel, .. } => {
-                    *cancel = Some(reason.clone());
-                    Next::Wait
-                }
-                RoutedState::Local { member } => Next::Local(*member),
-                RoutedState::Remote(run) => Next::Remote(run.live.clone(), run.member),
-                RoutedState::Ended(_) => Next::Done,
-            }
-        };
-        match next {
-            Next::Dequeued => {
-                let view = job.ended_by_fleet(
-                    job.unplaced_view(None),
-                    JobStatus::Cancelled,
-                    EndReason::Cancelled,
-                    reason.unwrap_or_else(|| "cancelled before any worker had it".into()),
-                );
-                if job.finish(EndedRun::unran(view), true) {
-                    let mut book = self.book();
-                    book.ended.push_back(job.clone());
-                    self.expire(&mut book);
-                }
-            }
-            Next::Wait => {
-                let _ = tokio::time::timeout(self.cancel_patience, job.wait_ended()).await;
-            }
-            Next::Local(member) => {
-                let mut view = self.local.pool.cancel(job_id, reason).await?;
-                view.worker = self.worker_name(member);
-                return Ok(view);
-            }
-            Next::Remote(live, member) => {
-                live.connection
-                    .request::<table::CancelJob>(&CancelParams {
-                        job_id: job_id.to_owned(),
-                        reason,
-                    })
-                    .await
-                    .map(|_| ())
-                    .or_else(|error| match error {
-                        // Lost: the job ends `worker_lost` by its follower, which we wait for.
-                        super::client::CallError::Lost(_) => Ok(()),
-                        rpc => Err(self.remote_error(member, rpc)),
-                    })?;
-                let _ = tokio::time::timeout(self.cancel_patience, job.wait_ended()).await;
-            }
-            Next::Done => {}
-        }
-        Ok(self.view(&job, false))
-    }
-
-    pub fn list(&self, params: ListParams) -> ListResult {
-        let mut sessions = Vec::new();
-        if let Some(member) = self.local_member {
-            let name = self.worker_name(member);
-            sessions.extend(
-                self.local
-                    .pool
-                    .list(params.clone())
-                    .sessions
-                    .into_iter()
-                    .map(|mut summary| {
-                        summary.worker = name.clone();
-                        summary
-                    }),
-            );
-        }
-        if !self.routing {
-            return ListResult { sessions };
-        }
-        let routed: Vec<Arc<RoutedJob>> = {
-            let mut book = self.book();
-            self.expire(&mut book);
-            book.jobs.values().cloned().collect()
-        };
-        for job in routed {
-            if matches!(*job.state(), RoutedState::Local { .. }) {
-                continue;
-            }
-            let summary = JobSummary::of(self.view(&job, false), job.command.clone());
-            if params.status.is_none_or(|wanted| wanted == summary.status) {
-                sessions.push(summary);
-            }
-        }
-        sessions.sort_by(|a, b| a.created_at.cmp(&b.created_at));
-        ListResult { sessions }
-    }
-
     /// Whether jobs may leave this process (some member is remote).
     pub fn is_routing(&self) -> bool {
         self.routing
@@ -852,9 +520,7 @@ impl Router {
             job.finish(EndedRun::unran(view), true);
         }
         for member in &self.members {
-            if let MemberKind::Remote(remote) = &member.kind {
-                remote.stop();
-            }
+            member.executor.stop();
         }
     }
 }
@@ -869,3 +535,6 @@ fn settle(job: &RoutedJob, next: RoutedState) -> Option<Option<String>> {
     *state = next;
     cancel
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,7 +10,7 @@ pub use entry::JobEntry;
 use crate::config::{Config, Resolved};
 use crate::error::WorkerError;
 use crate::exec::CpuPicker;
-use crate::metrics::Metrics;
+use crate::metrics::{LatencyPhase, Metrics};
 use crate::plan::JobPlan;
 use crate::protocol::{CollectParams, CollectResult, Job, ListParams, ListResult, StreamPage};
 use entry::lock;
@@ -379,13 +379,13 @@ impl Shared {
         let phases = {
             let metrics = &entry.record().metrics;
             [
-                ("queue", metrics.queue_ms),
-                ("prepare", metrics.prepare_ms),
-                ("spawn", metrics.spawn_ms),
-                ("execute", metrics.execute_ms),
-                ("collect", metrics.collect_ms),
-                ("destroy", metrics.destroy_ms),
-                ("total", metrics.total_ms),
+                (LatencyPhase::Queue, metrics.queue_ms),
+                (LatencyPhase::Prepare, metrics.prepare_ms),
+                (LatencyPhase::Spawn, metrics.spawn_ms),
+                (LatencyPhase::Execute, metrics.execute_ms),
+                (LatencyPhase::Collect, metrics.collect_ms),
+                (LatencyPhase::Destroy, metrics.destroy_ms),
+                (LatencyPhase::Total, metrics.total_ms),
             ]
         };
         // Counters and retention are updated before anyone waiting is woken, so a reply that
@@ -431,7 +431,8 @@ impl Shared {
         let reason = outcome.reason();
         let queue_ms = runner::ms(entry.created.elapsed());
         entry.record().metrics.queue_ms = queue_ms;
-        self.metrics.ended(status, reason, &[("queue", queue_ms)]);
+        self.metrics
+            .ended(status, reason, &[(LatencyPhase::Queue, queue_ms)]);
         {
             let mut state = lock(&self.state);
             self.retain(&mut state, entry);

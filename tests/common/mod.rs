@@ -2,28 +2,22 @@
 //! JSON-RPC to it line by line, the way the plugin does.
 #![allow(dead_code)]
 
+pub mod rpc;
 pub mod sshd;
 
 use opencode_worker::protocol::table::{self, Method};
+pub use rpc::PATIENCE;
+use rpc::{Lines, Rpc};
 use serde_json::{Value, json};
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_opencode-worker");
-/// Generous: only there so a broken build fails instead of hanging CI.
-pub const PATIENCE: Duration = Duration::from_secs(30);
 
 pub struct Worker {
     pub child: Child,
-    stdin: Option<ChildStdin>,
-    replies: Receiver<Value>,
-    pending: HashMap<String, Value>,
-    unmatched: Vec<Value>,
-    next_id: u64,
+    rpc: Rpc,
     pub base: tempfile::TempDir,
     /// A value every test job carries in its environment, so leftovers can be found in /proc.
     pub marker: String,
@@ -67,26 +61,11 @@ impl Worker {
             command.arg("--set").arg(setting);
         }
         let mut child = command.spawn().expect("spawn opencode-worker");
-        let stdin = child.stdin.take();
+        let stdin = child.stdin.take().expect("stdin");
         let stdout = child.stdout.take().expect("stdout");
-        let (tx, replies) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let value: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("worker wrote a non-JSON line {line:?}: {e}"));
-                if tx.send(value).is_err() {
-                    break;
-                }
-            }
-        });
         Worker {
             child,
-            stdin,
-            replies,
-            pending: HashMap::new(),
-            unmatched: Vec::new(),
-            next_id: 1,
+            rpc: Rpc::new("worker", stdin, stdout, Lines::ProtocolOnly),
             base,
             marker: format!(
                 "m{}",
@@ -96,85 +75,41 @@ impl Worker {
     }
 
     pub fn send_raw(&mut self, line: &[u8]) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin.write_all(line).unwrap();
-        stdin.write_all(b"\n").unwrap();
-        stdin.flush().unwrap();
+        self.rpc.send_raw(line)
     }
 
     /// Sends a request and returns its id without waiting.
     pub fn request(&mut self, method: &str, params: Value) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        self.send_raw(line.to_string().as_bytes());
-        id
+        self.rpc.request(method, params)
     }
 
     /// The next line the worker writes, whatever it answers.
     pub fn next_line(&mut self) -> Value {
-        if !self.unmatched.is_empty() {
-            return self.unmatched.remove(0);
-        }
-        match self.replies.recv_timeout(PATIENCE) {
-            Ok(value) => value,
-            Err(RecvTimeoutError::Timeout) => panic!("no reply within {PATIENCE:?}"),
-            Err(RecvTimeoutError::Disconnected) => panic!("worker closed stdout"),
-        }
+        self.rpc.next_line()
     }
 
     pub fn reply_to(&mut self, id: u64) -> Value {
-        let key = id.to_string();
-        if let Some(value) = self.pending.remove(&key) {
-            return value;
-        }
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let value = match self.replies.recv_timeout(left) {
-                Ok(value) => value,
-                Err(e) => panic!("no reply to {id}: {e:?}"),
-            };
-            match value.get("id").map(Value::to_string) {
-                Some(got) if got == key => return value,
-                Some(got) if got != "null" => {
-                    self.pending.insert(got, value);
-                }
-                _ => self.unmatched.push(value),
-            }
-        }
+        self.rpc.reply_to(id)
     }
 
     /// Full reply (result or error) of one call.
     pub fn call_raw(&mut self, method: &str, params: Value) -> Value {
-        let id = self.request(method, params);
-        self.reply_to(id)
+        self.rpc.call_raw(method, params)
     }
 
     /// The `result` of one call; panics with the error when there is one.
     pub fn call(&mut self, method: &str, params: Value) -> Value {
-        let reply = self.call_raw(method, params.clone());
-        match reply.get("result") {
-            Some(result) => result.clone(),
-            None => panic!("{method} {params} failed: {reply}"),
-        }
+        self.rpc.call(method, params)
     }
 
     /// The `error` of one call; panics when it succeeded.
     pub fn call_err(&mut self, method: &str, params: Value) -> Value {
-        let reply = self.call_raw(method, params.clone());
-        match reply.get("error") {
-            Some(error) => error.clone(),
-            None => panic!("{method} {params} unexpectedly succeeded: {reply}"),
-        }
+        self.rpc.call_err(method, params)
     }
 
     /// One method of the table, typed both ways: the method name is the table's.
     pub fn request_typed<M: Method>(&mut self, params: &M::Params) -> M::Result {
-        let params = serde_json::to_value(params).expect("params serialize");
-        let result = self.call(M::NAME, params);
-        serde_json::from_value(result.clone())
-            .unwrap_or_else(|e| panic!("{} answered {result} that does not parse: {e}", M::NAME))
+        self.rpc.request_typed::<M>(params)
     }
 
     /// Dispatches a job that carries this worker's marker in its environment.
@@ -224,7 +159,7 @@ impl Worker {
     }
 
     pub fn close_stdin(&mut self) {
-        self.stdin.take();
+        self.rpc.close_stdin();
     }
 
     pub fn wait_exit(&mut self, patience: Duration) -> Option<ExitStatus> {
@@ -279,7 +214,7 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        self.stdin.take();
+        self.rpc.close_stdin();
         if self.wait_exit(Duration::from_secs(5)).is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();

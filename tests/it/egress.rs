@@ -3,6 +3,7 @@
 //! made-up names pinned with `network.resolve`. Nothing leaves this machine.
 
 use crate::common;
+use opencode_worker::protocol::table::{self, Method};
 
 use common::{PATIENCE, Worker, eventually};
 use serde_json::{Value, json};
@@ -177,7 +178,7 @@ fn allowed_names_pass_and_everything_else_is_refused_with_its_rule() {
     // The proxy reached the origin for the three allowed requests only; the direct connect
     // never left the job's namespace.
     assert_eq!(origin.requests.load(Ordering::SeqCst), 3);
-    let metrics = worker.call("worker_get_metrics", json!({}));
+    let metrics = worker.call(table::GetMetrics::NAME, json!({}));
     let totals = &metrics["egress"];
     assert_eq!(
         (&totals["jobs"], &totals["connections"], &totals["denied"]),
@@ -288,12 +289,12 @@ fn jobs_running_at_once_see_only_their_own_rules() {
             "network": {"allow": [name, format!("127.0.0.1:{port}")]},
         });
         worker.mark(&mut spec);
-        worker.call("worker_dispatch_job", spec);
+        worker.call(table::DispatchJob::NAME, spec);
         ids.push((format!("egress-{index}"), *name));
     }
     for (id, name) in ids {
         let job = worker.wait_ended(&id);
-        let output = worker.call("worker_collect_output", json!({"job_id": id}));
+        let output = worker.call(table::CollectOutput::NAME, json!({"job_id": id}));
         let out = output["stdout"]["data"].as_str().unwrap_or_default();
         let other = if name == "allowed.test" {
             "other.test"
@@ -350,13 +351,13 @@ fn a_killed_download_leaves_no_connection_and_garbage_does_not_hurt_the_proxy() 
 fn bad_entries_are_invalid_params_naming_the_entry() {
     let mut worker = worker();
     let error = worker.call_err(
-        "worker_dispatch_job",
+        table::DispatchJob::NAME,
         json!({"command": "true", "network": {"allow": ["ok.test", "*"]}}),
     );
     assert_eq!(error["code"], -32602, "{error}");
     assert_eq!(error["data"]["field"], "network.allow[1]", "{error}");
     let error = worker.call_err(
-        "worker_dispatch_job",
+        table::DispatchJob::NAME,
         json!({"command": "true", "network": {"allow": ["@packages"]}}),
     );
     assert_eq!(error["data"]["field"], "network.allow[0]", "{error}");

@@ -5,6 +5,7 @@
 
 use crate::common;
 use common::*;
+use opencode_worker::protocol::table::{self, Method};
 use serde_json::{Value, json};
 
 /// The worker still answers and runs jobs.
@@ -78,7 +79,7 @@ fn files_cannot_traverse_out_of_the_work_dir() {
     ] {
         let mut spec = json!({"command": "true", "files": {name: "x"}});
         worker.mark(&mut spec);
-        let error = worker.call_err("worker_dispatch_job", spec);
+        let error = worker.call_err(table::DispatchJob::NAME, spec);
         assert_eq!(error["code"], -32006, "{name}: {error}");
     }
     assert!(!worker.base.path().join("escape.txt").exists());
@@ -127,7 +128,7 @@ fn a_symlink_to_etc_shadow_in_output_does_not_leak_it() {
         assert!(!content.contains("root:"), "leaked through {artifact}");
     }
     let collected = worker.call(
-        "worker_collect_output",
+        table::CollectOutput::NAME,
         json!({"job_id": job["job_id"], "include_artifacts": true}),
     );
     let text: Value = collected["artifacts"].clone();
@@ -215,11 +216,11 @@ fn cancel_works_during_collect() {
         "limits": {"timeout": 60000},
     });
     worker.mark(&mut spec);
-    let job = worker.call("worker_dispatch_job", spec);
+    let job = worker.call(table::DispatchJob::NAME, spec);
     let id = job["job_id"].as_str().unwrap().to_owned();
     let deadline = std::time::Instant::now() + PATIENCE;
     let in_collect = loop {
-        let job = worker.call("worker_get_status", json!({"job_id": id}));
+        let job = worker.call(table::GetStatus::NAME, json!({"job_id": id}));
         if job["phase"] == "collect" {
             break true;
         }
@@ -235,7 +236,7 @@ fn cancel_works_during_collect() {
         return;
     }
     let started = std::time::Instant::now();
-    let reply = worker.call("worker_cancel_job", json!({"job_id": id}));
+    let reply = worker.call(table::CancelJob::NAME, json!({"job_id": id}));
     eprintln!("cancel during COLLECT answered in {:?}", started.elapsed());
     assert_eq!(reply["status"], "cancelled", "{reply}");
     assert_eq!(worker.wait_ended(&id)["status"], "cancelled");

@@ -9,6 +9,7 @@
 
 use crate::common;
 use common::*;
+use opencode_worker::protocol::table::{self, Method};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
@@ -51,7 +52,7 @@ fn sandboxed_worker(settings: &[&str]) -> Option<Sandboxed> {
     }
     let home_str = home.path().to_str().unwrap().to_owned();
     let mut worker = Worker::start_walls(settings, &[("HOME", home_str.as_str())]);
-    let init = worker.call("initialize", json!({}));
+    let init = worker.call(table::Initialize::NAME, json!({}));
     let layers = init["isolation"]["layers"]
         .as_array()
         .cloned()
@@ -65,7 +66,7 @@ fn sandboxed_worker(settings: &[&str]) -> Option<Sandboxed> {
 }
 
 fn layer_active(worker: &mut Worker, name: &str) -> bool {
-    let init = worker.call("initialize", json!({}));
+    let init = worker.call(table::Initialize::NAME, json!({}));
     ["layers", "limits"].iter().any(|list| {
         init["isolation"][list].as_array().is_some_and(|l| {
             l.iter()
@@ -177,7 +178,7 @@ fn ssh_keys_and_other_sessions_cannot_be_read() {
     );
     assert!(!stdout(&job).contains("secret-of-a"), "{job}");
     assert!(!stdout(&job).contains("mine"), "{job}");
-    worker.call("worker_cancel_job", json!({"job_id": holder_id}));
+    worker.call(table::CancelJob::NAME, json!({"job_id": holder_id}));
     assert_healthy(&mut worker);
 }
 
@@ -267,7 +268,7 @@ fn a_setsid_grandchild_dies_with_its_job() {
     eventually("the escapee started", || {
         !worker.leftover_processes().is_empty()
     });
-    worker.call("worker_cancel_job", json!({"job_id": id}));
+    worker.call(table::CancelJob::NAME, json!({"job_id": id}));
     assert_eq!(worker.wait_ended(&id)["status"], "cancelled");
     eventually("cancel took the escapee too", || {
         worker.leftover_processes().is_empty()
@@ -407,7 +408,7 @@ fn opencode_and_agent_credentials_and_shell_histories_are_hidden() {
     // The rest of the home stays readable.
     assert!(stdout(&job).ends_with("project file"), "{job}");
 
-    let init = worker.call("initialize", json!({}));
+    let init = worker.call(table::Initialize::NAME, json!({}));
     let hidden = init["isolation"]["hidden"]
         .as_array()
         .cloned()
@@ -495,7 +496,7 @@ fn another_workers_sessions_and_processes_are_out_of_reach() {
     } else {
         eprintln!("no PID namespace on this host: the /proc view is not checked");
     }
-    b.call("worker_cancel_job", json!({"job_id": holder_id}));
+    b.call(table::CancelJob::NAME, json!({"job_id": holder_id}));
     assert_healthy(&mut a);
 }
 

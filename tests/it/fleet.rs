@@ -7,7 +7,7 @@ use crate::common;
 use crate::stream_util;
 
 use common::{BIN, Worker, eventually};
-use opencode_worker::protocol::table;
+use opencode_worker::protocol::table::{self, Method};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -115,7 +115,7 @@ fn fleet(workers: Value, extra: &[&str]) -> Worker {
     // Wait until every remote is connected, so placement is deterministic.
     let mut last = Value::Null;
     let up = common::poll_until("every remote is up", || {
-        let metrics = w.call("worker_get_metrics", json!({}));
+        let metrics = w.call(table::GetMetrics::NAME, json!({}));
         let workers = metrics["fleet"]["workers"].as_array().unwrap().clone();
         last = metrics;
         workers.iter().all(|w| w["link"] == "up").then_some(())
@@ -146,7 +146,7 @@ fn jobs_run_on_the_named_or_labelled_worker_with_output_and_artifacts() {
     let artifacts = job["artifacts"].as_array().unwrap();
     assert_eq!(artifacts.len(), 2, "{job}");
     let collected = w.call(
-        "worker_collect_output",
+        table::CollectOutput::NAME,
         json!({"job_id": job["job_id"], "max_bytes": 2}),
     );
     assert_eq!(collected["stdout"]["data"], "ou");
@@ -158,13 +158,13 @@ fn jobs_run_on_the_named_or_labelled_worker_with_output_and_artifacts() {
     assert_eq!(local["stdout"], "here\n");
 
     let error = w.call_err(
-        "worker_dispatch_job",
+        table::DispatchJob::NAME,
         json!({"command": "true", "worker": "nowhere"}),
     );
     assert_eq!(error["code"], -32602, "{error}");
     assert_eq!(error["data"]["field"], "worker");
     let error = w.call_err(
-        "worker_dispatch_job",
+        table::DispatchJob::NAME,
         json!({"command": "true", "labels": ["gpu", "small"]}),
     );
     assert_eq!(error["code"], -32602, "{error}");
@@ -172,7 +172,7 @@ fn jobs_run_on_the_named_or_labelled_worker_with_output_and_artifacts() {
 
     // A remote's own refusal comes back as it is, naming the worker.
     let error = w.call_err(
-        "worker_dispatch_job",
+        table::DispatchJob::NAME,
         json!({"command": "true", "worker": "big", "limits": {"memory": "1000GiB"}}),
     );
     assert_eq!(error["code"], -32004, "{error}");
@@ -180,12 +180,12 @@ fn jobs_run_on_the_named_or_labelled_worker_with_output_and_artifacts() {
 
     // Ids are unique across workers.
     let error = w.call_err(
-        "worker_dispatch_job",
+        table::DispatchJob::NAME,
         json!({"command": "true", "job_id": job["job_id"]}),
     );
     assert_eq!(error["code"], -32005, "{error}");
 
-    let listed = w.call("worker_list_sessions", json!({}));
+    let listed = w.call(table::ListSessions::NAME, json!({}));
     let workers: Vec<String> = listed["sessions"]
         .as_array()
         .unwrap()
@@ -200,7 +200,7 @@ fn load_spreads_and_the_fleet_queues_what_no_worker_has_room_for() {
     let a = FakeHost::new("a", 1);
     let b = FakeHost::new("b", 1);
     let mut w = fleet(json!([a.entry(&[]), b.entry(&[])]), &[]);
-    let metrics = w.call("worker_get_metrics", json!({}));
+    let metrics = w.call(table::GetMetrics::NAME, json!({}));
     for worker in metrics["fleet"]["workers"].as_array().unwrap() {
         assert_eq!(worker["capacity"], 1, "the remote's own cap wins: {worker}");
     }
@@ -213,18 +213,18 @@ fn load_spreads_and_the_fleet_queues_what_no_worker_has_room_for() {
     w.wait_status("j1", "running");
     let placed: Vec<String> = ["j0", "j1"]
         .iter()
-        .map(|id| worker_of(&w.call("worker_get_status", json!({"job_id": id}))))
+        .map(|id| worker_of(&w.call(table::GetStatus::NAME, json!({"job_id": id}))))
         .collect();
     let mut sorted = placed.clone();
     sorted.sort();
     assert_eq!(sorted, ["a", "b"], "one job per worker");
-    let third = w.call("worker_get_status", json!({"job_id": "j2"}));
+    let third = w.call(table::GetStatus::NAME, json!({"job_id": "j2"}));
     assert_eq!(third["status"], "queued", "{third}");
     assert!(
         third.get("worker").is_none(),
         "no worker has it yet: {third}"
     );
-    let metrics = w.call("worker_get_metrics", json!({"format": "prometheus"}));
+    let metrics = w.call(table::GetMetrics::NAME, json!({"format": "prometheus"}));
     assert_eq!(metrics["fleet"]["pending"], 1, "{metrics}");
     let text = metrics["text"].as_str().unwrap();
     for line in [
@@ -235,13 +235,13 @@ fn load_spreads_and_the_fleet_queues_what_no_worker_has_room_for() {
         assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
     }
 
-    w.call("worker_cancel_job", json!({"job_id": "j0"}));
+    w.call(table::CancelJob::NAME, json!({"job_id": "j0"}));
     let job = w.wait_ended("j2");
     assert_eq!(job["status"], "finished", "{job}");
     assert_eq!(worker_of(&job), placed[0], "j2 took the slot j0 left");
-    let collected = w.call("worker_collect_output", json!({"job_id": "j2"}));
+    let collected = w.call(table::CollectOutput::NAME, json!({"job_id": "j2"}));
     assert_eq!(collected["stdout"]["data"], "done\n");
-    w.call("worker_cancel_job", json!({"job_id": "j1"}));
+    w.call(table::CancelJob::NAME, json!({"job_id": "j1"}));
 }
 
 #[test]
@@ -254,18 +254,18 @@ fn a_lost_host_fails_its_jobs_worker_lost_and_queued_jobs_move() {
     }
     w.dispatch(json!({"job_id": "j2", "command": "echo moved", "labels": ["x"]}));
     assert_eq!(
-        w.call("worker_get_status", json!({"job_id": "j2"}))["status"],
+        w.call(table::GetStatus::NAME, json!({"job_id": "j2"}))["status"],
         "queued"
     );
     w.wait_status("j0", "running");
     w.wait_status("j1", "running");
     let on_a = ["j0", "j1"]
         .into_iter()
-        .find(|id| worker_of(&w.call("worker_get_status", json!({"job_id": id}))) == "a")
+        .find(|id| worker_of(&w.call(table::GetStatus::NAME, json!({"job_id": id}))) == "a")
         .unwrap();
     // Wait until its output has come back, so the lost job shows what it wrote.
     eventually("output of the job on a copied", || {
-        w.call("worker_get_status", json!({"job_id": on_a}))["stdout_bytes"] == 8
+        w.call(table::GetStatus::NAME, json!({"job_id": on_a}))["stdout_bytes"] == 8
     });
     let lost_at = Instant::now();
     a.kill();
@@ -275,7 +275,7 @@ fn a_lost_host_fails_its_jobs_worker_lost_and_queued_jobs_move() {
     assert_eq!(lost["reason"], "worker_lost", "{lost}");
     assert!(lost["message"].as_str().unwrap().contains("`a`"), "{lost}");
     eprintln!("worker_lost noticed after {noticed:?}");
-    let collected = w.call("worker_collect_output", json!({"job_id": on_a}));
+    let collected = w.call(table::CollectOutput::NAME, json!({"job_id": on_a}));
     assert_eq!(collected["stdout"]["data"], "started\n", "{collected}");
     assert_eq!(collected["reason"], "worker_lost");
 
@@ -285,15 +285,15 @@ fn a_lost_host_fails_its_jobs_worker_lost_and_queued_jobs_move() {
     assert_eq!(moved["status"], "finished", "{moved}");
     assert_eq!(moved["stdout"], Value::Null, "status carries no bodies");
     let on_b = if on_a == "j0" { "j1" } else { "j0" };
-    let survivor = w.call("worker_get_status", json!({"job_id": on_b}));
+    let survivor = w.call(table::GetStatus::NAME, json!({"job_id": on_b}));
     assert_eq!(survivor["status"], "running", "b is unaffected: {survivor}");
-    w.call("worker_cancel_job", json!({"job_id": on_b}));
-    let metrics = w.call("worker_get_metrics", json!({}));
+    w.call(table::CancelJob::NAME, json!({"job_id": on_b}));
+    let metrics = w.call(table::GetMetrics::NAME, json!({}));
     let a_metrics = &metrics["fleet"]["workers"][0];
     assert_eq!(a_metrics["lost"], 1, "{metrics}");
     // The link comes back by itself: a restarted host takes jobs again.
     eventually("a reconnected", || {
-        let metrics = w.call("worker_get_metrics", json!({}));
+        let metrics = w.call(table::GetMetrics::NAME, json!({}));
         metrics["fleet"]["workers"][0]["link"] == "up"
             && metrics["fleet"]["workers"][0]["connects"] == 2
     });
@@ -327,12 +327,12 @@ fn results_outlive_the_host_that_produced_them() {
     assert_eq!(job["status"], "finished", "{job}");
     a.kill();
     eventually("a noticed down", || {
-        w.call("worker_get_metrics", json!({}))["fleet"]["workers"][0]["link"] != "up"
+        w.call(table::GetMetrics::NAME, json!({}))["fleet"]["workers"][0]["link"] != "up"
     });
-    let status = w.call("worker_get_status", json!({"job_id": job["job_id"]}));
+    let status = w.call(table::GetStatus::NAME, json!({"job_id": job["job_id"]}));
     assert_eq!(status["status"], "finished");
     let collected = w.call(
-        "worker_collect_output",
+        table::CollectOutput::NAME,
         json!({"job_id": job["job_id"], "max_bytes": 16777216}),
     );
     let expected: String = (1..=20000).map(|i| format!("{i}\n")).collect();
@@ -350,10 +350,10 @@ fn cancel_timeout_and_streaming_cross_the_hop() {
     let sub = c.subscribe(&id, None);
     c.w.wait_status(&id, "running");
     eventually("output copied", || {
-        c.call("worker_get_status", json!({"job_id": id}))["stdout_bytes"] == 6
+        c.call(table::GetStatus::NAME, json!({"job_id": id}))["stdout_bytes"] == 6
     });
     let cancelled = c.call(
-        "worker_cancel_job",
+        table::CancelJob::NAME,
         json!({"job_id": id, "reason": "enough"}),
     );
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
@@ -433,13 +433,13 @@ fn a_workspace_job_never_goes_to_a_remote_worker() {
         json!({"command": "true", "workspace": {"mode": "read"}, "worker": "far"}),
         json!({"command": "true", "workspace": {"mode": "read"}, "labels": ["gpu"]}),
     ] {
-        let error = w.call_err("worker_dispatch_job", spec.clone());
+        let error = w.call_err(table::DispatchJob::NAME, spec.clone());
         assert_eq!(error["code"], -32602, "{spec}: {error}");
         assert_eq!(error["data"]["field"], "workspace", "{spec}: {error}");
     }
     for _ in 0..3 {
         let job = w.call(
-            "worker_dispatch_job",
+            table::DispatchJob::NAME,
             json!({"command": "pwd", "workspace": {"mode": "read"}, "wait_ms": 30000}),
         );
         assert_eq!(worker_of(&job), "here", "{job}");
@@ -485,17 +485,17 @@ fn an_invalid_spec_that_would_queue_is_refused_at_once_like_the_lone_worker_does
         let mut routed = spec.clone();
         routed["worker"] = json!("here");
         routed["job_id"] = json!(format!("bad{index}"));
-        let error = w.call_err("worker_dispatch_job", routed.clone());
+        let error = w.call_err(table::DispatchJob::NAME, routed.clone());
         assert_eq!(error["code"], code, "{routed}: {error}");
         assert_eq!(error["data"]["field"], field, "{routed}: {error}");
-        let lone = solo.call_err("worker_dispatch_job", spec.clone());
+        let lone = solo.call_err(table::DispatchJob::NAME, spec.clone());
         assert_eq!(
             (&lone["code"], &lone["data"]["field"]),
             (&error["code"], &error["data"]["field"]),
             "the fleet answers {spec} as the lone worker does: {lone} vs {error}"
         );
         let status = w.call_raw(
-            "worker_get_status",
+            table::GetStatus::NAME,
             json!({"job_id": format!("bad{index}")}),
         );
         assert_eq!(
@@ -505,7 +505,7 @@ fn an_invalid_spec_that_would_queue_is_refused_at_once_like_the_lone_worker_does
     }
     let metrics = w.request_typed::<table::GetMetrics>(&Default::default());
     assert_eq!(metrics.fleet.expect("a fleet").pending, 0);
-    w.call("worker_cancel_job", json!({"job_id": "busy"}));
+    w.call(table::CancelJob::NAME, json!({"job_id": "busy"}));
 }
 
 /// The pool keeps the book of local jobs, the fleet only holds what waits for a worker: a job
@@ -532,9 +532,9 @@ fn a_local_slot_freed_by_a_direct_job_takes_the_fleets_queued_job() {
         here.running, 1,
         "the pool's job counts on its member: {here:?}"
     );
-    w.call("worker_cancel_job", json!({"job_id": "direct"}));
+    w.call(table::CancelJob::NAME, json!({"job_id": "direct"}));
     let job = w.wait_ended("waiting");
     assert_eq!(job["status"], "finished", "{job}");
     assert_eq!(worker_of(&job), "here", "{job}");
-    w.call("worker_cancel_job", json!({"job_id": "remote"}));
+    w.call(table::CancelJob::NAME, json!({"job_id": "remote"}));
 }

@@ -4,6 +4,7 @@
 use crate::common;
 use base64::Engine;
 use common::*;
+use opencode_worker::protocol::table::{self, Method};
 use serde_json::json;
 
 #[test]
@@ -154,24 +155,24 @@ fn cancel_a_running_job_then_again() {
     let mut worker = Worker::start_with(&["session.kill_grace_ms=300"]);
     worker.dispatch(json!({"job_id": "victim", "command": "echo started; sleep 30"}));
     eventually("the job is running and has written", || {
-        let out = worker.call("worker_collect_output", json!({"job_id": "victim"}));
+        let out = worker.call(table::CollectOutput::NAME, json!({"job_id": "victim"}));
         out["stdout"]["data"] == "started\n"
     });
     let job = worker.call(
-        "worker_cancel_job",
+        table::CancelJob::NAME,
         json!({"job_id": "victim", "reason": "user changed their mind"}),
     );
     assert_eq!(job["status"], "cancelled", "{job}");
     assert_eq!(job["reason"], "cancelled");
     assert_eq!(job["message"], "user changed their mind");
-    let again = worker.call("worker_cancel_job", json!({"job_id": "victim"}));
+    let again = worker.call(table::CancelJob::NAME, json!({"job_id": "victim"}));
     assert_eq!(again["status"], "cancelled");
     assert_eq!(
         again["message"], "user changed their mind",
         "idempotent: the first end stays"
     );
     assert!(worker.leftover_processes().is_empty());
-    let out = worker.call("worker_collect_output", json!({"job_id": "victim"}));
+    let out = worker.call(table::CollectOutput::NAME, json!({"job_id": "victim"}));
     assert_eq!(out["stdout"]["data"], "started\n");
 }
 
@@ -186,11 +187,11 @@ fn cap_fifo_queue_busy_and_cancel_of_a_queued_job() {
         );
         assert_eq!(job["status"], "queued", "{job}");
     }
-    let busy = worker.call_err("worker_dispatch_job", json!({"command": "true"}));
+    let busy = worker.call_err(table::DispatchJob::NAME, json!({"command": "true"}));
     assert_eq!(busy["code"], -32003);
     assert_eq!(busy["data"], json!({"active": 1, "queued": 3, "limit": 3}));
 
-    let cancelled = worker.call("worker_cancel_job", json!({"job_id": "q2"}));
+    let cancelled = worker.call(table::CancelJob::NAME, json!({"job_id": "q2"}));
     assert_eq!(cancelled["status"], "cancelled");
     assert!(
         cancelled.get("started_at").is_none(),
@@ -211,7 +212,7 @@ fn cap_fifo_queue_busy_and_cancel_of_a_queued_job() {
         at(&q1, "started_at") < at(&q3, "started_at"),
         "FIFO: q1 before q3"
     );
-    let q2 = worker.call("worker_collect_output", json!({"job_id": "q2"}));
+    let q2 = worker.call(table::CollectOutput::NAME, json!({"job_id": "q2"}));
     assert!(
         q2["artifacts"].as_array().is_none_or(|a| a.is_empty()),
         "the cancelled job never ran: {q2}"
@@ -235,12 +236,12 @@ fn output_is_paged_and_readable_while_running() {
     let mut worker = Worker::start();
     worker.dispatch(json!({"job_id": "live", "command": "echo first; sleep 30"}));
     eventually("first line visible while running", || {
-        let out = worker.call("worker_collect_output", json!({"job_id": "live"}));
+        let out = worker.call(table::CollectOutput::NAME, json!({"job_id": "live"}));
         out["status"] == "running"
             && out["stdout"]["data"] == "first\n"
             && out["stdout"]["eof"] == false
     });
-    worker.call("worker_cancel_job", json!({"job_id": "live"}));
+    worker.call(table::CancelJob::NAME, json!({"job_id": "live"}));
 
     let job = worker.dispatch(json!({"job_id": "big", "command": "seq 1 20000", "wait_ms": 20000}));
     let total = job["stdout_bytes"].as_u64().unwrap();
@@ -248,7 +249,7 @@ fn output_is_paged_and_readable_while_running() {
     let mut offset = 0;
     let mut pages = 0;
     loop {
-        let out = worker.call("worker_collect_output", json!({"job_id": "big", "stream_offset": offset, "max_bytes": 40000, "include_artifacts": false}));
+        let out = worker.call(table::CollectOutput::NAME, json!({"job_id": "big", "stream_offset": offset, "max_bytes": 40000, "include_artifacts": false}));
         let page = &out["stdout"];
         text.push_str(page["data"].as_str().unwrap());
         offset = page["next_offset"].as_u64().unwrap();
@@ -301,9 +302,9 @@ fn list_metrics_and_retention_add_up() {
     ] {
         worker.dispatch(json!({"job_id": id, "command": command, "wait_ms": 20000}));
     }
-    let error = worker.call_err("worker_get_status", json!({"job_id": "a"}));
+    let error = worker.call_err(table::GetStatus::NAME, json!({"job_id": "a"}));
     assert_eq!(error["code"], -32001, "the oldest left retention");
-    let listed = worker.call("worker_list_sessions", json!({}));
+    let listed = worker.call(table::ListSessions::NAME, json!({}));
     let ids: Vec<&str> = listed["sessions"]
         .as_array()
         .unwrap()
@@ -311,14 +312,14 @@ fn list_metrics_and_retention_add_up() {
         .map(|s| s["job_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["b", "c", "d"]);
-    let failed = worker.call("worker_list_sessions", json!({"status": "failed"}));
+    let failed = worker.call(table::ListSessions::NAME, json!({"status": "failed"}));
     assert_eq!(failed["sessions"].as_array().unwrap().len(), 2);
     worker.call_err(
-        "worker_dispatch_job",
+        table::DispatchJob::NAME,
         json!({"command": "true", "limits": {"pids": 0}}),
     );
 
-    let metrics = worker.call("worker_get_metrics", json!({}));
+    let metrics = worker.call(table::GetMetrics::NAME, json!({}));
     let jobs = &metrics["jobs"];
     assert_eq!(jobs["dispatched"], 4);
     assert_eq!(jobs["rejected"], 1);

@@ -2,6 +2,7 @@
 //! the venv `.ci/run` makes at target/mcp-venv, or the Python named by OCW_MCP_PYTHON).
 //! tests/mcp/client.py holds the checks; each prints `ok - ...`.
 
+use opencode_worker::protocol::table::{self, Method};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -53,7 +54,7 @@ fn serve_renders_the_text_on_request() {
     let mut worker = common::Worker::start();
     let mut spec = serde_json::json!({"command": "echo hi", "wait_ms": 30000, "render": true});
     worker.mark(&mut spec);
-    let job = worker.call("worker_dispatch_job", spec);
+    let job = worker.call(table::DispatchJob::NAME, spec);
     assert_eq!(job["status"], "finished", "{job}");
     let text = job["rendered"].as_str().expect("result.rendered");
     assert!(
@@ -68,7 +69,7 @@ fn serve_renders_the_text_on_request() {
         "{text}"
     );
     let error = worker.call_err(
-        "worker_get_status",
+        table::GetStatus::NAME,
         serde_json::json!({"job_id": "nope", "render": true}),
     );
     let text = error["data"]["rendered"]
@@ -80,7 +81,7 @@ fn serve_renders_the_text_on_request() {
     );
     // Without the option nothing is added.
     let plain = worker.call(
-        "worker_get_status",
+        table::GetStatus::NAME,
         serde_json::json!({"job_id": job["job_id"]}),
     );
     assert!(plain.get("rendered").is_none(), "{plain}");

@@ -3,6 +3,8 @@
 
 use crate::common;
 use common::*;
+use opencode_worker::protocol::events;
+use opencode_worker::protocol::table::{self, Method};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 fn initialize_lists_every_tool_with_schemas() {
     let mut worker = Worker::start();
     let init = worker.call(
-        "initialize",
+        table::Initialize::NAME,
         json!({"client": {"name": "test", "version": "1"}}),
     );
     assert_eq!(init["name"], "opencode-worker");
@@ -99,7 +101,10 @@ fn every_protocol_error_code_with_data() {
     );
     expect(long.as_bytes(), -32600, Value::Null);
     // The connection keeps working after every one of them.
-    assert_eq!(worker.call("initialize", json!({}))["protocol"], 1);
+    assert_eq!(
+        worker.call(table::Initialize::NAME, json!({}))["protocol"],
+        1
+    );
 }
 
 #[test]
@@ -124,7 +129,7 @@ fn invalid_params_name_the_field_and_the_reason() {
         (json!({"command": "true", "cwd": "../up"}), "cwd"),
     ];
     for (params, field) in cases {
-        let error = worker.call_err("worker_dispatch_job", params.clone());
+        let error = worker.call_err(table::DispatchJob::NAME, params.clone());
         assert_eq!(error["code"], -32602, "{params}: {error}");
         let got = error["data"]["field"].as_str().unwrap();
         assert!(
@@ -140,7 +145,7 @@ fn invalid_params_name_the_field_and_the_reason() {
     }
     for max_bytes in [0u64, 16 * 1024 * 1024 + 1] {
         let error = worker.call_err(
-            "worker_collect_output",
+            table::CollectOutput::NAME,
             json!({"job_id": "x", "max_bytes": max_bytes}),
         );
         assert_eq!(
@@ -149,9 +154,9 @@ fn invalid_params_name_the_field_and_the_reason() {
             "{error}"
         );
     }
-    let error = worker.call_err("worker_get_status", json!({"id": "x"}));
+    let error = worker.call_err(table::GetStatus::NAME, json!({"id": "x"}));
     assert_eq!(error["code"], -32602);
-    let error = worker.call_err("worker_get_status", json!(["x"]));
+    let error = worker.call_err(table::GetStatus::NAME, json!(["x"]));
     assert_eq!(error["code"], -32602);
 }
 
@@ -161,16 +166,16 @@ fn application_error_codes() {
         "governance.maximums.timeout=60000",
         "governance.defaults.timeout=30000",
     ]);
-    let error = worker.call_err("worker_get_status", json!({"job_id": "never-seen"}));
+    let error = worker.call_err(table::GetStatus::NAME, json!({"job_id": "never-seen"}));
     assert_eq!(error["code"], -32001);
     assert_eq!(error["data"]["job_id"], "never-seen");
-    let error = worker.call_err("worker_collect_output", json!({"job_id": "never-seen"}));
+    let error = worker.call_err(table::CollectOutput::NAME, json!({"job_id": "never-seen"}));
     assert_eq!(error["code"], -32001);
-    let error = worker.call_err("worker_cancel_job", json!({"job_id": "never-seen"}));
+    let error = worker.call_err(table::CancelJob::NAME, json!({"job_id": "never-seen"}));
     assert_eq!(error["code"], -32001);
 
     let error = worker.call_err(
-        "worker_dispatch_job",
+        table::DispatchJob::NAME,
         json!({"command": "true", "limits": {"timeout": 60001}}),
     );
     assert_eq!(error["code"], -32004);
@@ -180,14 +185,14 @@ fn application_error_codes() {
 
     worker.dispatch(json!({"job_id": "same", "command": "true", "wait_ms": 10000}));
     let error = worker.call_err(
-        "worker_dispatch_job",
+        table::DispatchJob::NAME,
         json!({"job_id": "same", "command": "true"}),
     );
     assert_eq!(error["code"], -32005);
     assert_eq!(error["data"]["job_id"], "same");
 
     let error = worker.call_err(
-        "worker_dispatch_job",
+        table::DispatchJob::NAME,
         json!({"command": "true", "files": {"../escape": "x"}}),
     );
     assert_eq!(error["code"], -32006);
@@ -211,7 +216,7 @@ fn batch_and_notifications() {
     // A batch of notifications only gets no reply at all: the next line answers the next call.
     worker.send_raw(br#"[{"jsonrpc":"2.0","method":"worker_get_metrics"}]"#);
     worker.send_raw(br#"{"jsonrpc":"2.0","method":"worker_get_metrics"}"#);
-    let id = worker.request("initialize", json!({}));
+    let id = worker.request(table::Initialize::NAME, json!({}));
     assert_eq!(worker.next_line()["id"], id);
 }
 
@@ -220,11 +225,11 @@ fn a_long_wait_never_delays_other_calls() {
     let mut worker = Worker::start();
     let mut spec = json!({"job_id": "slow", "command": "sleep 2", "wait_ms": 10000});
     worker.mark(&mut spec);
-    let waiting = worker.request("worker_dispatch_job", spec);
+    let waiting = worker.request(table::DispatchJob::NAME, spec);
     worker.wait_status("slow", "running");
     let started = Instant::now();
     for _ in 0..20 {
-        let job = worker.call("worker_get_status", json!({"job_id": "slow"}));
+        let job = worker.call(table::GetStatus::NAME, json!({"job_id": "slow"}));
         assert_eq!(job["status"], "running");
     }
     // Twenty round trips while the dispatch call is still waiting for its job.
@@ -243,7 +248,7 @@ fn nothing_but_protocol_on_stdout() {
         worker.dispatch(json!({"command": "echo to-stdout; echo to-stderr >&2", "wait_ms": 10000}));
     assert_eq!(job["stdout"], "to-stdout\n");
     assert_eq!(job["stderr"], "to-stderr\n");
-    worker.call("shutdown", json!({}));
+    worker.call(table::Shutdown::NAME, json!({}));
     // Every line the worker wrote parsed as JSON-RPC (the reader thread panics otherwise).
     assert!(worker.wait_exit(Duration::from_secs(5)).unwrap().success());
 }
@@ -369,12 +374,12 @@ fn unsubscribe_with_malformed_params_is_invalid_params() {
         json!({"subscription": "abc"}),
         json!([1, 2]),
     ] {
-        let error = worker.call_err("worker_unsubscribe_job", params.clone());
+        let error = worker.call_err(events::UNSUBSCRIBE_METHOD, params.clone());
         assert_eq!(error["code"], -32602, "{params}: {error}");
         assert_eq!(error["data"]["field"], "subscription", "{params}: {error}");
     }
     // Well formed but unknown: false, as before.
-    let reply = worker.call("worker_unsubscribe_job", json!({"subscription": 12345}));
+    let reply = worker.call(events::UNSUBSCRIBE_METHOD, json!({"subscription": 12345}));
     assert_eq!(reply, json!(false));
 }
 
@@ -399,7 +404,7 @@ fn ended_jobs_do_not_keep_their_inputs() {
         assert_eq!(job["status"], "finished", "{}", job["message"]);
         peak = peak.max(vm_rss_kib(pid));
     }
-    let listed = worker.call("worker_list_sessions", json!({}));
+    let listed = worker.call(table::ListSessions::NAME, json!({}));
     assert_eq!(
         listed["sessions"].as_array().map(Vec::len),
         Some(40),

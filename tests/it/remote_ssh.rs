@@ -3,6 +3,7 @@
 //! with a `workers` list; each host's only key is forced to run the worker.
 
 use crate::common;
+use opencode_worker::protocol::table::{self, Method};
 
 use common::Worker;
 use common::sshd::{SshHost, netns_hosts};
@@ -26,7 +27,7 @@ fn sidecar(hosts: &[&SshHost]) -> Worker {
 }
 
 fn links(w: &mut Worker) -> Vec<String> {
-    let metrics = w.call("worker_get_metrics", json!({}));
+    let metrics = w.call(table::GetMetrics::NAME, json!({}));
     metrics["fleet"]["workers"]
         .as_array()
         .unwrap()
@@ -48,7 +49,7 @@ fn wait_links(w: &mut Worker, wanted: impl Fn(&[String]) -> bool) {
 }
 
 fn worker_of(w: &mut Worker, job_id: &str) -> String {
-    w.call("worker_get_status", json!({"job_id": job_id}))["worker"]
+    w.call(table::GetStatus::NAME, json!({"job_id": job_id}))["worker"]
         .as_str()
         .unwrap_or_default()
         .to_owned()
@@ -78,7 +79,10 @@ fn a_job_runs_on_the_remote_with_files_output_artifacts_cancel_and_timeout() {
     let long = w.dispatch(json!({"command": "echo begin; sleep 60"}));
     let id = long["job_id"].as_str().unwrap().to_owned();
     w.wait_status(&id, "running");
-    let cancelled = w.call("worker_cancel_job", json!({"job_id": id, "reason": "test"}));
+    let cancelled = w.call(
+        table::CancelJob::NAME,
+        json!({"job_id": id, "reason": "test"}),
+    );
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
 
     let timed =
@@ -108,7 +112,7 @@ fn a_host_killed_mid_job_loses_its_jobs_and_the_pool_keeps_working() {
     placed.sort();
     assert_eq!(placed, ["k0", "k1"], "one job per host");
     assert_eq!(
-        w.call("worker_get_status", json!({"job_id": "queued"}))["status"],
+        w.call(table::GetStatus::NAME, json!({"job_id": "queued"}))["status"],
         "queued"
     );
 
@@ -125,21 +129,21 @@ fn a_host_killed_mid_job_loses_its_jobs_and_the_pool_keeps_working() {
     assert_eq!(lost["status"], "failed", "{lost}");
     assert_eq!(lost["reason"], "worker_lost", "{lost}");
     assert_eq!(
-        w.call("worker_get_status", json!({"job_id": survivor}))["status"],
+        w.call(table::GetStatus::NAME, json!({"job_id": survivor}))["status"],
         "running",
         "the other host is unaffected"
     );
     wait_links(&mut w, |links| links[0] != "up");
     // The queued job never left the sidecar; it runs when the surviving host has room.
     assert_eq!(
-        w.call("worker_get_status", json!({"job_id": "queued"}))["status"],
+        w.call(table::GetStatus::NAME, json!({"job_id": "queued"}))["status"],
         "queued"
     );
-    w.call("worker_cancel_job", json!({"job_id": survivor}));
+    w.call(table::CancelJob::NAME, json!({"job_id": survivor}));
     let moved = w.wait_ended("queued");
     assert_eq!(moved["status"], "finished", "{moved}");
     assert_eq!(moved["worker"], "k1");
-    let out = w.call("worker_collect_output", json!({"job_id": "queued"}));
+    let out = w.call(table::CollectOutput::NAME, json!({"job_id": "queued"}));
     assert_eq!(out["stdout"]["data"], "moved\n");
 
     // The host comes back and the sidecar reconnects on its own.

@@ -3,6 +3,7 @@
 
 use crate::common;
 use common::*;
+use opencode_worker::protocol::table::{self, Method};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -50,8 +51,8 @@ fn shutdown_method_answers_flushes_waiters_and_exits() {
     let mut worker = start_busy_worker();
     let mut spec = json!({"command": "sleep 30", "wait_ms": 60000});
     worker.mark(&mut spec);
-    let waiting = worker.request("worker_dispatch_job", spec);
-    let shutdown = worker.request("shutdown", json!({}));
+    let waiting = worker.request(table::DispatchJob::NAME, spec);
+    let shutdown = worker.request(table::Shutdown::NAME, json!({}));
     assert_eq!(worker.reply_to(shutdown)["result"], json!({}));
     // The call that was waiting on its job is answered, not dropped.
     let waited = worker.reply_to(waiting);
@@ -183,7 +184,7 @@ fn start_stubborn_jobs(worker: &mut Worker, wait_ms: u64) -> Vec<u64> {
                 "wait_ms": wait_ms,
             });
             worker.mark(&mut spec);
-            worker.request("worker_dispatch_job", spec)
+            worker.request(table::DispatchJob::NAME, spec)
         })
         .collect();
     eventually("two jobs with their grandchildren are up", || {
@@ -199,7 +200,7 @@ fn every_way_to_stop_ends_running_and_queued_jobs_as_worker_shutdown() {
         let ids = start_stubborn_jobs(&mut worker, 60_000);
         match how {
             "shutdown" => {
-                let id = worker.request("shutdown", json!({}));
+                let id = worker.request(table::Shutdown::NAME, json!({}));
                 assert_eq!(worker.reply_to(id)["result"], json!({}));
             }
             signal => {
@@ -237,7 +238,7 @@ fn after_stdin_eof_the_requests_already_read_are_served_and_their_waits_honoured
     // Sent and then EOF at once: the worker must answer it, not refuse it as shutting down.
     let mut spec = json!({"job_id": "late", "command": "echo late", "wait_ms": 100});
     worker.mark(&mut spec);
-    let late = worker.request("worker_dispatch_job", spec);
+    let late = worker.request(table::DispatchJob::NAME, spec);
     worker.close_stdin();
     for id in ids {
         let job = &worker.reply_to(id)["result"];

@@ -6,13 +6,14 @@
 //! Needs root, openssh-server, openssh-client and iproute2 (the fixture says which is missing).
 
 use crate::common;
+use common::rpc::{Lines, Rpc};
 use common::sshd::{SshHost, free_loopback_port, generate_key, known_hosts_name, netns_hosts};
 use common::{PATIENCE, processes_with_marker};
+use opencode_worker::protocol::table::{self, Method};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Read;
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, ChildStdin, ExitStatus, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,16 +24,12 @@ const KEEPALIVE: &[&str] = &["-o", "ServerAliveInterval=1", "-o", "ServerAliveCo
 /// Cut detection takes ~4 s by the options above; this is only a hang guard.
 const CUT_PATIENCE: Duration = Duration::from_secs(90);
 
-/// JSON-RPC over a real `ssh` child's stdin and stdout, one message per line.
+/// JSON-RPC over a real `ssh` child's stdin and stdout, through the tests' one client.
 struct SshRpc {
     what: String,
     child: Child,
-    stdin: Option<ChildStdin>,
-    /// `None` is EOF on ssh's stdout.
-    lines: Receiver<Option<Value>>,
-    eof: bool,
+    rpc: Rpc,
     stderr: Arc<Mutex<String>>,
-    next_id: u64,
 }
 
 impl SshRpc {
@@ -48,19 +45,6 @@ impl SshRpc {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn ssh");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let value =
-                    serde_json::from_str(&line).unwrap_or_else(|_| json!({"not_json_rpc": line}));
-                if tx.send(Some(value)).is_err() {
-                    return;
-                }
-            }
-            let _ = tx.send(None);
-        });
         let stderr = Arc::new(Mutex::new(String::new()));
         let sink = stderr.clone();
         let mut pipe = child.stderr.take().unwrap();
@@ -75,14 +59,21 @@ impl SshRpc {
                     .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
+        let rpc = Rpc::new(
+            what,
+            child.stdin.take().unwrap(),
+            child.stdout.take().unwrap(),
+            Lines::Tolerant,
+        )
+        .with_context({
+            let stderr = stderr.clone();
+            move || format!("; ssh stderr:\n{}", stderr.lock().unwrap())
+        });
         SshRpc {
             what: what.to_string(),
-            stdin: child.stdin.take(),
             child,
-            lines,
-            eof: false,
+            rpc,
             stderr,
-            next_id: 1,
         }
     }
 
@@ -90,66 +81,13 @@ impl SshRpc {
         self.stderr.lock().unwrap().clone()
     }
 
-    /// The full reply (result or error) to one request; notifications are skipped.
-    fn call_raw(&mut self, method: &str, params: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        if let Err(error) = writeln!(stdin, "{line}").and_then(|()| stdin.flush()) {
-            panic!(
-                "{}: writing {method} to ssh failed: {error}; ssh stderr:\n{}",
-                self.what,
-                self.stderr()
-            );
-        }
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(Some(reply)) if reply["id"] == id => return reply,
-                Ok(Some(_other)) => continue,
-                Ok(None) | Err(RecvTimeoutError::Disconnected) => {
-                    self.eof = true;
-                    panic!(
-                        "{}: ssh closed stdout before answering {method}; ssh stderr:\n{}",
-                        self.what,
-                        self.stderr()
-                    )
-                }
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "{}: no answer to {method} within {PATIENCE:?}; ssh stderr:\n{}",
-                    self.what,
-                    self.stderr()
-                ),
-            }
-        }
-    }
-
     fn call(&mut self, method: &str, params: Value) -> Value {
-        let reply = self.call_raw(method, params.clone());
-        match reply.get("result") {
-            Some(result) => result.clone(),
-            None => panic!("{}: {method} {params} failed: {reply}", self.what),
-        }
+        self.rpc.call(method, params)
     }
 
     /// Waits for EOF on ssh's stdout; lines before it are dropped. How long it took.
     fn wait_eof(&mut self, patience: Duration) -> Duration {
-        let start = Instant::now();
-        while !self.eof {
-            let left = (start + patience).saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(Some(_)) => {}
-                Ok(None) | Err(RecvTimeoutError::Disconnected) => self.eof = true,
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "{}: no EOF on ssh's stdout within {patience:?}; ssh stderr:\n{}",
-                    self.what,
-                    self.stderr()
-                ),
-            }
-        }
-        start.elapsed()
+        self.rpc.wait_eof(patience)
     }
 
     fn wait_exit(&mut self, patience: Duration) -> ExitStatus {
@@ -160,7 +98,7 @@ impl SshRpc {
 
 impl Drop for SshRpc {
     fn drop(&mut self) {
-        self.stdin.take();
+        self.rpc.close_stdin();
         if wait_child(&mut self.child, Duration::from_secs(5)).is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
@@ -251,13 +189,16 @@ fn loopback_worker_answers_through_ssh_and_runs_a_job() {
     assert_eq!(entry["known_hosts"], host.known_hosts.display().to_string());
 
     let mut ssh = SshRpc::connect(&host, REMOTE);
-    let init = ssh.call("initialize", json!({"client": {"name": "ssh-fixture"}}));
+    let init = ssh.call(
+        table::Initialize::NAME,
+        json!({"client": {"name": "ssh-fixture"}}),
+    );
     assert_eq!(init["name"], "opencode-worker", "{init}");
     assert_eq!(init["protocol"], 1, "{init}");
     assert!(init["worker_id"].as_str().is_some_and(|id| !id.is_empty()));
 
     let job = ssh.call(
-        "worker_dispatch_job",
+        table::DispatchJob::NAME,
         json!({"command": "echo hi", "wait_ms": 10000}),
     );
     assert_eq!(job["status"], "finished", "{job}");
@@ -274,7 +215,7 @@ fn loopback_worker_answers_through_ssh_and_runs_a_job() {
     );
 
     // The sidecar closing stdin ends the remote worker and the ssh client cleanly.
-    ssh.stdin.take();
+    ssh.rpc.close_stdin();
     assert!(ssh.wait_exit(PATIENCE).success(), "{}", ssh.stderr());
     eventually("the remote worker exited", PATIENCE, || {
         host.worker_processes().is_empty()
@@ -287,7 +228,7 @@ fn the_key_can_only_run_the_worker() {
 
     // Whatever command the client asks for, the forced command runs the worker.
     let mut ssh = SshRpc::connect(&host, &["cat", "/etc/passwd"]);
-    let init = ssh.call("initialize", json!({}));
+    let init = ssh.call(table::Initialize::NAME, json!({}));
     assert_eq!(init["name"], "opencode-worker", "{init}");
     assert_eq!(
         init["limits"]["defaults"]["timeout"], 123456,
@@ -401,10 +342,10 @@ fn wrong_keys_and_unknown_hosts_are_refused_without_a_prompt() {
 fn a_killed_host_is_seen_as_eof_and_comes_back() {
     let mut host = SshHost::loopback("lo4");
     let mut ssh = SshRpc::connect(&host, REMOTE);
-    let first = ssh.call("initialize", json!({}));
+    let first = ssh.call(table::Initialize::NAME, json!({}));
     let marker = format!("sshkill{}", std::process::id());
     let job = ssh.call(
-        "worker_dispatch_job",
+        table::DispatchJob::NAME,
         json!({"job_id": "long", "command": "echo started; sleep 120",
                "env": {"OCW_TEST_MARKER": marker}}),
     );
@@ -413,7 +354,7 @@ fn a_killed_host_is_seen_as_eof_and_comes_back() {
         "{job}"
     );
     eventually("the job runs and has written", PATIENCE, || {
-        let out = ssh.call("worker_collect_output", json!({"job_id": "long"}));
+        let out = ssh.call(table::CollectOutput::NAME, json!({"job_id": "long"}));
         out["stdout"]["data"] == "started\n"
     });
     let workers = host.worker_processes();
@@ -439,7 +380,7 @@ fn a_killed_host_is_seen_as_eof_and_comes_back() {
 
     host.restart();
     let mut again = SshRpc::connect(&host, REMOTE);
-    let second = again.call("initialize", json!({}));
+    let second = again.call(table::Initialize::NAME, json!({}));
     assert_ne!(
         first["worker_id"], second["worker_id"],
         "a new worker process answers"
@@ -459,7 +400,7 @@ fn netns_hosts_are_independent_and_a_cut_is_noticed() {
         .collect();
     let inits: Vec<Value> = clients
         .iter_mut()
-        .map(|ssh| ssh.call("initialize", json!({})))
+        .map(|ssh| ssh.call(table::Initialize::NAME, json!({})))
         .collect();
     assert_ne!(inits[0]["worker_id"], inits[1]["worker_id"]);
     for (host, init) in hosts.iter().zip(&inits) {
@@ -468,7 +409,7 @@ fn netns_hosts_are_independent_and_a_cut_is_noticed() {
         assert_eq!(worker_base_dirs(host).len(), 1, "{}", host.name);
     }
     let job = clients[1].call(
-        "worker_dispatch_job",
+        table::DispatchJob::NAME,
         json!({"command": "echo hi", "wait_ms": 10000}),
     );
     assert_eq!(job["stdout"], "hi\n", "{job}");
@@ -487,7 +428,7 @@ fn netns_hosts_are_independent_and_a_cut_is_noticed() {
     clients[0].wait_eof(PATIENCE);
 
     // The other host did not notice anything.
-    let metrics = clients[1].call("worker_get_metrics", json!({}));
+    let metrics = clients[1].call(table::GetMetrics::NAME, json!({}));
     assert_eq!(metrics["worker_id"], inits[1]["worker_id"], "{metrics}");
 
     // sshd ends the orphaned worker by its own keepalives (ClientAliveInterval).
@@ -501,10 +442,10 @@ fn netns_hosts_are_independent_and_a_cut_is_noticed() {
 
     hosts[0].restore_network();
     let mut again = SshRpc::connect(&hosts[0], REMOTE);
-    let init = again.call("initialize", json!({}));
+    let init = again.call(table::Initialize::NAME, json!({}));
     assert_ne!(init["worker_id"], inits[0]["worker_id"]);
     assert_eq!(
-        clients[1].call("initialize", json!({}))["worker_id"],
+        clients[1].call(table::Initialize::NAME, json!({}))["worker_id"],
         inits[1]["worker_id"]
     );
 }

@@ -3,6 +3,8 @@
 
 use crate::common;
 use crate::stream_util;
+use opencode_worker::protocol::events;
+use opencode_worker::protocol::table::{self, Method};
 
 use common::Worker;
 use serde_json::{Value, json};
@@ -83,7 +85,7 @@ fn resume_after_seq_and_late_subscribers_get_the_same_events() {
     let first = c.subscribe("r1", None);
     let got = c.until_count(&first, 5);
     assert_eq!(
-        c.call("worker_unsubscribe_job", json!([first.clone()])),
+        c.call(events::UNSUBSCRIBE_METHOD, json!([first.clone()])),
         json!(true)
     );
     let seen = c.events(&first);
@@ -152,26 +154,29 @@ fn unsubscribe_stops_notifications_before_its_reply() {
     let sub = c.subscribe("tick", None);
     c.until_count(&sub, 10);
     let reply = c.call(
-        "worker_unsubscribe_job",
+        events::UNSUBSCRIBE_METHOD,
         json!({"subscription": sub.clone()}),
     );
     assert_eq!(reply, json!(true));
     let at_reply = c.events(&sub).len();
     // Everything the worker writes from here on comes after the unsubscribe reply.
-    c.call("worker_cancel_job", json!({"job_id": "tick"}));
-    let status = c.call("worker_get_status", json!({"job_id": "tick"}));
+    c.call(table::CancelJob::NAME, json!({"job_id": "tick"}));
+    let status = c.call(table::GetStatus::NAME, json!({"job_id": "tick"}));
     assert_eq!(status["status"], "cancelled");
     assert_eq!(
         c.events(&sub).len(),
         at_reply,
         "a notification followed the unsubscribe reply"
     );
-    let metrics = c.call("worker_get_metrics", json!({}));
+    let metrics = c.call(table::GetMetrics::NAME, json!({}));
     assert_eq!(metrics["subscriptions"], 0, "{metrics}");
     // Unsubscribing twice or an unknown id answers false.
-    assert_eq!(c.call("worker_unsubscribe_job", json!([sub])), json!(false));
     assert_eq!(
-        c.call("worker_unsubscribe_job", json!([12345])),
+        c.call(events::UNSUBSCRIBE_METHOD, json!([sub])),
+        json!(false)
+    );
+    assert_eq!(
+        c.call(events::UNSUBSCRIBE_METHOD, json!([12345])),
         json!(false)
     );
 }
@@ -179,18 +184,18 @@ fn unsubscribe_stops_notifications_before_its_reply() {
 #[test]
 fn subscribe_errors() {
     let mut c = Client::new(Worker::start());
-    let unknown = c.call_raw("worker_subscribe_job", json!({"job_id": "nope"}));
+    let unknown = c.call_raw(events::SUBSCRIBE_METHOD, json!({"job_id": "nope"}));
     assert_eq!(unknown["error"]["code"], -32001, "{unknown}");
     c.dispatch(json!({"job_id": "s", "command": "sleep 30"}));
     let past = c.call_raw(
-        "worker_subscribe_job",
+        events::SUBSCRIBE_METHOD,
         json!({"job_id": "s", "after_seq": 999}),
     );
     assert_eq!(past["error"]["code"], -32602, "{past}");
     assert_eq!(past["error"]["data"]["field"], "after_seq");
-    let bad = c.call_raw("worker_subscribe_job", json!({"job_id": "s", "bogus": 1}));
+    let bad = c.call_raw(events::SUBSCRIBE_METHOD, json!({"job_id": "s", "bogus": 1}));
     assert_eq!(bad["error"]["code"], -32602, "{bad}");
-    c.call("worker_cancel_job", json!({"job_id": "s"}));
+    c.call(table::CancelJob::NAME, json!({"job_id": "s"}));
     assert!(c.notes.is_empty(), "a refused subscription sent events");
 }
 
@@ -205,7 +210,7 @@ fn a_cancelled_job_streams_to_its_end() {
         c.until_count(&sub, seen + 1);
     }
     c.call(
-        "worker_cancel_job",
+        table::CancelJob::NAME,
         json!({"job_id": "k", "reason": "enough"}),
     );
     let events = c.until_end(std::slice::from_ref(&sub)).remove(0);

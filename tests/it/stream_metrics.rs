@@ -2,6 +2,7 @@
 //! Prometheus text follows the exposition format line by line and says the same numbers.
 
 use crate::common;
+use opencode_worker::protocol::table::{self, Method};
 
 use common::Worker;
 use serde_json::{Value, json};
@@ -124,16 +125,16 @@ fn metrics_add_up_to_the_jobs_run_and_prometheus_says_the_same() {
     assert_eq!(flood["reason"], "output_limit");
     w.dispatch(json!({"job_id": "c", "command": "sleep 30"}));
     w.wait_status("c", "running");
-    w.call("worker_cancel_job", json!({"job_id": "c"}));
+    w.call(table::CancelJob::NAME, json!({"job_id": "c"}));
     for bad in [
         json!({"command": "true", "limits": {"memory": "lots"}}),
         json!({}),
     ] {
-        w.call_err("worker_dispatch_job", bad);
+        w.call_err(table::DispatchJob::NAME, bad);
     }
     w.wait_ended("c");
 
-    let m = w.call("worker_get_metrics", json!({}));
+    let m = w.call(table::GetMetrics::NAME, json!({}));
     assert_eq!(m["format"], "json");
     assert!(m.get("text").is_none());
     let jobs = &m["jobs"];
@@ -184,7 +185,7 @@ fn metrics_add_up_to_the_jobs_run_and_prometheus_says_the_same() {
     assert!(process["peak_rss_bytes"].as_u64() >= process["rss_bytes"].as_u64());
     assert!(process["open_fds"].as_u64().unwrap() >= 3);
 
-    let p = w.call("worker_get_metrics", json!({"format": "prometheus"}));
+    let p = w.call(table::GetMetrics::NAME, json!({"format": "prometheus"}));
     assert_eq!(p["format"], "prometheus");
     let samples = parse_prometheus(p["text"].as_str().unwrap());
     let get = |key: &str| {

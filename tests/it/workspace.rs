@@ -7,6 +7,7 @@
 
 use crate::common;
 use common::*;
+use opencode_worker::protocol::table::{self, Method};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -64,7 +65,7 @@ fn fixture(extra: &[&str]) -> Option<Fixture> {
             ("CARGO_HOME", cargo_home.as_str()),
         ],
     );
-    let init = worker.call("initialize", json!({}));
+    let init = worker.call(table::Initialize::NAME, json!({}));
     let sandboxed = init["isolation"]["layers"].as_array().is_some_and(|l| {
         l.iter()
             .any(|l| l["name"] == "filesystem" && l["state"] == "active")
@@ -329,7 +330,7 @@ fn bad_workspace_paths_are_refused_naming_the_field() {
     ];
     for (workspace, field, reason) in cases {
         let error = worker.call_err(
-            "worker_dispatch_job",
+            table::DispatchJob::NAME,
             json!({"command": "true", "workspace": workspace}),
         );
         assert_eq!(error["code"], -32602, "{workspace}: {error}");
@@ -340,18 +341,18 @@ fn bad_workspace_paths_are_refused_naming_the_field() {
         }
     }
     let error = worker.call_err(
-        "worker_dispatch_job",
+        table::DispatchJob::NAME,
         json!({"command": "true", "workspace": {"mode": "read"}, "cwd": "up"}),
     );
     assert_eq!(error["data"]["field"], "cwd", "{error}");
     let error = worker.call_err(
-        "worker_dispatch_job",
+        table::DispatchJob::NAME,
         json!({"command": "true", "workspace": {"mode": "read"}, "cwd": "nope"}),
     );
     assert_eq!(error["data"]["field"], "cwd", "{error}");
     // Only `workspace.roots` may hold a workspace; the default is the root alone.
     let error = worker.call_err(
-        "worker_dispatch_job",
+        table::DispatchJob::NAME,
         json!({"command": "true", "workspace": {"mode": "read", "path": parent.path()}}),
     );
     assert_eq!(error["data"]["field"], "workspace.path", "{error}");
@@ -371,7 +372,7 @@ fn a_workspace_holding_a_credential_store_is_refused() {
     let home_str = home.path().to_str().unwrap().to_owned();
     let mut worker = Worker::start_walls(&[roots.as_str()], &[("HOME", home_str.as_str())]);
     let error = worker.call_err(
-        "worker_dispatch_job",
+        table::DispatchJob::NAME,
         json!({"command": "true", "workspace": {"mode": "read", "path": home.path()}}),
     );
     assert_eq!(error["data"]["field"], "workspace.path", "{error}");
@@ -480,7 +481,10 @@ fn overlay_reports_every_kind_of_edit_and_leaves_the_project_alone() {
         changes["ignored"]["count"].as_u64().unwrap() >= 2,
         "{changes}"
     );
-    worker.call("worker_discard_changes", json!({"job_id": job["job_id"]}));
+    worker.call(
+        table::DiscardChanges::NAME,
+        json!({"job_id": job["job_id"]}),
+    );
     worker.assert_no_session_dirs();
 }
 
@@ -620,7 +624,7 @@ fn overlay_changes_apply_except_conflicts_and_protected_paths() {
     // The user edits one of the same files after the job.
     std::fs::write(project.join("src/lib.txt"), "user\n").unwrap();
 
-    let result = worker.call("worker_apply_changes", json!({"job_id": job_id}));
+    let result = worker.call(table::ApplyChanges::NAME, json!({"job_id": job_id}));
     assert_eq!(
         outcomes(&result),
         pairs(&[
@@ -671,7 +675,7 @@ fn overlay_changes_apply_except_conflicts_and_protected_paths() {
 
     // Applying again changes nothing; asking for a path outside the set says so.
     let again = worker.call(
-        "worker_apply_changes",
+        table::ApplyChanges::NAME,
         json!({"job_id": job_id, "paths": ["README", "nope"]}),
     );
     assert_eq!(
@@ -679,11 +683,11 @@ fn overlay_changes_apply_except_conflicts_and_protected_paths() {
         pairs(&[("README", "skipped"), ("nope", "skipped")]),
         "{again}"
     );
-    let discarded = worker.call("worker_discard_changes", json!({"job_id": job_id}));
+    let discarded = worker.call(table::DiscardChanges::NAME, json!({"job_id": job_id}));
     assert_eq!(discarded["discarded"], 2, "{discarded}");
-    let error = worker.call_err("worker_discard_changes", json!({"job_id": job_id}));
+    let error = worker.call_err(table::DiscardChanges::NAME, json!({"job_id": job_id}));
     assert_eq!(error["data"]["field"], "job_id", "{error}");
-    let error = worker.call_err("worker_apply_changes", json!({"job_id": job_id}));
+    let error = worker.call_err(table::ApplyChanges::NAME, json!({"job_id": job_id}));
     assert_eq!(error["data"]["field"], "job_id", "{error}");
     worker.assert_no_session_dirs();
 }
@@ -707,7 +711,7 @@ fn discarded_changes_leave_nothing_on_disk() {
         "{job}"
     );
     let job_id = job["job_id"].as_str().unwrap();
-    let result = worker.call("worker_discard_changes", json!({"job_id": job_id}));
+    let result = worker.call(table::DiscardChanges::NAME, json!({"job_id": job_id}));
     assert_eq!(result["discarded"], 3);
     assert_eq!(snapshot(&project), before);
     // The kept layer was the only thing under the worker's base besides its spares.
@@ -744,7 +748,10 @@ fn an_overlay_job_over_the_disk_budget_is_killed_with_what_it_wrote() {
     assert!(!project.join("big.bin").exists());
     let alive = overlay(&mut worker, "echo alive");
     assert_eq!(alive["status"], "finished", "{alive}");
-    worker.call("worker_discard_changes", json!({"job_id": job["job_id"]}));
+    worker.call(
+        table::DiscardChanges::NAME,
+        json!({"job_id": job["job_id"]}),
+    );
 }
 
 #[test]
@@ -766,14 +773,20 @@ fn pending_change_sets_count_against_the_total_disk_budget() {
     );
     assert_eq!(second["reason"], "disk_limit", "{second}");
     // Once the first set is discarded there is room again.
-    worker.call("worker_discard_changes", json!({"job_id": first["job_id"]}));
     worker.call(
-        "worker_discard_changes",
+        table::DiscardChanges::NAME,
+        json!({"job_id": first["job_id"]}),
+    );
+    worker.call(
+        table::DiscardChanges::NAME,
         json!({"job_id": second["job_id"]}),
     );
     let third = overlay(&mut worker, "head -c 500000 /dev/urandom > third.bin");
     assert_eq!(third["status"], "finished", "{third}");
-    worker.call("worker_discard_changes", json!({"job_id": third["job_id"]}));
+    worker.call(
+        table::DiscardChanges::NAME,
+        json!({"job_id": third["job_id"]}),
+    );
 }
 
 #[test]
@@ -849,7 +862,7 @@ fn a_killed_workers_placeholders_are_swept_by_the_next_worker() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while placeholder.exists() && std::time::Instant::now() < deadline {
         let mut next = Worker::start_walls(&[root.as_str(), base_setting.as_str()], &[]);
-        next.call("initialize", json!({}));
+        next.call(table::Initialize::NAME, json!({}));
         drop(next);
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
@@ -940,7 +953,7 @@ fn copy_fallback_reports_applies_and_discards_like_an_overlay() {
     // The user edits a file the job also changed: that one is a conflict.
     std::fs::write(project.join("README"), "user\n").unwrap();
     let job_id = job["job_id"].as_str().unwrap().to_owned();
-    let result = worker.call("worker_apply_changes", json!({"job_id": job_id}));
+    let result = worker.call(table::ApplyChanges::NAME, json!({"job_id": job_id}));
     assert_eq!(
         outcomes(&result),
         pairs(&[
@@ -970,7 +983,7 @@ fn copy_fallback_reports_applies_and_discards_like_an_overlay() {
         "ignored: never applied"
     );
     assert!(project.join("target/debug/old").exists());
-    worker.call("worker_discard_changes", json!({"job_id": job_id}));
+    worker.call(table::DiscardChanges::NAME, json!({"job_id": job_id}));
 
     // Discard: a second job's copy goes, the project stays as it is.
     let before = snapshot(&project);
@@ -980,7 +993,10 @@ fn copy_fallback_reports_applies_and_discards_like_an_overlay() {
         pairs(&[("README", "deleted"), ("a", "added")]),
         "{job}"
     );
-    let result = worker.call("worker_discard_changes", json!({"job_id": job["job_id"]}));
+    let result = worker.call(
+        table::DiscardChanges::NAME,
+        json!({"job_id": job["job_id"]}),
+    );
     assert_eq!(result["discarded"], 2, "{result}");
     assert_eq!(snapshot(&project), before);
     worker.assert_no_session_dirs();
@@ -1080,7 +1096,7 @@ fn a_big_diff_is_paged_with_worker_get_changes() {
     let mut pages = 0;
     loop {
         let page = worker.call(
-            "worker_get_changes",
+            table::GetChanges::NAME,
             json!({"job_id": job_id, "offset": offset, "max_bytes": 99_999}),
         );
         let diff = &page["diff"];
@@ -1106,12 +1122,12 @@ fn a_big_diff_is_paged_with_worker_get_changes() {
     assert_eq!(whole, expected);
 
     let error = worker.call_err(
-        "worker_get_changes",
+        table::GetChanges::NAME,
         json!({"job_id": job_id, "max_bytes": 2}),
     );
     assert_eq!(error["data"]["field"], "max_bytes", "{error}");
-    worker.call("worker_discard_changes", json!({"job_id": job_id}));
-    let error = worker.call_err("worker_get_changes", json!({"job_id": job_id}));
+    worker.call(table::DiscardChanges::NAME, json!({"job_id": job_id}));
+    let error = worker.call_err(table::GetChanges::NAME, json!({"job_id": job_id}));
     assert_eq!(error["data"]["field"], "job_id", "{error}");
 }
 
@@ -1166,7 +1182,7 @@ fn cache_writes_stay_in_the_workers_layer_and_reach_its_next_job() {
         ("CARGO_HOME", cargo_home.to_str().unwrap()),
     ];
     let mut worker = Worker::start_walls(&[root.as_str()], &env);
-    worker.call("initialize", json!({}));
+    worker.call(table::Initialize::NAME, json!({}));
 
     let job = overlay(
         &mut worker,
@@ -1205,7 +1221,7 @@ fn cache_writes_stay_in_the_workers_layer_and_reach_its_next_job() {
     // Shared: the operator lets jobs write the user's npm cache in place.
     let shared = format!("workspace.shared_caches=[\"{}\"]", npm.display());
     let mut worker = Worker::start_walls(&[root.as_str(), shared.as_str()], &env);
-    worker.call("initialize", json!({}));
+    worker.call(table::Initialize::NAME, json!({}));
     let job = run(
         &mut worker,
         "read",
@@ -1259,11 +1275,11 @@ fn copy_fallback_does_not_report_the_users_edits_during_the_job() {
     let ended = worker.wait_ended(&job_id);
     assert_eq!(ended["status"], "finished", "{ended}");
     // worker_get_status leaves the change set out; worker_get_changes has it.
-    let changes = worker.call("worker_get_changes", json!({"job_id": job_id}));
+    let changes = worker.call(table::GetChanges::NAME, json!({"job_id": job_id}));
     assert_eq!(
         paths_and_kinds(&changes),
         pairs(&[("job.txt", "added")]),
         "{changes}"
     );
-    worker.call("worker_discard_changes", json!({"job_id": job_id}));
+    worker.call(table::DiscardChanges::NAME, json!({"job_id": job_id}));
 }

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 use crate::common::Worker;
+use opencode_worker::protocol::events;
+use opencode_worker::protocol::table::{self, Method};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -51,7 +53,7 @@ impl Client {
 
     pub fn dispatch(&mut self, mut spec: Value) -> Value {
         self.w.mark(&mut spec);
-        self.call("worker_dispatch_job", spec)
+        self.call(table::DispatchJob::NAME, spec)
     }
 
     pub fn subscribe(&mut self, job_id: &str, after_seq: Option<u64>) -> Value {
@@ -59,7 +61,7 @@ impl Client {
         if let Some(after) = after_seq {
             params["after_seq"] = json!(after);
         }
-        self.call("worker_subscribe_job", params)
+        self.call(events::SUBSCRIBE_METHOD, params)
     }
 
     /// Events of one subscription received so far.

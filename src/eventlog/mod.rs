@@ -3,10 +3,17 @@
 //! --follow`) read it at their own pace with a [`Follower`]: the job never waits for them, and a
 //! follower that falls behind the ring gets one `lagged` item naming what it missed.
 
-use crate::protocol::{FileEncoding, Job, JobEvent, JobEventBody, JobStatus, OutputChunk, Phase};
-use base64::Engine;
+//!
+//! The ring and its writers live here; reading at a follower's pace is `follower.rs`, the wire
+//! form of an item is `wire.rs`.
+
+mod follower;
+mod wire;
+
+use crate::protocol::{Job, JobStatus, Phase};
+use follower::Read;
+pub use follower::{Follower, followers};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use tokio::sync::watch;
@@ -15,13 +22,6 @@ use tokio::sync::watch;
 const EVENT_OVERHEAD: usize = 96;
 /// Events handed to a follower per read.
 const BATCH: usize = 32;
-
-/// Subscriptions open now, across all jobs (a gauge for the metrics).
-pub static FOLLOWERS: AtomicU64 = AtomicU64::new(0);
-
-pub fn followers() -> u64 {
-    FOLLOWERS.load(Ordering::Relaxed)
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
@@ -48,10 +48,34 @@ pub enum Payload {
     Output {
         stream: Stream,
         offset: u64,
-        data: Vec<u8>,
-        utf8: bool,
+        data: Output,
     },
     End(Box<Job>),
+}
+
+/// A chunk of output: text when the bytes are valid UTF-8 (never cut inside a character), raw
+/// bytes when they are not.
+#[derive(Debug)]
+pub enum Output {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl Output {
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Output::Text(text) => text.as_bytes(),
+            Output::Bytes(bytes) => bytes,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl Payload {
@@ -216,21 +240,22 @@ impl EventLog {
         let index = stream.index();
         let mut data = std::mem::take(&mut inner.pending[index]);
         data.extend_from_slice(bytes);
-        let utf8 = match std::str::from_utf8(&data) {
-            Ok(_) => true,
-            Err(error) if error.error_len().is_none() => {
-                inner.pending[index] = data.split_off(error.valid_up_to());
-                true
-            }
-            Err(_) => false,
-        };
+        if let Err(error) = std::str::from_utf8(&data)
+            && error.error_len().is_none()
+        {
+            inner.pending[index] = data.split_off(error.valid_up_to());
+        }
         if data.is_empty() {
             return;
         }
-        self.push_output(&mut inner, stream, data, utf8);
+        let data = match String::from_utf8(data) {
+            Ok(text) => Output::Text(text),
+            Err(error) => Output::Bytes(error.into_bytes()),
+        };
+        self.push_output(&mut inner, stream, data);
     }
 
-    fn push_output(&self, inner: &mut Inner, stream: Stream, data: Vec<u8>, utf8: bool) {
+    fn push_output(&self, inner: &mut Inner, stream: Stream, data: Output) {
         let index = stream.index();
         let offset = inner.offsets[index];
         inner.offsets[index] += data.len() as u64;
@@ -240,7 +265,6 @@ impl EventLog {
                 stream,
                 offset,
                 data,
-                utf8,
             },
         );
     }
@@ -249,7 +273,7 @@ impl EventLog {
         for stream in [Stream::Stdout, Stream::Stderr] {
             let tail = std::mem::take(&mut inner.pending[stream.index()]);
             if !tail.is_empty() {
-                self.push_output(inner, stream, tail, false);
+                self.push_output(inner, stream, Output::Bytes(tail));
             }
         }
     }
@@ -275,14 +299,12 @@ impl EventLog {
         };
         let seen_output = if after_seq == 0 { Some(0) } else { None };
         drop(inner);
-        FOLLOWERS.fetch_add(1, Ordering::Relaxed);
-        Ok(Follower {
-            log: self.clone(),
+        Ok(Follower::new(
+            self.clone(),
             next,
             seen_output,
-            latest: self.latest.subscribe(),
-            done: false,
-        })
+            self.latest.subscribe(),
+        ))
     }
 
     fn read(&self, next: u64, seen_output: Option<u64>) -> Read {
@@ -313,192 +335,10 @@ impl EventLog {
     }
 }
 
-enum Read {
-    Items(Vec<Item>),
-    Wait,
-}
-
-/// Reads one job's events in order, at its own pace.
-pub struct Follower {
-    log: Arc<EventLog>,
-    next: u64,
-    seen_output: Option<u64>,
-    latest: watch::Receiver<u64>,
-    done: bool,
-}
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        FOLLOWERS.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl Follower {
-    /// The next items, waiting for them; None after the `end` event was handed out.
-    pub async fn next_batch(&mut self) -> Option<Vec<Item>> {
-        if self.done {
-            return None;
-        }
-        loop {
-            self.latest.borrow_and_update();
-            if let Read::Items(items) = self.log.read(self.next, self.seen_output) {
-                for item in &items {
-                    match item {
-                        Item::Event(seq, payload) => {
-                            self.next = seq + 1;
-                            if let Some(seen) = &mut self.seen_output {
-                                *seen += payload.output_bytes();
-                            }
-                            if matches!(**payload, Payload::End(_)) {
-                                self.done = true;
-                            }
-                        }
-                        Item::Lagged {
-                            seq, missed_bytes, ..
-                        } => {
-                            self.next = seq + 1;
-                            self.seen_output = match (self.seen_output, missed_bytes) {
-                                (Some(seen), Some(missed)) => Some(seen + missed),
-                                _ => None,
-                            };
-                        }
-                    }
-                }
-                return Some(items);
-            }
-            if self.latest.changed().await.is_err() {
-                return None;
-            }
-        }
-    }
-}
-
-/// An output event as it goes on the wire, borrowing the chunk: the same JSON as
-/// [`JobEvent`] with a `stdout`/`stderr` body, without copying the bytes first.
-#[derive(serde::Serialize)]
-struct WireChunk<'a> {
-    job_id: &'a str,
-    seq: u64,
-    kind: &'static str,
-    data: std::borrow::Cow<'a, str>,
-    encoding: FileEncoding,
-    offset: u64,
-    bytes: u64,
-}
-
-impl Item {
-    /// The wire form as JSON, for the subscription: output chunks are serialized straight from
-    /// the history, the rest through [`Item::to_wire`].
-    pub fn to_json(&self, job_id: &str) -> serde_json::Result<Box<serde_json::value::RawValue>> {
-        if let Item::Event(seq, payload) = self
-            && let Payload::Output {
-                stream,
-                offset,
-                data,
-                utf8,
-            } = &**payload
-        {
-            let (data, encoding) = if *utf8 {
-                // SAFETY: `utf8` is set only for bytes that `std::str::from_utf8` accepted
-                // whole (see `EventLog::output`); the bytes are never changed afterwards.
-                let text = unsafe { std::str::from_utf8_unchecked(data) };
-                (std::borrow::Cow::Borrowed(text), FileEncoding::Utf8)
-            } else {
-                (
-                    std::borrow::Cow::Owned(base64::engine::general_purpose::STANDARD.encode(data)),
-                    FileEncoding::Base64,
-                )
-            };
-            return serde_json::value::to_raw_value(&WireChunk {
-                job_id,
-                seq: *seq,
-                kind: match stream {
-                    Stream::Stdout => "stdout",
-                    Stream::Stderr => "stderr",
-                },
-                data,
-                encoding,
-                offset: *offset,
-                bytes: payload.output_bytes(),
-            });
-        }
-        serde_json::value::to_raw_value(&self.to_wire(job_id))
-    }
-
-    pub fn is_end(&self) -> bool {
-        matches!(self, Item::Event(_, payload) if matches!(**payload, Payload::End(_)))
-    }
-
-    /// The wire form.
-    pub fn to_wire(&self, job_id: &str) -> JobEvent {
-        let (seq, body) = match self {
-            Item::Lagged {
-                seq,
-                first_missed_seq,
-                missed_bytes,
-            } => (
-                *seq,
-                JobEventBody::Lagged {
-                    first_missed_seq: *first_missed_seq,
-                    missed_events: seq + 1 - first_missed_seq,
-                    missed_bytes: *missed_bytes,
-                },
-            ),
-            Item::Event(seq, payload) => (
-                *seq,
-                match &**payload {
-                    Payload::State {
-                        status,
-                        phase,
-                        elapsed_ms,
-                    } => JobEventBody::State {
-                        status: *status,
-                        phase: *phase,
-                        elapsed_ms: *elapsed_ms,
-                    },
-                    Payload::Output {
-                        stream,
-                        offset,
-                        data,
-                        utf8,
-                    } => {
-                        let (text, encoding) = if *utf8 {
-                            (
-                                String::from_utf8_lossy(data).into_owned(),
-                                FileEncoding::Utf8,
-                            )
-                        } else {
-                            (
-                                base64::engine::general_purpose::STANDARD.encode(data),
-                                FileEncoding::Base64,
-                            )
-                        };
-                        let chunk = OutputChunk {
-                            data: text,
-                            encoding,
-                            offset: *offset,
-                            bytes: data.len() as u64,
-                        };
-                        match stream {
-                            Stream::Stdout => JobEventBody::Stdout(chunk),
-                            Stream::Stderr => JobEventBody::Stderr(chunk),
-                        }
-                    }
-                    Payload::End(job) => JobEventBody::End { job: job.clone() },
-                },
-            ),
-        };
-        JobEvent {
-            job_id: job_id.to_owned(),
-            seq,
-            body,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{FileEncoding, JobEventBody};
 
     fn job() -> Job {
         serde_json::from_value(serde_json::json!({
