@@ -103,7 +103,7 @@ fn main() {
             allow: vec!["origin.test".into(), "127.0.0.1".into()],
             deny: vec![],
         },
-        &config,
+        &config.allowlists,
     )
     .unwrap();
     let egress = Arc::new(JobEgress::new(Arc::new(rules), &config));

@@ -125,7 +125,7 @@ pub fn plan(spec: JobSpec, config: &Config, resolved: &Resolved) -> Result<JobPl
     let (network, egress) = match request {
         NetworkRequest::Mode(mode) => (mode, None),
         NetworkRequest::Allowlist(list) => {
-            let rules = crate::egress::Rules::compile(&list, &config.network)
+            let rules = crate::egress::Rules::compile(&list, &config.network.allowlists)
                 .map_err(|(field, reason)| WorkerError::invalid_params(field, reason))?;
             (NetworkMode::None, Some(std::sync::Arc::new(rules)))
         }

@@ -15,8 +15,15 @@ step "schema files match the Rust types, the plugin's TypeScript types match the
 target/release/opencode-worker schema --check schema
 node plugin-shim/scripts/gen-types.mjs --check
 
-step "lint"
+step "lint, and no import circle between the files of src/"
 cargo clippy --all-targets --locked -- -D warnings
+python3 .ci/import-circles.py
+
+step "the official Python MCP SDK, the real client of the mcp tests (target/mcp-venv)"
+if ! target/mcp-venv/bin/python -c 'import mcp' 2>/dev/null; then
+  python3 -m venv target/mcp-venv
+  target/mcp-venv/bin/pip install --quiet mcp==2.3.0
+fi
 
 step "Rust unit and integration tests (real binary, real pipes, real processes)"
 cargo test --all-targets --locked

@@ -67,7 +67,7 @@ impl NetworkConfig {
             return Err("network.proxy_port must be from 1 to 65535".into());
         }
         if let Some(NetworkRequest::Allowlist(list)) = &self.default {
-            Rules::compile(list, self)
+            Rules::compile(list, &self.allowlists)
                 .map_err(|(field, reason)| format!("network.default: {field} {reason}"))?;
         }
         Ok(())

@@ -2,9 +2,9 @@
 //! entry that decided it, so a denial can tell the model which config key would change it.
 
 use super::addr;
-use super::config::NetworkConfig;
 use super::pattern::{Host, Pattern};
 use crate::protocol::Allowlist;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 #[derive(Debug, Clone)]
@@ -34,15 +34,18 @@ pub struct Denial {
 pub type FieldError = (String, String);
 
 impl Rules {
-    /// Compiles a job's `{"allow": [...], "deny": [...]}`, expanding `@name` from
-    /// `network.allowlists`.
-    pub fn compile(list: &Allowlist, config: &NetworkConfig) -> Result<Rules, FieldError> {
+    /// Compiles a job's `{"allow": [...], "deny": [...]}`, expanding `@name` from `named`
+    /// (the config's `network.allowlists`).
+    pub fn compile(
+        list: &Allowlist,
+        named: &BTreeMap<String, Vec<String>>,
+    ) -> Result<Rules, FieldError> {
         let mut rules = Rules::default();
         for (index, text) in list.allow.iter().enumerate() {
             let field = format!("network.allow[{index}]");
             if let Some(name) = text.trim().strip_prefix('@') {
-                let set = config.allowlists.get(name).ok_or_else(|| {
-                    let known: Vec<&str> = config.allowlists.keys().map(String::as_str).collect();
+                let set = named.get(name).ok_or_else(|| {
+                    let known: Vec<&str> = named.keys().map(String::as_str).collect();
                     (
                         field.clone(),
                         format!(
@@ -161,13 +164,14 @@ impl Rules {
 mod tests {
     use super::*;
 
-    fn config() -> NetworkConfig {
-        let mut config = NetworkConfig::default();
-        config.allowlists.insert(
-            "packages".into(),
-            vec!["registry.example".into(), "*.cdn.example:443".into()],
-        );
-        config
+    fn config() -> BTreeMap<String, Vec<String>> {
+        BTreeMap::from([(
+            "packages".to_string(),
+            vec![
+                "registry.example".to_string(),
+                "*.cdn.example:443".to_string(),
+            ],
+        )])
     }
 
     fn rules(allow: &[&str], deny: &[&str]) -> Rules {

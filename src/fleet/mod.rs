@@ -6,7 +6,6 @@ mod candidates;
 pub mod client;
 mod executor;
 mod job;
-mod mirror;
 pub mod remote;
 mod router;
 

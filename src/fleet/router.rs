@@ -7,6 +7,7 @@
 
 mod answers;
 mod metrics;
+mod mirror;
 
 use super::candidates::candidates;
 use super::executor::{Executor, LocalExecutor, Placed};
@@ -343,7 +344,7 @@ impl Router {
                     _ => None,
                 };
                 if let Some(live) = mirrored {
-                    tokio::spawn(super::mirror::follow(self.clone(), job.clone(), live));
+                    tokio::spawn(mirror::follow(self.clone(), job.clone(), live));
                 }
                 executor.admitted(job, cancel).await;
                 Ok(())

@@ -5,15 +5,14 @@
 //! layer does not hold was deleted), and anything else is the job's version of the path. A file
 //! copied up without a change (opened for writing, touched) is no change.
 
+use super::ignores::Ignores;
 use crate::protocol::{ChangeDiff, ChangeKind, FileChange, IgnoredChanges, WorkspaceChanges};
-use ignore::Match;
-use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+
 use std::fs::Metadata;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Text files above this size are listed but left out of the diff.
 const DIFF_FILE_BYTES: u64 = 1 << 20;
@@ -432,70 +431,6 @@ pub fn diff_page(file: &Path, offset: u64, max_bytes: usize) -> io::Result<Chang
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The project's ignore rules: `.gitignore` in every directory (deeper files win) and
-/// `.git/info/exclude`; everything in `.git/` counts as ignored.
-pub struct Ignores {
-    project: PathBuf,
-    by_dir: HashMap<PathBuf, Option<Gitignore>>,
-}
-
-impl Ignores {
-    pub fn new(project: &Path) -> Ignores {
-        Ignores {
-            project: project.to_path_buf(),
-            by_dir: HashMap::new(),
-        }
-    }
-
-    pub fn ignored(&mut self, rel: &Path, is_dir: bool) -> bool {
-        if rel.starts_with(".git") {
-            return true;
-        }
-        let full = self.project.join(rel);
-        let mut verdict = false;
-        let mut dir = PathBuf::new();
-        let parents: Vec<PathBuf> = rel
-            .parent()
-            .map(|p| p.components().map(|c| c.as_os_str().into()).collect())
-            .unwrap_or_default();
-        for next in std::iter::once(None).chain(parents.iter().map(Some)) {
-            if let Some(component) = next {
-                dir.push(component);
-            }
-            if let Some(matcher) = self.matcher(&dir) {
-                match matcher.matched_path_or_any_parents(&full, is_dir) {
-                    Match::Ignore(_) => verdict = true,
-                    Match::Whitelist(_) => verdict = false,
-                    Match::None => {}
-                }
-            }
-        }
-        verdict
-    }
-
-    fn matcher(&mut self, dir: &Path) -> Option<&Gitignore> {
-        let project = &self.project;
-        self.by_dir
-            .entry(dir.to_path_buf())
-            .or_insert_with(|| {
-                let root = project.join(dir);
-                let mut builder = GitignoreBuilder::new(&root);
-                let mut any = false;
-                let mut files = vec![root.join(".gitignore")];
-                if dir.as_os_str().is_empty() {
-                    files.push(root.join(".git/info/exclude"));
-                }
-                for file in files {
-                    if file.is_file() {
-                        any |= builder.add(file).is_none();
-                    }
-                }
-                any.then(|| builder.build().ok()).flatten()
-            })
-            .as_ref()
-    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! them. `.git/` is copied so git works in the copy. Modification times are kept so the
 //! change set can skip files the job did not touch without reading them.
 
-use super::changes::Ignores;
+use super::ignores::Ignores;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;

@@ -13,6 +13,7 @@ pub mod caches;
 pub mod changes;
 mod config;
 pub mod copy;
+pub mod ignores;
 pub mod overlay;
 pub mod probe;
 mod protect;

@@ -14,6 +14,7 @@
 mod probe;
 mod readings;
 mod slots;
+mod teardown;
 
 use std::path::PathBuf;
 

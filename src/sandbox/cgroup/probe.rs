@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::slots::kill_members;
+use super::teardown::remove_base;
 use super::{Layout, V2};
 
 const BASE_PREFIX: &str = "opencode-worker.";
@@ -101,18 +101,6 @@ fn remove_stale(own: &Path) {
             remove_base(&entry.path());
         }
     }
-}
-
-pub(super) fn remove_base(base: &Path) {
-    if let Ok(entries) = fs::read_dir(base) {
-        for entry in entries.flatten() {
-            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                kill_members(&entry.path());
-                let _ = fs::remove_dir(entry.path());
-            }
-        }
-    }
-    let _ = fs::remove_dir(base);
 }
 
 pub fn probe() -> Layout {

@@ -4,12 +4,12 @@ use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::probe::remove_base;
 use super::readings::{Baseline, read_key};
+use super::teardown::{kill_members, remove_base};
 use super::{Layout, V2};
 
 const POOL_MAX: usize = 16;
@@ -279,24 +279,5 @@ pub fn kill_slot(slot: &Slot) {
     }
     for dir in slot.dirs() {
         kill_members(dir);
-    }
-}
-
-/// v1 has no cgroup.kill: kill every listed member until none is left. A member can fork
-/// between the read and the kill, hence the rounds; pids.max bounds how many can appear.
-pub(super) fn kill_members(dir: &Path) {
-    for _ in 0..64 {
-        let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) else {
-            return;
-        };
-        let pids: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
-        if pids.is_empty() {
-            return;
-        }
-        for pid in pids {
-            // SAFETY: plain signal delivery to a member of the job's cgroup.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        std::thread::yield_now();
     }
 }

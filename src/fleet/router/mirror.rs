@@ -2,11 +2,11 @@
 //! local subscribers, and on the end event fetches artifacts and any output the stream missed.
 //! A stream that stops without an end event means the host was lost.
 
-use super::client::CallError;
-use super::job::{Captured, EndedRun, RoutedJob, RoutedState};
-use super::remote::Live;
-use super::router::Router;
+use super::Router;
 use crate::eventlog::Stream;
+use crate::fleet::client::CallError;
+use crate::fleet::job::{Captured, EndedRun, RoutedJob, RoutedState};
+use crate::fleet::remote::Live;
 use crate::protocol::table;
 use crate::protocol::{
     CollectParams, CollectResult, FileEncoding, Job, JobEventBody, JobStatus, OutputChunk,
