@@ -230,6 +230,23 @@ fn collect_dirs(dir: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
+/// A bare `serve` on the session base `base`, stdin and stdout piped: for tests that drive
+/// the transport itself (a client that never reads, the next worker on a dead one's base)
+/// rather than through `Worker`.
+pub fn spawn_serve(base: &Path) -> Child {
+    Command::new(BIN)
+        .args([
+            "serve",
+            "--set",
+            &format!("session.base_dir={}", base.display()),
+        ])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the worker")
+}
+
 /// Pids whose environment holds `OCW_TEST_MARKER=<marker>`.
 pub fn processes_with_marker(marker: &str) -> Vec<u32> {
     let needle = format!("OCW_TEST_MARKER={marker}");

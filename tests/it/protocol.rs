@@ -271,17 +271,7 @@ const UNREAD_RSS_BOUND_MIB: u64 = 160;
 fn a_client_that_never_reads_cannot_grow_the_worker() {
     use std::io::Write;
     let base = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(BIN)
-        .args([
-            "serve",
-            "--set",
-            &format!("session.base_dir={}", base.path().display()),
-        ])
-        .env("RUST_LOG", "warn")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_serve(base.path());
     let pid = child.id();
     let before = vm_rss_kib(pid);
     // Kept open and never read.

@@ -154,17 +154,7 @@ fn a_worker_killed_with_sigkill_takes_its_jobs_along_and_its_dir_is_swept_later(
     );
 
     // The next worker on the same base finds the dir unlocked and removes it.
-    let second = std::process::Command::new(BIN)
-        .args([
-            "serve",
-            "--set",
-            &format!("session.base_dir={}", first.base.path().display()),
-        ])
-        .env("RUST_LOG", "warn")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let second = spawn_serve(first.base.path());
     let own_prefix = |path: &std::path::PathBuf| path.join(".lock").exists();
     eventually("the abandoned dir is swept", || {
         let left = first.leftover_anything();
