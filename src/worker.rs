@@ -191,6 +191,7 @@ impl Worker {
             job_resources: Some(self.pool.metrics().job_resources()),
             subscriptions: Some(crate::eventlog::followers()),
             egress: Some(self.pool.metrics().egress_totals()),
+            warm_sandboxes: None,
             fleet: None,
             format: None,
             text: None,

@@ -138,6 +138,8 @@ export type WorkerCancelJobOutput = {
     prepare_ms: number;
     /** Time spent queued before a session slot was free. */
     queue_ms: number;
+    /** How the job's sandbox was started. */
+    sandbox_start?: (("warm" | "on_demand" | "cold") | null);
     /** From the spawn call until the process was running. */
     spawn_ms: number;
     /** From admission to the end of destroy. */
@@ -255,6 +257,8 @@ export type WorkerCollectOutputOutput = {
     prepare_ms: number;
     /** Time spent queued before a session slot was free. */
     queue_ms: number;
+    /** How the job's sandbox was started. */
+    sandbox_start?: (("warm" | "on_demand" | "cold") | null);
     /** From the spawn call until the process was running. */
     spawn_ms: number;
     /** From admission to the end of destroy. */
@@ -518,6 +522,8 @@ export type WorkerDispatchJobOutput = {
     prepare_ms: number;
     /** Time spent queued before a session slot was free. */
     queue_ms: number;
+    /** How the job's sandbox was started. */
+    sandbox_start?: (("warm" | "on_demand" | "cold") | null);
     /** From the spawn call until the process was running. */
     spawn_ms: number;
     /** From admission to the end of destroy. */
@@ -754,6 +760,24 @@ export type WorkerGetMetricsOutput = {
   /** With `format: "prometheus"`: every metric in the Prometheus text exposition format. */
   text?: string | null;
   uptime_ms: number;
+  /** Prepared single-use sandboxes (`isolation.warm_slots`) and how jobs started. */
+  warm_sandboxes?: {
+    /** `isolation.warm_slots`: ready sandboxes kept per kind (0: off). */
+    configured: number;
+    /** Memory the idle sandboxes hold (their processes' proportional set size), in bytes. */
+    idle_memory_bytes: number;
+    /** Sandboxes being prepared now. */
+    preparing: number;
+    /** Prepared sandboxes waiting for a job now. */
+    ready: number;
+    /** Jobs whose sandbox was built in their own start (profile `none`, workspace jobs, hosts
+     * without the layers a prepared sandbox needs, or `warm_slots = 0`). */
+    started_cold: number;
+    /** Jobs that found none ready and waited for one made for them. */
+    started_on_demand: number;
+    /** Jobs that started in a sandbox prepared ahead. */
+    started_warm: number;
+  } | null;
   worker_id: string;
 };
 
@@ -874,6 +898,8 @@ export type WorkerGetStatusOutput = {
     prepare_ms: number;
     /** Time spent queued before a session slot was free. */
     queue_ms: number;
+    /** How the job's sandbox was started. */
+    sandbox_start?: (("warm" | "on_demand" | "cold") | null);
     /** From the spawn call until the process was running. */
     spawn_ms: number;
     /** From admission to the end of destroy. */
@@ -1070,6 +1096,8 @@ export type WorkerJobEventNotification = {
         prepare_ms: number;
         /** Time spent queued before a session slot was free. */
         queue_ms: number;
+        /** How the job's sandbox was started. */
+        sandbox_start?: (("warm" | "on_demand" | "cold") | null);
         /** From the spawn call until the process was running. */
         spawn_ms: number;
         /** From admission to the end of destroy. */

@@ -262,6 +262,21 @@ pub struct JobMetrics {
     /// Traffic through the egress proxy, for a job with a network allowlist.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkMetrics>,
+    /// How the job's sandbox was started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_start: Option<SandboxStart>,
+}
+
+/// Where a job's sandbox came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxStart {
+    /// A prepared sandbox was ready.
+    Warm,
+    /// None was ready; one was prepared for the job while it waited.
+    OnDemand,
+    /// Built in the job's own start, by the worker.
+    Cold,
 }
 
 /// What a job with a network allowlist did through the egress proxy.

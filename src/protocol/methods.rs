@@ -195,6 +195,9 @@ pub struct MetricsResult {
     /// Traffic through the egress proxy, summed over ended jobs with a network allowlist.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress: Option<EgressTotals>,
+    /// Prepared single-use sandboxes (`isolation.warm_slots`) and how jobs started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_sandboxes: Option<WarmSandboxMetrics>,
     /// When jobs are routed to several workers (`workers` config): each worker and the
     /// fleet's own queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -205,6 +208,26 @@ pub struct MetricsResult {
     /// With `format: "prometheus"`: every metric in the Prometheus text exposition format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+}
+
+/// The warm sandbox pool: what it holds idle and how jobs started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct WarmSandboxMetrics {
+    /// `isolation.warm_slots`: ready sandboxes kept per kind (0: off).
+    pub configured: u64,
+    /// Prepared sandboxes waiting for a job now.
+    pub ready: u64,
+    /// Sandboxes being prepared now.
+    pub preparing: u64,
+    /// Memory the idle sandboxes hold (their processes' proportional set size), in bytes.
+    pub idle_memory_bytes: u64,
+    /// Jobs that started in a sandbox prepared ahead.
+    pub started_warm: u64,
+    /// Jobs that found none ready and waited for one made for them.
+    pub started_on_demand: u64,
+    /// Jobs whose sandbox was built in their own start (profile `none`, workspace jobs, hosts
+    /// without the layers a prepared sandbox needs, or `warm_slots = 0`).
+    pub started_cold: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

@@ -20,7 +20,7 @@ pub use changes::{
 pub use events::*;
 pub use job::{
     Artifact, DeniedConnection, EndReason, Job, JobMetrics, JobStatus, JobSummary, NetworkMetrics,
-    Phase, rfc3339,
+    Phase, SandboxStart, rfc3339,
 };
 pub use methods::*;
 pub use spec::{

@@ -60,6 +60,11 @@ pub struct SandboxConfig {
     pub hidden: Vec<PathBuf>,
     /// Whether jobs may ask for `network: "open"`.
     pub allow_network: bool,
+    /// Prepared single-use sandboxes (namespaces, mounts and an init already made) the worker
+    /// keeps ready per kind, so a job starts by entering one instead of building it. None is
+    /// ever reused: each serves one job and is torn down after it. 0 builds every job's sandbox
+    /// when it starts.
+    pub warm_slots: u32,
 }
 
 /// What an agent-invented command must never read, by category: keys and keyrings, credential
@@ -200,6 +205,7 @@ impl Default for SandboxConfig {
                 .map(|(_, path)| PathBuf::from(path))
                 .collect(),
             allow_network: true,
+            warm_slots: 2,
         }
     }
 }
