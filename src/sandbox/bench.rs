@@ -166,7 +166,7 @@ fn layer_costs() {
             Box::new(|| job(&off, &open)),
         ),
         (
-            "cgroups only (4 pooled leaves, limits)",
+            "cgroups only (4 single-use leaves, limits)",
             Box::new(|| job(&cgroups, &limited_open)),
         ),
         ("Landlock only", Box::new(|| job(&landlock, &open))),

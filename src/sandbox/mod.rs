@@ -23,8 +23,8 @@
 //!   /tmp, /dev/shm and, for "none", /run: host Unix sockets disappear), IPC, and PID when the
 //!   tree kill or signal isolation needs it (see `ns`).
 //! - seccomp: a deny list with no_new_privs (see `seccomp`).
-//! - cgroups: pooled per-job leaves for memory, pids, cpu, cgroup.kill and accounting;
-//!   fallbacks RLIMIT_DATA (memory) and RLIMIT_NPROC in the user namespace (pids).
+//! - cgroups: single-use per-job leaves, made ahead, for memory, pids, cpu, cgroup.kill and
+//!   accounting; fallbacks RLIMIT_DATA (memory) and RLIMIT_NPROC in the user namespace (pids).
 
 mod cgroup;
 mod config;

@@ -6,10 +6,11 @@
 //! cpu), so each job may get a v2 leaf (kill, cpu.stat) and v1 leaves (limits) at once. Leaves
 //! live under `<the worker's own cgroup>/opencode-worker.<pid>` so any limit on the worker
 //! itself still bounds its jobs. Creating a cgroup costs more than the rest of the sandbox
-//! together (v1 memory mkdir ~0.3 ms), so leaves are pooled and reset between jobs.
+//! together (v1 memory mkdir ~0.3 ms), so a few leaves are made ahead; a leaf serves one job
+//! only (its counters and settings are readable from inside) and is removed after it.
 //!
-//! `probe` finds where this host lets the worker put leaves, `slots` creates, pools, limits and
-//! kills them, `readings` turns their counters into breaches and usage.
+//! `probe` finds where this host lets the worker put leaves, `slots` makes them ahead, limits,
+//! kills and retires them, `readings` turns their counters into breaches and usage.
 
 mod probe;
 mod readings;

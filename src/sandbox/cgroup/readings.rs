@@ -1,12 +1,13 @@
 //! What a job's leaves say: breaches (OOM kills, pids.max hits) and usage, against the
-//! counters read when the job started (pooled leaves keep their history).
+//! counters read when its leaf was made.
 
 use std::fs;
 use std::path::Path;
 
 use super::{Layout, Slot};
 
-/// Counters read when the job starts: pooled leaves keep their history.
+/// Counters read when the leaf was made. A leaf is single-use, so they are zero; reading them
+/// keeps breaches and usage right on a kernel or a cgroup that starts counting elsewhere.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Baseline {
     pub(super) oom_kills: u64,

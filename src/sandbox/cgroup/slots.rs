@@ -1,19 +1,32 @@
-//! Per-job leaves: created on demand, limited per job, pooled between jobs, killed as a tree.
+//! Per-job leaves: single-use. Made ahead by a keeper thread, limited at take, killed as a
+//! tree, and removed by the keeper once empty. A leaf is never handed to a second job: its
+//! counters (memory.events, memory.peak, pids.events, cpu.stat, memory.stat) and settings
+//! are readable by the job inside it, and nothing of one job may be observable by the next.
 
 use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SendError, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::readings::{Baseline, read_key};
 use super::teardown::{kill_members, remove_base};
 use super::{Layout, V2};
 
-const POOL_MAX: usize = 16;
+/// Fresh leaves made ahead: creating one costs ~0.3 ms per v1 hierarchy, which a job start
+/// should not pay; a few cover a burst of starts while the keeper refills.
+const READY_WANTED: usize = 3;
 const CPU_PERIOD_US: u64 = 100_000;
+/// A used leaf whose members have not exited yet is retried at growing intervals.
+const RETRY_FIRST: Duration = Duration::from_millis(5);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+/// Names already taken (a dead worker with the same pid left its base behind) are skipped.
+const NAME_ATTEMPTS: usize = 8;
 
 /// One job's leaves, one per usable hierarchy.
 pub struct Slot {
@@ -22,7 +35,9 @@ pub struct Slot {
     pub pids: Option<PathBuf>,
     pub cpu: Option<PathBuf>,
     procs: Vec<OwnedFd>,
-    recyclable: bool,
+    /// Counters when the leaf was made: nothing joins a leaf before its job, so they are the
+    /// job's starting point (zero on a fresh leaf; read, not assumed).
+    baseline: Baseline,
 }
 
 impl Slot {
@@ -37,16 +52,29 @@ impl Slot {
         self.procs.iter().map(|fd| fd.as_raw_fd())
     }
 
-    fn is_empty(&self) -> bool {
-        self.dirs().all(|dir| {
-            fs::read_to_string(dir.join("cgroup.procs"))
-                .map(|s| s.trim().is_empty())
-                .unwrap_or(true)
-        })
+    /// Removes every leaf that is empty; true when none is left.
+    fn remove(&mut self) -> bool {
+        self.procs.clear();
+        for dir in [
+            &mut self.v2,
+            &mut self.memory,
+            &mut self.pids,
+            &mut self.cpu,
+        ] {
+            if let Some(path) = dir
+                && match fs::remove_dir(path) {
+                    Ok(()) => true,
+                    Err(error) => error.kind() == io::ErrorKind::NotFound,
+                }
+            {
+                *dir = None;
+            }
+        }
+        self.dirs().next().is_none()
     }
 }
 
-/// Limits for one job; `None` lifts a limit a previous user of a pooled slot had.
+/// Limits for one job; `None` leaves the fresh leaf's default (no limit).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Limits {
     pub memory: Option<u64>,
@@ -54,21 +82,61 @@ pub struct Limits {
     pub cpu_cores: Option<f64>,
 }
 
-pub struct Cgroups {
-    pub layout: Layout,
-    pool: Mutex<Vec<Slot>>,
-    draining: Mutex<Vec<Slot>>,
+/// What the keeper thread shares with the worker.
+struct Shared {
+    layout: Arc<Layout>,
+    ready: Mutex<Vec<Slot>>,
     next: AtomicU64,
+    closed: AtomicBool,
+}
+
+enum Chore {
+    Refill,
+    Retire(Slot),
+}
+
+pub struct Cgroups {
+    pub layout: Arc<Layout>,
+    shared: Arc<Shared>,
+    /// None when there is no keeper thread (no cgroups, or the thread could not start): then
+    /// leaves are made at take and removed at release, inline.
+    chores: Option<Sender<Chore>>,
+    keeper: Option<JoinHandle<()>>,
 }
 
 impl Cgroups {
     pub fn new(layout: Layout) -> Cgroups {
-        Cgroups {
-            layout,
-            pool: Mutex::new(Vec::new()),
-            draining: Mutex::new(Vec::new()),
+        let layout = Arc::new(layout);
+        let shared = Arc::new(Shared {
+            layout: layout.clone(),
+            ready: Mutex::new(Vec::new()),
             next: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+        });
+        let mut cgroups = Cgroups {
+            layout,
+            shared: shared.clone(),
+            chores: None,
+            keeper: None,
+        };
+        if !cgroups.any() {
+            return cgroups;
         }
+        let (chores, inbox) = channel();
+        match std::thread::Builder::new()
+            .name("cgroup-keeper".into())
+            .spawn(move || keep(&shared, inbox))
+        {
+            Ok(handle) => {
+                let _ = chores.send(Chore::Refill);
+                cgroups.chores = Some(chores);
+                cgroups.keeper = Some(handle);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "no cgroup keeper thread: job leaves are made and removed inline");
+            }
+        }
+        cgroups
     }
 
     pub fn any(&self) -> bool {
@@ -76,14 +144,21 @@ impl Cgroups {
         l.v2.is_some() || l.memory_v1.is_some() || l.pids_v1.is_some() || l.cpu_v1.is_some()
     }
 
-    /// A slot with `limits` applied and fresh baselines.
+    /// A never-used slot with `limits` applied, and its baselines.
     pub fn take(&self, limits: Limits) -> io::Result<(Slot, Baseline)> {
-        let slot = match self.reuse() {
+        let ready = self.shared.ready.lock().ok().and_then(|mut r| r.pop());
+        if let Some(chores) = &self.chores {
+            let _ = chores.send(Chore::Refill);
+        }
+        let slot = match ready {
             Some(slot) => slot,
-            None => self.create()?,
+            None => create(&self.shared)?,
         };
-        match self.configure(&slot, limits) {
-            Ok(baseline) => Ok((slot, baseline)),
+        match configure(&self.layout, &slot, limits) {
+            Ok(()) => {
+                let baseline = slot.baseline;
+                Ok((slot, baseline))
+            }
             Err(error) => {
                 self.release(slot);
                 Err(error)
@@ -91,158 +166,231 @@ impl Cgroups {
         }
     }
 
-    fn reuse(&self) -> Option<Slot> {
-        if let Ok(mut draining) = self.draining.lock()
-            && let Some(i) = draining.iter().position(Slot::is_empty)
-        {
-            let slot = draining.swap_remove(i);
-            reset(&slot);
-            return Some(slot);
-        }
-        self.pool.lock().ok()?.pop()
-    }
-
-    fn create(&self) -> io::Result<Slot> {
-        let name = format!("job-{}", self.next.fetch_add(1, Ordering::Relaxed));
-        let l = &self.layout;
-        let leaf = |base: Option<&PathBuf>| -> io::Result<Option<PathBuf>> {
-            let Some(base) = base else { return Ok(None) };
-            let dir = base.join(&name);
-            match fs::create_dir(&dir) {
-                Ok(()) => Ok(Some(dir)),
-                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(Some(dir)),
-                Err(error) => Err(error),
-            }
-        };
-        let mut slot = Slot {
-            v2: None,
-            memory: None,
-            pids: None,
-            cpu: None,
-            procs: Vec::new(),
-            recyclable: !l.v2.as_ref().is_some_and(|v2| v2.memory),
-        };
-        let result = (|| -> io::Result<()> {
-            slot.v2 = leaf(l.v2.as_ref().map(|v2| &v2.base))?;
-            slot.memory = leaf(l.memory_v1.as_ref())?;
-            slot.pids = leaf(l.pids_v1.as_ref())?;
-            slot.cpu = leaf(l.cpu_v1.as_ref())?;
-            if let Some(memory) = &slot.memory {
-                // Without swap accounting a limited job would swap instead of being stopped.
-                let _ = fs::write(memory.join("memory.swappiness"), "0");
-            }
-            for dir in slot.dirs().cloned().collect::<Vec<_>>() {
-                let fd = fs::File::options()
-                    .write(true)
-                    .custom_flags(libc::O_CLOEXEC)
-                    .open(dir.join("cgroup.procs"))?;
-                slot.procs.push(fd.into());
-            }
-            Ok(())
-        })();
-        match result {
-            Ok(()) => Ok(slot),
-            Err(error) => {
-                remove(&slot);
-                Err(error)
-            }
-        }
-    }
-
-    fn configure(&self, slot: &Slot, limits: Limits) -> io::Result<Baseline> {
-        let l = &self.layout;
-        let mut baseline = Baseline::default();
-        let v2_has = |f: fn(&V2) -> bool| l.v2.as_ref().is_some_and(f);
-        match (&slot.v2, &slot.memory) {
-            (Some(dir), _) if v2_has(|v| v.memory) => {
-                let value = limits.memory.map_or("max".into(), |b| b.to_string());
-                fs::write(dir.join("memory.max"), value)?;
-                let _ = fs::write(
-                    dir.join("memory.swap.max"),
-                    if limits.memory.is_some() { "0" } else { "max" },
-                );
-                baseline.oom_kills = read_key(&dir.join("memory.events"), "oom_kill").unwrap_or(0);
-            }
-            (_, Some(dir)) => {
-                let value = limits.memory.map_or("-1".into(), |b| b.to_string());
-                fs::write(dir.join("memory.limit_in_bytes"), value)?;
-                let _ = fs::write(dir.join("memory.max_usage_in_bytes"), "0");
-                baseline.oom_kills =
-                    read_key(&dir.join("memory.oom_control"), "oom_kill").unwrap_or(0);
-            }
-            _ => {}
-        }
-        let pids_dir = match (&slot.v2, &slot.pids) {
-            (Some(dir), _) if v2_has(|v| v.pids) => Some(dir),
-            (_, Some(dir)) => Some(dir),
-            _ => None,
-        };
-        if let Some(dir) = pids_dir {
-            let value = limits.pids.map_or("max".into(), |n| n.to_string());
-            fs::write(dir.join("pids.max"), value)?;
-            baseline.pids_max_events = read_key(&dir.join("pids.events"), "max").unwrap_or(0);
-        }
-        let quota = limits
-            .cpu_cores
-            .filter(|c| *c > 0.0)
-            .map(|c| ((c * CPU_PERIOD_US as f64) as u64).max(1000));
-        match (&slot.v2, &slot.cpu) {
-            (Some(dir), _) if v2_has(|v| v.cpu) => {
-                let value = quota.map_or(format!("max {CPU_PERIOD_US}"), |q| {
-                    format!("{q} {CPU_PERIOD_US}")
-                });
-                fs::write(dir.join("cpu.max"), value)?;
-            }
-            (_, Some(dir)) => {
-                fs::write(dir.join("cpu.cfs_period_us"), CPU_PERIOD_US.to_string())?;
-                let value = quota.map_or("-1".into(), |q| q.to_string());
-                fs::write(dir.join("cpu.cfs_quota_us"), value)?;
-            }
-            _ => {}
-        }
-        if let Some(dir) = &slot.v2 {
-            let stat = dir.join("cpu.stat");
-            baseline.cpu_user_usec = read_key(&stat, "user_usec").unwrap_or(0);
-            baseline.cpu_system_usec = read_key(&stat, "system_usec").unwrap_or(0);
-        }
-        Ok(baseline)
-    }
-
-    /// Back to the pool when empty; otherwise killed and parked until it empties.
+    /// Retires a used slot: the keeper kills what is left in it and removes it once empty.
     pub fn release(&self, slot: Slot) {
-        if !slot.recyclable {
+        let mut slot = match &self.chores {
+            Some(chores) => match chores.send(Chore::Retire(slot)) {
+                Ok(()) => return,
+                Err(SendError(Chore::Retire(slot))) => slot,
+                Err(_) => return,
+            },
+            None => slot,
+        };
+        // No keeper: whatever cannot be removed now is removed with the base at exit.
+        if !slot.remove() {
             kill_slot(&slot);
-            remove(&slot);
+            slot.remove();
+        }
+    }
+}
+
+/// The keeper: refills the fresh leaves and removes retired ones, off every job's path.
+fn keep(shared: &Shared, inbox: Receiver<Chore>) {
+    let mut retired: Vec<Slot> = Vec::new();
+    let mut retry_in = RETRY_FIRST;
+    let mut retry_at = Instant::now();
+    loop {
+        let chore = if retired.is_empty() {
+            inbox.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            inbox.recv_timeout(retry_at.saturating_duration_since(Instant::now()))
+        };
+        match chore {
+            Ok(Chore::Refill) => refill(shared),
+            Ok(Chore::Retire(mut slot)) => {
+                // Members still running (a job's escapee, a job refused after take) die now.
+                if !slot.remove() {
+                    kill_slot(&slot);
+                    if retired.is_empty() {
+                        retry_in = RETRY_FIRST;
+                        retry_at = Instant::now() + retry_in;
+                    }
+                    retired.push(slot);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            // The worker's Drop removes the base and everything still in it.
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if !retired.is_empty() && Instant::now() >= retry_at {
+            retired.retain_mut(|slot| {
+                let gone = slot.remove();
+                if !gone {
+                    kill_slot(slot);
+                }
+                !gone
+            });
+            retry_in = (retry_in * 2).min(RETRY_MAX);
+            retry_at = Instant::now() + retry_in;
+        }
+    }
+}
+
+fn refill(shared: &Shared) {
+    loop {
+        if shared.closed.load(Ordering::SeqCst) {
             return;
         }
-        if slot.is_empty() {
-            reset(&slot);
-            if let Ok(mut pool) = self.pool.lock()
-                && pool.len() < POOL_MAX
-            {
-                pool.push(slot);
+        let have = shared.ready.lock().map_or(READY_WANTED, |r| r.len());
+        if have >= READY_WANTED {
+            return;
+        }
+        match create(shared) {
+            Ok(slot) => match shared.ready.lock() {
+                Ok(mut ready) => ready.push(slot),
+                Err(_) => return,
+            },
+            Err(error) => {
+                tracing::debug!(%error, "could not make a job cgroup ahead");
                 return;
-            }
-            remove(&slot);
-        } else {
-            kill_slot(&slot);
-            if let Ok(mut draining) = self.draining.lock() {
-                draining.push(slot);
             }
         }
     }
 }
 
+fn create(shared: &Shared) -> io::Result<Slot> {
+    let mut last = io::Error::from(io::ErrorKind::AlreadyExists);
+    for _ in 0..NAME_ATTEMPTS {
+        let name = format!("job-{}", shared.next.fetch_add(1, Ordering::Relaxed));
+        match create_named(&shared.layout, &name) {
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => last = error,
+            other => return other,
+        }
+    }
+    Err(last)
+}
+
+fn create_named(l: &Layout, name: &str) -> io::Result<Slot> {
+    let mut slot = Slot {
+        v2: None,
+        memory: None,
+        pids: None,
+        cpu: None,
+        procs: Vec::new(),
+        baseline: Baseline::default(),
+    };
+    let result = (|| -> io::Result<()> {
+        // An existing leaf is an error, never adopted: it may have had members.
+        let leaf = |base: Option<&PathBuf>| -> io::Result<Option<PathBuf>> {
+            let Some(base) = base else { return Ok(None) };
+            let dir = base.join(name);
+            fs::create_dir(&dir)?;
+            Ok(Some(dir))
+        };
+        slot.v2 = leaf(l.v2.as_ref().map(|v2| &v2.base))?;
+        slot.memory = leaf(l.memory_v1.as_ref())?;
+        slot.pids = leaf(l.pids_v1.as_ref())?;
+        slot.cpu = leaf(l.cpu_v1.as_ref())?;
+        if let Some(memory) = &slot.memory {
+            // Without swap accounting a limited job would swap instead of being stopped.
+            let _ = fs::write(memory.join("memory.swappiness"), "0");
+        }
+        for dir in slot.dirs().cloned().collect::<Vec<_>>() {
+            let fd = fs::File::options()
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(dir.join("cgroup.procs"))?;
+            slot.procs.push(fd.into());
+        }
+        slot.baseline = baseline(l, &slot);
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(slot),
+        Err(error) => {
+            slot.remove();
+            Err(error)
+        }
+    }
+}
+
+fn v2_has(l: &Layout, f: fn(&V2) -> bool) -> bool {
+    l.v2.as_ref().is_some_and(f)
+}
+
+fn baseline(l: &Layout, slot: &Slot) -> Baseline {
+    let mut baseline = Baseline::default();
+    match (&slot.v2, &slot.memory) {
+        (Some(dir), _) if v2_has(l, |v| v.memory) => {
+            baseline.oom_kills = read_key(&dir.join("memory.events"), "oom_kill").unwrap_or(0);
+        }
+        (_, Some(dir)) => {
+            baseline.oom_kills = read_key(&dir.join("memory.oom_control"), "oom_kill").unwrap_or(0);
+        }
+        _ => {}
+    }
+    let pids_dir = match (&slot.v2, &slot.pids) {
+        (Some(dir), _) if v2_has(l, |v| v.pids) => Some(dir),
+        (_, Some(dir)) => Some(dir),
+        _ => None,
+    };
+    if let Some(dir) = pids_dir {
+        baseline.pids_max_events = read_key(&dir.join("pids.events"), "max").unwrap_or(0);
+    }
+    if let Some(dir) = &slot.v2 {
+        let stat = dir.join("cpu.stat");
+        baseline.cpu_user_usec = read_key(&stat, "user_usec").unwrap_or(0);
+        baseline.cpu_system_usec = read_key(&stat, "system_usec").unwrap_or(0);
+    }
+    baseline
+}
+
+/// Writes only the limits the job has: a fresh leaf has none, so `None` costs no write.
+fn configure(l: &Layout, slot: &Slot, limits: Limits) -> io::Result<()> {
+    if let Some(bytes) = limits.memory {
+        match (&slot.v2, &slot.memory) {
+            (Some(dir), _) if v2_has(l, |v| v.memory) => {
+                fs::write(dir.join("memory.max"), bytes.to_string())?;
+                let _ = fs::write(dir.join("memory.swap.max"), "0");
+            }
+            (_, Some(dir)) => fs::write(dir.join("memory.limit_in_bytes"), bytes.to_string())?,
+            _ => {}
+        }
+    }
+    if let Some(pids) = limits.pids {
+        let pids_dir = match (&slot.v2, &slot.pids) {
+            (Some(dir), _) if v2_has(l, |v| v.pids) => Some(dir),
+            (_, Some(dir)) => Some(dir),
+            _ => None,
+        };
+        if let Some(dir) = pids_dir {
+            fs::write(dir.join("pids.max"), pids.to_string())?;
+        }
+    }
+    let quota = limits
+        .cpu_cores
+        .filter(|c| *c > 0.0)
+        .map(|c| ((c * CPU_PERIOD_US as f64) as u64).max(1000));
+    if let Some(quota) = quota {
+        match (&slot.v2, &slot.cpu) {
+            (Some(dir), _) if v2_has(l, |v| v.cpu) => {
+                fs::write(dir.join("cpu.max"), format!("{quota} {CPU_PERIOD_US}"))?;
+            }
+            (_, Some(dir)) => {
+                fs::write(dir.join("cpu.cfs_period_us"), CPU_PERIOD_US.to_string())?;
+                fs::write(dir.join("cpu.cfs_quota_us"), quota.to_string())?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 impl Drop for Cgroups {
     fn drop(&mut self) {
-        for list in [&self.pool, &self.draining] {
-            if let Ok(mut slots) = list.lock() {
-                for slot in slots.drain(..) {
-                    kill_slot(&slot);
-                    remove(&slot);
-                }
+        self.shared.closed.store(true, Ordering::SeqCst);
+        // The keeper ends once its inbox is closed; join it so it makes no leaf after the
+        // bases are gone.
+        self.chores = None;
+        if let Some(keeper) = self.keeper.take() {
+            let _ = keeper.join();
+        }
+        if let Ok(mut ready) = self.shared.ready.lock() {
+            for mut slot in ready.drain(..) {
+                slot.remove();
             }
         }
+        // Retired leaves that never emptied: killed and removed with their base.
         let l = &self.layout;
         for base in [
             l.v2.as_ref().map(|v| &v.base),
@@ -258,18 +406,6 @@ impl Drop for Cgroups {
     }
 }
 
-/// Nothing to reset between jobs today: limits are rewritten and counters re-baselined by
-/// `configure`. Page cache the previous job left charged stays charged (it is reclaimed under
-/// the next job's limit like any cache); `memory.force_empty` would free it but drains every
-/// CPU's per-cpu stock, which measured +0.6 ms per job.
-fn reset(_slot: &Slot) {}
-
-fn remove(slot: &Slot) {
-    for dir in slot.dirs() {
-        let _ = fs::remove_dir(dir);
-    }
-}
-
 /// Kills every process of the job, however it detached from its parent or session.
 pub fn kill_slot(slot: &Slot) {
     if let Some(dir) = &slot.v2
@@ -279,5 +415,140 @@ pub fn kill_slot(slot: &Slot) {
     }
     for dir in slot.dirs() {
         kill_members(dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::probe;
+    use super::*;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+
+    fn eventually(mut condition: impl FnMut() -> bool) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if condition() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        condition()
+    }
+
+    fn pids_dir<'a>(cgroups: &Cgroups, slot: &'a Slot) -> Option<&'a PathBuf> {
+        match (&slot.v2, &slot.pids) {
+            (Some(dir), _) if v2_has(&cgroups.layout, |v| v.pids) => Some(dir),
+            (_, pids) => pids.as_ref(),
+        }
+    }
+
+    /// `sh -c script` with every leaf of `slot` joined before exec, as a job joins them.
+    fn run_in(slot: &Slot, script: &str) -> std::process::Child {
+        let fds: Vec<RawFd> = slot.procs_fds().collect();
+        let mut command = Command::new("/bin/sh");
+        command
+            .args(["-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: only write(2) between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                for fd in &fds {
+                    if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        command.spawn().expect("spawn into the leaf")
+    }
+
+    #[test]
+    fn a_used_leaf_is_never_handed_out_again_and_is_removed_once_its_members_die() {
+        let cgroups = Cgroups::new(probe());
+        if !cgroups.any() {
+            return;
+        }
+        let limits = Limits {
+            memory: Some(64 << 20),
+            pids: Some(3),
+            cpu_cores: Some(0.5),
+        };
+        let (used, _) = cgroups.take(limits).expect("take");
+        let used_dirs: Vec<PathBuf> = used.dirs().cloned().collect();
+        // Runs past its release: the keeper must kill it before it can remove the leaf.
+        let mut child = run_in(
+            &used,
+            "for i in 1 2 3 4 5 6; do sleep 60 & done; setsid sleep 60 & wait",
+        );
+        let hit = pids_dir(&cgroups, &used).map(|dir| dir.join("pids.events"));
+        if let Some(events) = &hit {
+            assert!(
+                eventually(|| read_key(events, "max").unwrap_or(0) > 0),
+                "the pids limit was never hit"
+            );
+        }
+        cgroups.release(used);
+        let _ = child.wait();
+        assert!(
+            eventually(|| used_dirs.iter().all(|dir| !dir.exists())),
+            "a used leaf was not removed: {used_dirs:?}"
+        );
+
+        let mut later = Vec::new();
+        for _ in 0..2 * READY_WANTED + 2 {
+            let (slot, baseline) = cgroups.take(Limits::default()).expect("take");
+            assert!(slot.dirs().all(|dir| !used_dirs.contains(dir)));
+            assert_eq!(baseline.pids_max_events, 0);
+            assert_eq!(baseline.oom_kills, 0);
+            if let Some(dir) = pids_dir(&cgroups, &slot) {
+                let max = fs::read_to_string(dir.join("pids.max")).unwrap();
+                assert_eq!(max.trim(), "max", "a limit of an earlier job is visible");
+                assert_eq!(read_key(&dir.join("pids.events"), "max"), Some(0));
+            }
+            if let Some(dir) = &slot.memory {
+                let limit = fs::read_to_string(dir.join("memory.limit_in_bytes")).unwrap();
+                assert_ne!(limit.trim(), (64u64 << 20).to_string());
+                let peak = fs::read_to_string(dir.join("memory.max_usage_in_bytes")).unwrap();
+                assert_eq!(peak.trim(), "0");
+            }
+            later.push(slot);
+        }
+        let later_dirs: Vec<PathBuf> = later.iter().flat_map(|s| s.dirs().cloned()).collect();
+        for slot in later {
+            cgroups.release(slot);
+        }
+        assert!(eventually(|| later_dirs.iter().all(|dir| !dir.exists())));
+    }
+
+    #[test]
+    fn the_worker_leaves_no_cgroup_behind() {
+        let cgroups = Cgroups::new(probe());
+        if !cgroups.any() {
+            return;
+        }
+        let l = &cgroups.layout;
+        let bases: Vec<PathBuf> = [
+            l.v2.as_ref().map(|v| &v.base),
+            l.memory_v1.as_ref(),
+            l.pids_v1.as_ref(),
+            l.cpu_v1.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+        let (held, _) = cgroups.take(Limits::default()).expect("take");
+        let mut child = run_in(&held, "sleep 60");
+        // Retired with a live member and the worker gone before the keeper's retry.
+        cgroups.release(held);
+        drop(cgroups);
+        let _ = child.wait();
+        for base in bases {
+            assert!(!base.exists(), "{} left behind", base.display());
+        }
     }
 }

@@ -89,7 +89,7 @@ struct Plan<'a, 'r> {
 }
 
 impl Plan<'_, '_> {
-    /// A pooled cgroup slot with the job's limits; under `strict` a failure refuses the job.
+    /// A never-used cgroup slot with the job's limits; under `strict` a failure refuses the job.
     fn cgroup(&mut self) -> Result<Option<(Slot, Baseline)>, SandboxError> {
         let (h, req) = (self.h, self.req);
         if !h.cgroups.any() {
