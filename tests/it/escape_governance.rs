@@ -4,6 +4,7 @@
 //! real binary's stdio protocol, and the worker must stay healthy afterwards.
 
 use crate::common;
+use crate::warm::{Slots, assert_start_agrees, cold_and_warm};
 use common::*;
 use opencode_worker::protocol::table::{self, Method};
 use serde_json::{Value, json};
@@ -13,6 +14,7 @@ fn assert_healthy(worker: &mut Worker) {
     let job = worker.dispatch(json!({"command": "echo alive", "wait_ms": 20000}));
     assert_eq!(job["status"], "finished", "{job}");
     assert_eq!(job["stdout"], "alive\n");
+    assert_start_agrees(worker, &job);
 }
 
 fn vm_hwm_kib(pid: u32) -> u64 {
@@ -25,9 +27,8 @@ fn vm_hwm_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-#[test]
-fn a_one_gib_output_flood_is_cut_and_the_worker_stays_small() {
-    let mut worker = Worker::start_walls(&[], &[]);
+fn a_one_gib_output_flood_is_cut_and_the_worker_stays_small(slots: Slots) {
+    let mut worker = slots.start_walls(&[], &[]);
     let job = worker.dispatch(json!({
         "command": "head -c 1073741824 /dev/zero",
         "limits": {"output": 1048576},
@@ -35,6 +36,7 @@ fn a_one_gib_output_flood_is_cut_and_the_worker_stays_small() {
     }));
     assert_eq!(job["status"], "killed", "{}", job["status"]);
     assert_eq!(job["reason"], "output_limit");
+    assert_start_agrees(&mut worker, &job);
     let hwm = vm_hwm_kib(worker.child.id());
     assert!(
         hwm < 200 * 1024,
@@ -43,9 +45,8 @@ fn a_one_gib_output_flood_is_cut_and_the_worker_stays_small() {
     assert_healthy(&mut worker);
 }
 
-#[test]
-fn the_workers_secrets_never_reach_a_job() {
-    let mut worker = Worker::start_walls(
+fn the_workers_secrets_never_reach_a_job(slots: Slots) {
+    let mut worker = slots.start_walls(
         &[],
         &[
             ("GITHUB_TOKEN", "ghp_leaked_token"),
@@ -68,9 +69,8 @@ fn the_workers_secrets_never_reach_a_job() {
     assert_healthy(&mut worker);
 }
 
-#[test]
-fn files_cannot_traverse_out_of_the_work_dir() {
-    let mut worker = Worker::start_walls(&[], &[]);
+fn files_cannot_traverse_out_of_the_work_dir(slots: Slots) {
+    let mut worker = slots.start_walls(&[], &[]);
     for name in [
         "../escape.txt",
         "a/../../escape.txt",
@@ -87,9 +87,8 @@ fn files_cannot_traverse_out_of_the_work_dir() {
     assert_healthy(&mut worker);
 }
 
-#[test]
-fn a_job_that_ignores_sigterm_is_killed_at_its_timeout() {
-    let mut worker = Worker::start_walls(&["session.kill_grace_ms=300"], &[]);
+fn a_job_that_ignores_sigterm_is_killed_at_its_timeout(slots: Slots) {
+    let mut worker = slots.start_walls(&["session.kill_grace_ms=300"], &[]);
     let job = worker.dispatch(json!({
         "command": "trap '' TERM; while :; do sleep 1; done",
         "limits": {"timeout": 500},
@@ -97,15 +96,15 @@ fn a_job_that_ignores_sigterm_is_killed_at_its_timeout() {
     }));
     assert_eq!(job["status"], "timeout", "{job}");
     assert_eq!(job["reason"], "timeout");
+    assert_start_agrees(&mut worker, &job);
     eventually("no process of the job left", || {
         worker.leftover_processes().is_empty()
     });
     assert_healthy(&mut worker);
 }
 
-#[test]
-fn a_sparse_file_beyond_the_file_size_limit_fails() {
-    let mut worker = Worker::start_walls(&[], &[]);
+fn a_sparse_file_beyond_the_file_size_limit_fails(slots: Slots) {
+    let mut worker = slots.start_walls(&[], &[]);
     let job = worker.dispatch(json!({
         "command": "truncate -s 4G big && echo made",
         "wait_ms": 20000,
@@ -115,9 +114,8 @@ fn a_sparse_file_beyond_the_file_size_limit_fails() {
     assert_healthy(&mut worker);
 }
 
-#[test]
-fn a_symlink_to_etc_shadow_in_output_does_not_leak_it() {
-    let mut worker = Worker::start_walls(&[], &[]);
+fn a_symlink_to_etc_shadow_in_output_does_not_leak_it(slots: Slots) {
+    let mut worker = slots.start_walls(&[], &[]);
     let job = worker.dispatch(json!({
         "command": "ln -s /etc/shadow \"$OUTPUT_DIR/shadow\"; ln -s /etc/passwd \"$OUTPUT_DIR/passwd\"; echo ok > \"$OUTPUT_DIR/real.txt\"",
         "wait_ms": 20000,
@@ -136,9 +134,8 @@ fn a_symlink_to_etc_shadow_in_output_does_not_leak_it() {
     assert_healthy(&mut worker);
 }
 
-#[test]
-fn passing_the_output_limit_right_before_exit_still_ends_output_limit() {
-    let mut worker = Worker::start_walls(&["worker.max_concurrent_sessions=8"], &[]);
+fn passing_the_output_limit_right_before_exit_still_ends_output_limit(slots: Slots) {
+    let mut worker = slots.start_walls(&["worker.max_concurrent_sessions=8"], &[]);
     // The job exits right after passing its cap: its end must not depend on which of the
     // exit and the pump's notice the runner sees first. Eight at a time, so the runner's
     // wake-ups interleave the way they do on a busy host.
@@ -180,9 +177,8 @@ fn passing_the_output_limit_right_before_exit_still_ends_output_limit() {
     assert_healthy(&mut worker);
 }
 
-#[test]
-fn sparse_artifacts_are_collected_within_bounds() {
-    let mut worker = Worker::start_walls(&["governance.max_file_size=4GiB"], &[]);
+fn sparse_artifacts_are_collected_within_bounds(slots: Slots) {
+    let mut worker = slots.start_walls(&["governance.max_file_size=4GiB"], &[]);
     let job = worker.dispatch(json!({
         "command": "for i in 1 2 3 4 5 6 7 8; do truncate -s 2G \"$OUTPUT_DIR/sparse$i\"; done; \
                     echo small > \"$OUTPUT_DIR/small.txt\"",
@@ -207,9 +203,8 @@ fn sparse_artifacts_are_collected_within_bounds() {
     assert_healthy(&mut worker);
 }
 
-#[test]
-fn cancel_works_during_collect() {
-    let mut worker = Worker::start_walls(&["governance.max_file_size=4GiB"], &[]);
+fn cancel_works_during_collect(slots: Slots) {
+    let mut worker = slots.start_walls(&["governance.max_file_size=4GiB"], &[]);
     // Dense files within the hashing budget: COLLECT reads them for a while.
     let mut spec = json!({
         "command": "for i in 1 2 3 4; do head -c 60000000 /dev/urandom > \"$OUTPUT_DIR/blob$i\"; done",
@@ -242,3 +237,15 @@ fn cancel_works_during_collect() {
     assert_eq!(worker.wait_ended(&id)["status"], "cancelled");
     assert_healthy(&mut worker);
 }
+
+cold_and_warm!(
+    a_one_gib_output_flood_is_cut_and_the_worker_stays_small,
+    the_workers_secrets_never_reach_a_job,
+    files_cannot_traverse_out_of_the_work_dir,
+    a_job_that_ignores_sigterm_is_killed_at_its_timeout,
+    a_sparse_file_beyond_the_file_size_limit_fails,
+    a_symlink_to_etc_shadow_in_output_does_not_leak_it,
+    passing_the_output_limit_right_before_exit_still_ends_output_limit,
+    sparse_artifacts_are_collected_within_bounds,
+    cancel_works_during_collect,
+);

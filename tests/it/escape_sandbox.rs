@@ -8,6 +8,7 @@
 //! the runner is wired to `JobSandbox`.
 
 use crate::common;
+use crate::warm::{Slots, assert_start_agrees, cold_and_warm};
 use common::*;
 use opencode_worker::protocol::table::{self, Method};
 use serde_json::{Value, json};
@@ -35,7 +36,7 @@ const PLANTED: &[(&str, &str)] = &[
     (".env.local", "PLANTED_ENV_LOCAL=1"),
 ];
 
-fn sandboxed_worker(settings: &[&str]) -> Option<Sandboxed> {
+fn sandboxed_worker(slots: Slots, settings: &[&str]) -> Option<Sandboxed> {
     // Outside /tmp: the job's private /tmp would hide it whatever the rules.
     let home = tempfile::tempdir_in("/var/tmp").expect("fake home");
     std::fs::create_dir_all(home.path().join(".ssh")).unwrap();
@@ -51,7 +52,8 @@ fn sandboxed_worker(settings: &[&str]) -> Option<Sandboxed> {
         std::fs::write(path, secret).unwrap();
     }
     let home_str = home.path().to_str().unwrap().to_owned();
-    let mut worker = Worker::start_walls(settings, &[("HOME", home_str.as_str())]);
+    let settings = slots.with(settings);
+    let mut worker = Worker::start_walls(&settings, &[("HOME", home_str.as_str())]);
     let init = worker.call(table::Initialize::NAME, json!({}));
     let layers = init["isolation"]["layers"]
         .as_array()
@@ -62,6 +64,7 @@ fn sandboxed_worker(settings: &[&str]) -> Option<Sandboxed> {
         eprintln!("SKIPPED: the runner does not run jobs in crate::sandbox yet: {layers:?}");
         return None;
     }
+    slots.await_ready(&mut worker);
     Some(Sandboxed { worker, home })
 }
 
@@ -87,11 +90,11 @@ fn assert_healthy(worker: &mut Worker) {
     let job = run(worker, "echo alive");
     assert_eq!(job["status"], "finished", "{job}");
     assert_eq!(stdout(&job), "alive\n");
+    assert_start_agrees(worker, &job);
 }
 
-#[test]
-fn writes_outside_the_session_fail() {
-    let Some(Sandboxed { mut worker, home }) = sandboxed_worker(&[]) else {
+fn writes_outside_the_session_fail(slots: Slots) {
+    let Some(Sandboxed { mut worker, home }) = sandboxed_worker(slots, &[]) else {
         return;
     };
     let marker = worker.marker.clone();
@@ -127,9 +130,8 @@ fn writes_outside_the_session_fail() {
     assert_healthy(&mut worker);
 }
 
-#[test]
-fn ssh_keys_and_other_sessions_cannot_be_read() {
-    let Some(Sandboxed { mut worker, home }) = sandboxed_worker(&[]) else {
+fn ssh_keys_and_other_sessions_cannot_be_read(slots: Slots) {
+    let Some(Sandboxed { mut worker, home }) = sandboxed_worker(slots, &[]) else {
         return;
     };
     let key = home.path().join(".ssh/id_ed25519");
@@ -198,9 +200,8 @@ fn find_file(dir: &Path, name: &str, depth: usize) -> Option<PathBuf> {
     None
 }
 
-#[test]
-fn network_none_reaches_no_host_service() {
-    let Some(Sandboxed { mut worker, .. }) = sandboxed_worker(&[]) else {
+fn network_none_reaches_no_host_service(slots: Slots) {
+    let Some(Sandboxed { mut worker, .. }) = sandboxed_worker(slots, &[]) else {
         return;
     };
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -248,9 +249,8 @@ EOF"#,
     assert_healthy(&mut worker);
 }
 
-#[test]
-fn a_setsid_grandchild_dies_with_its_job() {
-    let Some(Sandboxed { mut worker, .. }) = sandboxed_worker(&[]) else {
+fn a_setsid_grandchild_dies_with_its_job(slots: Slots) {
+    let Some(Sandboxed { mut worker, .. }) = sandboxed_worker(slots, &[]) else {
         return;
     };
     let job = run(
@@ -276,9 +276,8 @@ fn a_setsid_grandchild_dies_with_its_job() {
     assert_healthy(&mut worker);
 }
 
-#[test]
-fn ptrace_and_signals_cannot_reach_the_worker() {
-    let Some(Sandboxed { mut worker, .. }) = sandboxed_worker(&[]) else {
+fn ptrace_and_signals_cannot_reach_the_worker(slots: Slots) {
+    let Some(Sandboxed { mut worker, .. }) = sandboxed_worker(slots, &[]) else {
         return;
     };
     let pid = worker.child.id();
@@ -308,9 +307,8 @@ EOF"#
     assert_healthy(&mut worker);
 }
 
-#[test]
-fn a_fork_bomb_hits_the_pids_limit() {
-    let Some(Sandboxed { mut worker, .. }) = sandboxed_worker(&[]) else {
+fn a_fork_bomb_hits_the_pids_limit(slots: Slots) {
+    let Some(Sandboxed { mut worker, .. }) = sandboxed_worker(slots, &[]) else {
         return;
     };
     let job = worker.dispatch(json!({
@@ -322,15 +320,15 @@ fn a_fork_bomb_hits_the_pids_limit() {
         assert_eq!(job["status"], "killed", "{job}");
         assert_eq!(job["reason"], "pids_limit", "{job}");
     }
+    assert_start_agrees(&mut worker, &job);
     eventually("the bomb is gone", || {
         worker.leftover_processes().is_empty()
     });
     assert_healthy(&mut worker);
 }
 
-#[test]
-fn a_memory_bomb_hits_the_memory_limit() {
-    let Some(Sandboxed { mut worker, .. }) = sandboxed_worker(&[]) else {
+fn a_memory_bomb_hits_the_memory_limit(slots: Slots) {
+    let Some(Sandboxed { mut worker, .. }) = sandboxed_worker(slots, &[]) else {
         return;
     };
     let job = worker.dispatch(json!({
@@ -343,15 +341,15 @@ fn a_memory_bomb_hits_the_memory_limit() {
     if layer_active(&mut worker, "memory") {
         assert_eq!(job["status"], "killed", "{job}");
         assert_eq!(job["reason"], "memory_limit", "{job}");
+        assert_start_agrees(&mut worker, &job);
         let peak = job["metrics"]["max_rss_bytes"].as_u64().unwrap_or(u64::MAX);
         assert!(peak <= 128 << 20, "peak {peak}");
     }
     assert_healthy(&mut worker);
 }
 
-#[test]
-fn real_toolchains_work_under_the_default_profile() {
-    let Some(Sandboxed { mut worker, .. }) = sandboxed_worker(&[]) else {
+fn real_toolchains_work_under_the_default_profile(slots: Slots) {
+    let Some(Sandboxed { mut worker, .. }) = sandboxed_worker(slots, &[]) else {
         return;
     };
     // The job's HOME is its session; toolchain homes must be named.
@@ -383,9 +381,8 @@ fn real_toolchains_work_under_the_default_profile() {
     );
 }
 
-#[test]
-fn opencode_and_agent_credentials_and_shell_histories_are_hidden() {
-    let Some(Sandboxed { mut worker, home }) = sandboxed_worker(&[]) else {
+fn opencode_and_agent_credentials_and_shell_histories_are_hidden(slots: Slots) {
+    let Some(Sandboxed { mut worker, home }) = sandboxed_worker(slots, &[]) else {
         return;
     };
     let paths: Vec<String> = PLANTED
@@ -445,15 +442,14 @@ fn opencode_and_agent_credentials_and_shell_histories_are_hidden() {
     assert_healthy(&mut worker);
 }
 
-#[test]
-fn another_workers_sessions_and_processes_are_out_of_reach() {
+fn another_workers_sessions_and_processes_are_out_of_reach(slots: Slots) {
     // Outside /tmp: the job's private /tmp would hide it whatever the rules.
     let shared = tempfile::tempdir_in("/var/tmp").unwrap();
     let base = format!("session.base_dir={}", shared.path().display());
-    let Some(Sandboxed { worker: mut a, .. }) = sandboxed_worker(&[&base]) else {
+    let Some(Sandboxed { worker: mut a, .. }) = sandboxed_worker(slots, &[&base]) else {
         return;
     };
-    let mut b = Worker::start_walls(&[&base], &[]);
+    let mut b = Worker::start_walls(&slots.with(&[&base]), &[]);
     let tag = format!("holder-{}", b.marker);
     let holder = b.dispatch(json!({
         "command": format!("python3 -c 'import time; time.sleep(30)' \"$PWD/api-key.txt\" {tag}"),
@@ -500,9 +496,8 @@ fn another_workers_sessions_and_processes_are_out_of_reach() {
     assert_healthy(&mut a);
 }
 
-#[test]
-fn the_private_tmpfs_is_bounded_by_the_memory_limit() {
-    let Some(Sandboxed { mut worker, .. }) = sandboxed_worker(&[]) else {
+fn the_private_tmpfs_is_bounded_by_the_memory_limit(slots: Slots) {
+    let Some(Sandboxed { mut worker, .. }) = sandboxed_worker(slots, &[]) else {
         return;
     };
     let job = worker.dispatch(json!({
@@ -538,10 +533,9 @@ fn the_private_tmpfs_is_bounded_by_the_memory_limit() {
     assert_healthy(&mut worker);
 }
 
-#[test]
-fn a_sigkilled_worker_leaves_no_job_process_behind() {
+fn a_sigkilled_worker_leaves_no_job_process_behind(slots: Slots) {
     let Some(Sandboxed { mut worker, .. }) =
-        sandboxed_worker(&["worker.max_concurrent_sessions=4"])
+        sandboxed_worker(slots, &["worker.max_concurrent_sessions=4"])
     else {
         return;
     };
@@ -580,3 +574,18 @@ fn a_sigkilled_worker_leaves_no_job_process_behind() {
         "job processes outlived the worker: {left:?}"
     );
 }
+
+cold_and_warm!(
+    writes_outside_the_session_fail,
+    ssh_keys_and_other_sessions_cannot_be_read,
+    network_none_reaches_no_host_service,
+    a_setsid_grandchild_dies_with_its_job,
+    ptrace_and_signals_cannot_reach_the_worker,
+    a_fork_bomb_hits_the_pids_limit,
+    a_memory_bomb_hits_the_memory_limit,
+    real_toolchains_work_under_the_default_profile,
+    opencode_and_agent_credentials_and_shell_histories_are_hidden,
+    another_workers_sessions_and_processes_are_out_of_reach,
+    the_private_tmpfs_is_bounded_by_the_memory_limit,
+    a_sigkilled_worker_leaves_no_job_process_behind,
+);

@@ -2,6 +2,7 @@
 //! FIFO queue, retention, and that every session leaves nothing behind.
 
 use crate::common;
+use crate::warm::{Slots, assert_start_agrees, cold_and_warm};
 use base64::Engine;
 use common::*;
 use opencode_worker::protocol::table::{self, Method};
@@ -129,9 +130,8 @@ fn failures_are_told_apart() {
     worker.assert_no_session_dirs();
 }
 
-#[test]
-fn timeout_kills_a_job_that_ignores_sigterm_and_keeps_its_output() {
-    let mut worker = Worker::start_with(&["session.kill_grace_ms=200"]);
+fn timeout_kills_a_job_that_ignores_sigterm_and_keeps_its_output(slots: Slots) {
+    let mut worker = slots.start_with(&["session.kill_grace_ms=200"]);
     let job = worker.dispatch(json!({
         "command": "trap '' TERM; echo before; sleep 30; echo after",
         "limits": {"timeout": 300},
@@ -139,6 +139,7 @@ fn timeout_kills_a_job_that_ignores_sigterm_and_keeps_its_output() {
     }));
     assert_eq!(job["status"], "timeout", "{job}");
     assert_eq!(job["reason"], "timeout");
+    assert_start_agrees(&mut worker, &job);
     assert_eq!(
         job["signal"], 9,
         "SIGTERM was ignored, so SIGKILL ended it: {job}"
@@ -219,13 +220,13 @@ fn cap_fifo_queue_busy_and_cancel_of_a_queued_job() {
     );
 }
 
-#[test]
-fn output_limit_kills_and_keeps_what_fit() {
-    let mut worker = Worker::start();
+fn output_limit_kills_and_keeps_what_fit(slots: Slots) {
+    let mut worker = slots.start_with(&[]);
     let job =
         worker.dispatch(json!({"command": "yes", "limits": {"output": 1000}, "wait_ms": 20000}));
     assert_eq!(job["status"], "killed", "{job}");
     assert_eq!(job["reason"], "output_limit");
+    assert_start_agrees(&mut worker, &job);
     assert_eq!(job["stdout"].as_str().unwrap().len(), 1000);
     assert_eq!(job["stdout_truncated"], true);
     assert!(job["stdout_bytes"].as_u64().unwrap() > 1000);
@@ -333,3 +334,9 @@ fn list_metrics_and_retention_add_up() {
     assert!(metrics["host"]["cpus"].as_u64().unwrap() >= 1);
     assert!(metrics["host"]["memory_total_bytes"].as_u64().unwrap() > 0);
 }
+
+// The kill semantics hold whichever way the job's sandbox started.
+cold_and_warm!(
+    timeout_kills_a_job_that_ignores_sigterm_and_keeps_its_output,
+    output_limit_kills_and_keeps_what_fit,
+);
