@@ -2,6 +2,10 @@
 //! side by side with the floor (a bare `std::process::Command` spawn of `/bin/true`) in the same
 //! run, so the ratio holds on whatever machine runs it.
 //!
+//! Each sandboxed profile runs twice, cold (`isolation.warm_slots=0`: the sandbox is built in
+//! the job's start) and warm (prepared sandboxes kept ready), with the worker's own phase
+//! split and, for the warm rows, how its jobs started and what the idle pool holds.
+//!
 //! `cargo bench --bench dispatch` (BENCH_JOBS=N to change the sample size).
 
 use serde_json::{Value, json};
@@ -163,6 +167,28 @@ fn phase_p50s(client: &mut Client) -> String {
     .join(", ")
 }
 
+/// How the worker's jobs started and what its idle sandboxes hold.
+fn warm_pool(client: &mut Client) -> String {
+    let metrics = client.call("worker_get_metrics", json!({}));
+    let pool = &metrics["result"]["warm_sandboxes"];
+    if pool.is_null() {
+        return "not reported".into();
+    }
+    let n = |key: &str| pool[key].as_u64().map_or("-".into(), |v| v.to_string());
+    let idle_mib = pool["idle_memory_bytes"].as_u64().map_or("-".into(), |b| {
+        format!("{:.1}", b as f64 / (1 << 20) as f64)
+    });
+    format!(
+        "started_warm {}, started_on_demand {}, started_cold {}, ready {}/{}, idle_memory {} MiB",
+        n("started_warm"),
+        n("started_on_demand"),
+        n("started_cold"),
+        n("ready"),
+        n("configured"),
+        idle_mib
+    )
+}
+
 fn row(name: &str, summary: &Summary, rate: f64, floor: &Summary) {
     println!(
         "| {name:<52} | {:>7.3} | {:>7.3} | {:>7.3} | {:>8.0} | {:>5.2}x |",
@@ -219,6 +245,7 @@ fn main() {
     }
     let mut rates = Vec::new();
     let mut phases = Vec::new();
+    let mut pools = Vec::new();
     // (label, base dir, extra settings, spec): the isolation rows use the default base dir.
     let variants: Vec<(String, String, Vec<&str>, Value)> = {
         let mut variants = Vec::new();
@@ -231,29 +258,37 @@ fn main() {
             ));
         }
         let temp = bases[0].1.clone();
+        // Each sandboxed profile twice: every sandbox built in the job's start, and started
+        // from prepared (warm) ones.
+        let profiles = [
+            ("standard, network none", job(&["/bin/true"])),
+            (
+                "standard, network open",
+                json!({"argv": ["/bin/true"], "network": "open", "wait_ms": 60000}),
+            ),
+            (
+                "strict, network none",
+                json!({"argv": ["/bin/true"], "isolation": "strict", "wait_ms": 60000}),
+            ),
+        ];
+        for (profile, spec) in profiles {
+            for (start, setting) in [
+                ("cold", "isolation.warm_slots=0"),
+                ("warm", "isolation.warm_slots=2"),
+            ] {
+                variants.push((
+                    format!("argv /bin/true, {profile}, {start}"),
+                    temp.clone(),
+                    vec![setting],
+                    spec.clone(),
+                ));
+            }
+        }
         variants.push((
-            "argv /bin/true, standard, network none".into(),
-            temp.clone(),
-            vec![],
-            job(&["/bin/true"]),
-        ));
-        variants.push((
-            "argv /bin/true, standard, network open".into(),
-            temp.clone(),
-            vec![],
-            json!({"argv": ["/bin/true"], "network": "open", "wait_ms": 60000}),
-        ));
-        variants.push((
-            "sh -c true, standard, network none".into(),
-            temp.clone(),
-            vec![],
-            json!({"command": "true", "wait_ms": 60000}),
-        ));
-        variants.push((
-            "argv /bin/true, strict, network none".into(),
+            "sh -c true, standard, network none, warm".into(),
             temp,
-            vec![],
-            json!({"argv": ["/bin/true"], "isolation": "strict", "wait_ms": 60000}),
+            vec!["isolation.warm_slots=2"],
+            json!({"command": "true", "wait_ms": 60000}),
         ));
         variants
     };
@@ -279,6 +314,12 @@ fn main() {
                 .collect();
             rates.push((label.clone(), by_concurrency));
         }
+        if extra
+            .iter()
+            .any(|s| s.starts_with("isolation.warm_slots=") && !s.ends_with("=0"))
+        {
+            pools.push((label.clone(), warm_pool(&mut client)));
+        }
         if index == 0 {
             let status = status_round_trip(&mut client, jobs);
             println!(
@@ -292,6 +333,18 @@ fn main() {
     for (label, line) in phases {
         println!("  {label}: {line}");
     }
+    println!();
+    println!("warm pool after each warm row (worker_get_metrics warm_sandboxes):");
+    for (label, line) in pools {
+        println!("  {label}: {line}");
+    }
+    // The load may have changed while the rows ran: the floor again, for comparison.
+    let (floor_after, _) = floor(jobs);
+    println!();
+    println!(
+        "floor again at the end: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms",
+        floor_after.p50, floor_after.p90, floor_after.p99
+    );
     println!();
     println!("throughput (jobs/s; floor at c=1: {floor_rate:.0}):");
     for (label, by_concurrency) in rates {
