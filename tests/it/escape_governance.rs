@@ -2,6 +2,9 @@
 //! floods, secrets in the worker's environment, `files` path traversal, jobs that ignore
 //! SIGTERM, files beyond the size limit, symlinks out of `output/`. Each is driven through the
 //! real binary's stdio protocol, and the worker must stay healthy afterwards.
+//!
+//! Every scenario runs twice (`cold_and_warm!`): `cold_start::` with every sandbox built in its
+//! job's start, `warm_start::` with prepared (warm) sandboxes.
 
 use crate::common;
 use crate::warm::{Slots, assert_start_agrees, cold_and_warm};

@@ -6,6 +6,9 @@
 //! Each test first asks `initialize` whether the worker runs jobs in the sandbox (its
 //! `syscall_filter` layer is reported) and says SKIPPED otherwise, so this file can land before
 //! the runner is wired to `JobSandbox`.
+//!
+//! Every scenario runs twice (`cold_and_warm!`): `cold_start::` with every sandbox built in its
+//! job's start, `warm_start::` with prepared (warm) sandboxes.
 
 use crate::common;
 use crate::warm::{Slots, assert_start_agrees, cold_and_warm};
