@@ -39,19 +39,24 @@ fn job(argv: &[&str]) -> Value {
     json!({"argv": argv, "wait_ms": 60000})
 }
 
+/// One bare spawn and wait of `/bin/true`: the floor.
+fn bare_spawn() -> Duration {
+    let t = Instant::now();
+    let status = Command::new("/bin/true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    t.elapsed()
+}
+
 fn floor(jobs: usize) -> (Summary, f64) {
     let mut samples = Vec::with_capacity(jobs);
     let start = Instant::now();
     for _ in 0..jobs {
-        let t = Instant::now();
-        let status = Command::new("/bin/true")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        samples.push(t.elapsed());
+        samples.push(bare_spawn());
     }
     (
         summarize(samples),
@@ -99,18 +104,24 @@ fn bwrap(jobs: usize) -> Option<(Summary, f64)> {
     ))
 }
 
-fn sequential(client: &mut Client, jobs: usize, spec: &Value) -> (Summary, f64) {
+/// One job at a time, each after one bare spawn: the floor beside the row sees the same load
+/// (the machine's load can change several-fold between rows). Returns the row, its jobs/s and
+/// its floor.
+fn sequential(client: &mut Client, jobs: usize, spec: &Value) -> (Summary, f64, Summary) {
     let mut samples = Vec::with_capacity(jobs);
-    let start = Instant::now();
+    let mut floor = Vec::with_capacity(jobs);
     for _ in 0..jobs {
+        floor.push(bare_spawn());
         let t = Instant::now();
         let reply = client.call("worker_dispatch_job", spec.clone());
         assert_eq!(reply["result"]["status"], "finished", "{reply}");
         samples.push(t.elapsed());
     }
+    let busy: Duration = samples.iter().sum();
     (
         summarize(samples),
-        jobs as f64 / start.elapsed().as_secs_f64(),
+        jobs as f64 / busy.as_secs_f64(),
+        summarize(floor),
     )
 }
 
@@ -191,11 +202,12 @@ fn warm_pool(client: &mut Client) -> String {
 
 fn row(name: &str, summary: &Summary, rate: f64, floor: &Summary) {
     println!(
-        "| {name:<52} | {:>7.3} | {:>7.3} | {:>7.3} | {:>8.0} | {:>5.2}x |",
+        "| {name:<55} | {:>7.3} | {:>7.3} | {:>7.3} | {:>8.0} | {:>9.3} | {:>8.2}x |",
         summary.p50,
         summary.p90,
         summary.p99,
         rate,
+        floor.p50,
         summary.p50 / floor.p50
     );
 }
@@ -224,10 +236,12 @@ fn main() {
 
     println!();
     println!(
-        "| variant                                      | p50 ms  | p90 ms  | p99 ms  | jobs/s   | p50/floor |"
+        "| {:<55} | p50 ms  | p90 ms  | p99 ms  | jobs/s   | floor p50 | p50/floor |",
+        "variant (worker rows: each job beside one bare spawn)"
     );
     println!(
-        "|----------------------------------------------|---------|---------|---------|----------|-----------|"
+        "|{}|---------|---------|---------|----------|-----------|-----------|",
+        "-".repeat(57)
     );
     row(
         "floor: Command::new(\"/bin/true\").status()",
@@ -302,8 +316,8 @@ fn main() {
         client.call("initialize", json!({}));
         // Warm up the worker's allocator, page cache, cgroup pool and thread pool.
         sequential(&mut client, 50.min(jobs), spec);
-        let (summary, rate) = sequential(&mut client, jobs, spec);
-        row(&format!("worker {label}"), &summary, rate, &floor_summary);
+        let (summary, rate, beside) = sequential(&mut client, jobs, spec);
+        row(&format!("worker {label}"), &summary, rate, &beside);
         // Where a sequential job's time goes inside the worker, before the concurrent runs
         // mix their phases in.
         phases.push((label.clone(), phase_p50s(&mut client)));
@@ -323,8 +337,8 @@ fn main() {
         if index == 0 {
             let status = status_round_trip(&mut client, jobs);
             println!(
-                "| {:<52} | {:>7.3} | {:>7.3} | {:>7.3} | {:>8} | {:>9} |",
-                "worker_get_status round trip", status.p50, status.p90, status.p99, "-", "-"
+                "| {:<55} | {:>7.3} | {:>7.3} | {:>7.3} | {:>8} | {:>9} | {:>9} |",
+                "worker_get_status round trip", status.p50, status.p90, status.p99, "-", "-", "-"
             );
         }
     }
