@@ -8,8 +8,10 @@ use super::super::landlock::{self, Extras, Rights, Ruleset};
 use super::super::ns::{self, MountStep, UserMaps};
 use super::super::report::AppliedLayer;
 use super::super::seccomp::Filter;
+use super::super::warm::Slot as WarmSlot;
 use super::super::{Profile, SandboxError};
 use super::{ChildPlan, JobRequest, JobSandbox, WorkspaceView, io_err, layer};
+use crate::protocol::SandboxStart;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -45,6 +47,10 @@ impl JobSandbox {
         plan.mounts()?;
         plan.landlock()?;
         plan.seccomp();
+        let (warm, start) = match take_warm_slot(h, &plan.child) {
+            Some((slot, start)) => (Some(slot), start),
+            None => (None, SandboxStart::Cold),
+        };
         Ok(JobSandbox {
             host: host.clone(),
             profile,
@@ -53,8 +59,26 @@ impl JobSandbox {
             child: plan.child,
             leader: Mutex::new(None),
             egress: Mutex::new(None),
+            warm: Mutex::new(warm),
+            start,
         })
     }
+}
+
+/// A prepared sandbox with exactly the namespaces the plan asks for, where the worker keeps
+/// them: jobs with a user, mount and PID namespace. Anything else (profile `none`, dropped
+/// capabilities without a user namespace) builds its own.
+fn take_warm_slot(h: &Inner, child: &ChildPlan) -> Option<(WarmSlot, SandboxStart)> {
+    let pool = h.warm.get()?;
+    let fits = child.user.is_some()
+        && child.pid_namespace
+        && child.unshare & libc::CLONE_NEWNS != 0
+        && !child.drop_caps;
+    let taken = if fits { pool.take(child.unshare) } else { None };
+    if taken.is_none() {
+        pool.count_cold();
+    }
+    taken
 }
 
 /// The job's effective profile, or the refusal that stops it before anything is built.
@@ -327,6 +351,7 @@ impl Plan<'_, '_> {
         }
         let allow_inet = self.req.network_open || self.child.own_netns();
         self.child.seccomp = Some(Filter::build(allow_inet));
+        self.child.allow_inet = allow_inet;
         self.layers
             .push(layer("syscall_filter", "seccomp deny list + no_new_privs"));
         if !allow_inet {

@@ -1,0 +1,281 @@
+//! The worker's side of warm slots: the spawner it started, the slots ready per kind, and a
+//! thread that refills them off the jobs' path.
+
+use super::spawner::{CONTROL_FD, PARENT_ENV, SPAWNER_ARG};
+use super::wire::{self, FromSlot, MakeSlot, SlotMade};
+use crate::protocol::{SandboxStart, WarmSandboxMetrics};
+use nix::sys::socket::MsgFlags;
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+/// A slot that said it is ready: its process waits for one job.
+pub struct Slot {
+    pub(super) socket: OwnedFd,
+    pub(super) pidfd: OwnedFd,
+    pub(super) pid: libc::pid_t,
+}
+
+impl Slot {
+    fn alive(&self) -> bool {
+        !super::job::exited(self.pidfd.as_raw_fd())
+    }
+}
+
+pub struct WarmPool {
+    configured: usize,
+    state: Mutex<State>,
+    wake: Condvar,
+    spawner: Mutex<Option<Spawner>>,
+    started_warm: AtomicU64,
+    started_on_demand: AtomicU64,
+    started_cold: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    /// By the namespaces the slots have (besides the user namespace).
+    ready: HashMap<libc::c_int, Vec<Slot>>,
+    /// Kinds jobs have asked for; each is kept at `configured` ready slots.
+    kinds: Vec<libc::c_int>,
+    preparing: usize,
+    spawner_up: bool,
+    closed: bool,
+}
+
+struct Spawner {
+    control: OwnedFd,
+    process: std::process::Child,
+}
+
+impl WarmPool {
+    /// Starts the refill thread (which starts the spawner) with `first_kind` wanted. `None`
+    /// when this is not the worker's own binary (a test harness cannot be re-executed as the
+    /// spawner).
+    pub fn start(configured: usize, first_kind: libc::c_int) -> Option<Arc<WarmPool>> {
+        let exe = std::env::current_exe().ok()?;
+        if configured == 0 || exe.file_name()? != "opencode-worker" {
+            return None;
+        }
+        let pool = Arc::new(WarmPool {
+            configured,
+            state: Mutex::new(State {
+                kinds: vec![first_kind],
+                ..State::default()
+            }),
+            wake: Condvar::new(),
+            spawner: Mutex::new(None),
+            started_warm: AtomicU64::new(0),
+            started_on_demand: AtomicU64::new(0),
+            started_cold: AtomicU64::new(0),
+        });
+        let refill = pool.clone();
+        // The spawner's death signal follows the thread that started it: this one lives as
+        // long as the pool.
+        std::thread::Builder::new()
+            .name("ocw-warm".into())
+            .spawn(move || refill.refill(exe))
+            .ok()?;
+        Some(pool)
+    }
+
+    /// A ready slot of `kind`, or one made now when none is; `None` when the pool cannot
+    /// serve (the spawner is not up), so the job starts cold.
+    pub fn take(&self, kind: libc::c_int) -> Option<(Slot, SandboxStart)> {
+        {
+            let mut state = crate::sync::lock(&self.state);
+            if !state.spawner_up {
+                return None;
+            }
+            if !state.kinds.contains(&kind) {
+                state.kinds.push(kind);
+            }
+            while let Some(slot) = state.ready.get_mut(&kind).and_then(Vec::pop) {
+                if slot.alive() {
+                    self.wake.notify_all();
+                    self.started_warm.fetch_add(1, Ordering::Relaxed);
+                    return Some((slot, SandboxStart::Warm));
+                }
+            }
+        }
+        self.wake.notify_all();
+        match self.make(kind) {
+            Ok(slot) => {
+                self.started_on_demand.fetch_add(1, Ordering::Relaxed);
+                Some((slot, SandboxStart::OnDemand))
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not prepare a sandbox for the job; it starts cold");
+                None
+            }
+        }
+    }
+
+    pub fn count_cold(&self) {
+        self.started_cold.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn metrics(&self) -> WarmSandboxMetrics {
+        let (ready, preparing, mut pids) = {
+            let state = crate::sync::lock(&self.state);
+            let pids: Vec<libc::pid_t> = state.ready.values().flatten().map(|s| s.pid).collect();
+            (pids.len() as u64, state.preparing as u64, pids)
+        };
+        if ready > 0
+            && let Some(spawner) = crate::sync::lock(&self.spawner).as_ref()
+        {
+            pids.push(spawner.process.id() as libc::pid_t);
+        }
+        WarmSandboxMetrics {
+            configured: self.configured as u64,
+            ready,
+            preparing,
+            idle_memory_bytes: pids.into_iter().map(proportional_set_size).sum(),
+            started_warm: self.started_warm.load(Ordering::Relaxed),
+            started_on_demand: self.started_on_demand.load(Ordering::Relaxed),
+            started_cold: self.started_cold.load(Ordering::Relaxed),
+        }
+    }
+
+    fn refill(self: Arc<Self>, exe: PathBuf) {
+        match Spawner::start(&exe) {
+            Ok(spawner) => {
+                *crate::sync::lock(&self.spawner) = Some(spawner);
+                crate::sync::lock(&self.state).spawner_up = true;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not start the sandbox spawner; every job starts cold");
+                return;
+            }
+        }
+        loop {
+            let kind = {
+                let mut state = crate::sync::lock(&self.state);
+                loop {
+                    if state.closed {
+                        return;
+                    }
+                    let short =
+                        state.kinds.iter().copied().find(|kind| {
+                            state.ready.get(kind).map_or(0, Vec::len) < self.configured
+                        });
+                    if let Some(kind) = short {
+                        state.preparing += 1;
+                        break kind;
+                    }
+                    state = self
+                        .wake
+                        .wait(state)
+                        .unwrap_or_else(|poison| poison.into_inner());
+                }
+            };
+            let made = self.make(kind);
+            let mut state = crate::sync::lock(&self.state);
+            state.preparing -= 1;
+            match made {
+                Ok(slot) => state.ready.entry(kind).or_default().push(slot),
+                Err(error) => {
+                    tracing::warn!(%error, "the sandbox spawner failed; every job starts cold");
+                    state.spawner_up = false;
+                    state.ready.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Asks the spawner for a slot and waits until it is ready.
+    fn make(&self, kind: libc::c_int) -> io::Result<Slot> {
+        let (pid, mut fds) = {
+            let guard = crate::sync::lock(&self.spawner);
+            let spawner = guard
+                .as_ref()
+                .ok_or_else(|| io::Error::other("no spawner"))?;
+            let control = spawner.control.as_raw_fd();
+            wire::send(control, &MakeSlot { namespaces: kind }, &[])?;
+            let mut buffer = Vec::new();
+            match wire::receive::<SlotMade>(control, &mut buffer, MsgFlags::empty())? {
+                Some((SlotMade::Made { pid }, fds)) if fds.len() == 2 => (pid, fds),
+                Some((SlotMade::Failed { errno }, _)) => {
+                    return Err(io::Error::from_raw_os_error(errno));
+                }
+                _ => return Err(io::Error::other("the spawner is gone")),
+            }
+        };
+        let pidfd = fds.pop().expect("two descriptors");
+        let socket = fds.pop().expect("two descriptors");
+        let mut buffer = Vec::new();
+        match wire::receive::<FromSlot>(socket.as_raw_fd(), &mut buffer, MsgFlags::empty())? {
+            Some((FromSlot::Ready, _)) => Ok(Slot { socket, pidfd, pid }),
+            _ => Err(io::Error::other(
+                "a prepared sandbox failed before it was ready (its namespaces could not be made)",
+            )),
+        }
+    }
+}
+
+impl Drop for WarmPool {
+    fn drop(&mut self) {
+        crate::sync::lock(&self.state).closed = true;
+        self.wake.notify_all();
+    }
+}
+
+impl Spawner {
+    fn start(exe: &std::path::Path) -> io::Result<Spawner> {
+        let (control, theirs) = wire::pair()?;
+        let theirs_fd: RawFd = theirs.as_raw_fd();
+        let mut command = std::process::Command::new(exe);
+        command
+            .arg(SPAWNER_ARG)
+            .env_clear()
+            .env(PARENT_ENV, std::process::id().to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null());
+        // SAFETY: dup2 and fcntl only, on a descriptor that stays open until spawn returns.
+        unsafe {
+            command.pre_exec(move || {
+                if theirs_fd == CONTROL_FD {
+                    let flags = libc::fcntl(CONTROL_FD, libc::F_GETFD);
+                    libc::fcntl(CONTROL_FD, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+                } else if libc::dup2(theirs_fd, CONTROL_FD) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let process = command.spawn()?;
+        drop(theirs);
+        Ok(Spawner { control, process })
+    }
+}
+
+impl Drop for Spawner {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// `Pss` of /proc/PID/smaps_rollup in bytes: the process's fair share of the pages it maps,
+/// so pages the slots share with the spawner are not counted once per slot.
+fn proportional_set_size(pid: libc::pid_t) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("Pss:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+        })
+        .map_or(0, |kb| kb * 1024)
+}
