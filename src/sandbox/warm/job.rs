@@ -42,7 +42,8 @@ pub fn launch(slot: Slot, start: &JobStart, fds: &[RawFd]) -> io::Result<WarmJob
             ));
         }
     };
-    let pid = pid_of(&job_pidfd)?;
+    // Only for the logs: a job that already ended (and was reaped by the slot) has none.
+    let pid = pid_of(&job_pidfd).unwrap_or(0);
     nix::fcntl::fcntl(
         &slot.socket,
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
@@ -58,7 +59,7 @@ pub fn launch(slot: Slot, start: &JobStart, fds: &[RawFd]) -> io::Result<WarmJob
 }
 
 impl WarmJob {
-    /// The job's pid as this worker sees it.
+    /// The job's pid as this worker sees it (0 when it ended before it was read).
     pub fn pid(&self) -> libc::pid_t {
         self.pid
     }
