@@ -126,7 +126,8 @@ impl Host {
         if h.netns() {
             kind |= libc::CLONE_NEWNET;
         }
-        if let Some(pool) = super::warm::WarmPool::start(h.config.warm_slots as usize, kind) {
+        let weak = Arc::downgrade(&self.inner);
+        if let Some(pool) = super::warm::WarmPool::start(h.config.warm_slots as usize, kind, weak) {
             let _ = h.warm.set(pool);
         }
     }

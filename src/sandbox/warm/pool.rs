@@ -4,30 +4,56 @@
 use super::spawner::{CONTROL_FD, PARENT_ENV, SPAWNER_ARG};
 use super::wire::{self, FromSlot, MakeSlot, SlotMade};
 use crate::protocol::{SandboxStart, WarmSandboxMetrics};
+use crate::sandbox::cgroup;
+use crate::sandbox::host::Inner;
 use nix::sys::socket::MsgFlags;
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
+use std::sync::Weak;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-/// A slot that said it is ready: its process waits for one job.
+/// A slot that said it is ready: its process waits for one job, already inside the cgroup
+/// leaf the job will run in (when the host has cgroups).
 pub struct Slot {
     pub(super) socket: OwnedFd,
     pub(super) pidfd: OwnedFd,
     pub(super) pid: libc::pid_t,
+    leaf: Leaf,
+}
+
+/// A slot's cgroup leaf until its job's sandbox takes it; released if the slot is dropped
+/// unused (killing the slot, which is inside it).
+struct Leaf(Option<(cgroup::Slot, Weak<Inner>)>);
+
+impl Drop for Leaf {
+    fn drop(&mut self) {
+        if let Some((leaf, host)) = self.0.take()
+            && let Some(host) = host.upgrade()
+        {
+            host.cgroups.release(leaf);
+        }
+    }
 }
 
 impl Slot {
     fn alive(&self) -> bool {
         !super::job::exited(self.pidfd.as_raw_fd())
     }
+
+    /// The cgroup leaf the slot (and so its job) is in; the job's sandbox owns it from here.
+    pub fn take_leaf(&mut self) -> Option<cgroup::Slot> {
+        self.leaf.0.take().map(|(leaf, _)| leaf)
+    }
 }
 
 pub struct WarmPool {
     configured: usize,
+    /// Where the slots' cgroup leaves come from and go back to.
+    host: Weak<Inner>,
     state: Mutex<State>,
     wake: Condvar,
     spawner: Mutex<Option<Spawner>>,
@@ -56,13 +82,18 @@ impl WarmPool {
     /// Starts the refill thread (which starts the spawner) with `first_kind` wanted. `None`
     /// when this is not the worker's own binary (a test harness cannot be re-executed as the
     /// spawner).
-    pub fn start(configured: usize, first_kind: libc::c_int) -> Option<Arc<WarmPool>> {
+    pub fn start(
+        configured: usize,
+        first_kind: libc::c_int,
+        host: Weak<Inner>,
+    ) -> Option<Arc<WarmPool>> {
         let exe = std::env::current_exe().ok()?;
         if configured == 0 || exe.file_name()? != "opencode-worker" {
             return None;
         }
         let pool = Arc::new(WarmPool {
             configured,
+            host,
             state: Mutex::new(State {
                 kinds: vec![first_kind],
                 ..State::default()
@@ -190,13 +221,26 @@ impl WarmPool {
 
     /// Asks the spawner for a slot and waits until it is ready.
     fn make(&self, kind: libc::c_int) -> io::Result<Slot> {
+        let host = self.host.upgrade();
+        let leaf = host
+            .as_ref()
+            .filter(|h| h.cgroups.any())
+            .and_then(|h| match h.cgroups.take_unconfigured() {
+                Ok(leaf) => Some(leaf),
+                Err(error) => {
+                    tracing::warn!(%error, "a prepared sandbox gets no cgroup leaf; its job joins one at start");
+                    None
+                }
+            });
+        let procs: Vec<RawFd> = leaf.iter().flat_map(|l| l.procs_fds()).collect();
+        let leaf = Leaf(leaf.map(|leaf| (leaf, self.host.clone())));
         let (pid, mut fds) = {
             let guard = crate::sync::lock(&self.spawner);
             let spawner = guard
                 .as_ref()
                 .ok_or_else(|| io::Error::other("no spawner"))?;
             let control = spawner.control.as_raw_fd();
-            wire::send(control, &MakeSlot { namespaces: kind }, &[])?;
+            wire::send(control, &MakeSlot { namespaces: kind }, &procs)?;
             let mut buffer = Vec::new();
             match wire::receive::<SlotMade>(control, &mut buffer, MsgFlags::empty())? {
                 Some((SlotMade::Made { pid }, fds)) if fds.len() == 2 => (pid, fds),
@@ -210,7 +254,12 @@ impl WarmPool {
         let socket = fds.pop().expect("two descriptors");
         let mut buffer = Vec::new();
         match wire::receive::<FromSlot>(socket.as_raw_fd(), &mut buffer, MsgFlags::empty())? {
-            Some((FromSlot::Ready, _)) => Ok(Slot { socket, pidfd, pid }),
+            Some((FromSlot::Ready, _)) => Ok(Slot {
+                socket,
+                pidfd,
+                pid,
+                leaf,
+            }),
             _ => Err(io::Error::other(
                 "a prepared sandbox failed before it was ready (its namespaces could not be made)",
             )),

@@ -18,7 +18,13 @@ use std::io;
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 
 /// The slot's life; never returns.
-pub fn run(socket: OwnedFd, spawner_pidfd: RawFd, maps: &UserMaps, netns: bool) -> ! {
+pub fn run(
+    socket: OwnedFd,
+    spawner_pidfd: RawFd,
+    maps: &UserMaps,
+    netns: bool,
+    leaf: &[RawFd],
+) -> ! {
     // SAFETY: set-up of a fresh single-threaded process.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
@@ -26,6 +32,12 @@ pub fn run(socket: OwnedFd, spawner_pidfd: RawFd, maps: &UserMaps, netns: bool) 
             libc::_exit(1);
         }
         libc::close(spawner_pidfd);
+        // Into the job's cgroup leaf now, off the job's path: the job inherits it at fork.
+        for fd in leaf {
+            if sys::write_all(*fd, b"0").is_err() {
+                libc::_exit(1);
+            }
+        }
         // The spawner's control socket and anything else it held stay out of the slot.
         let keep = socket.as_raw_fd() as libc::c_uint;
         libc::syscall(libc::SYS_close_range, 3u32, keep - 1, 0u32);

@@ -42,12 +42,13 @@ pub fn main() -> ! {
     let maps = UserMaps::identity();
     let mut buffer = Vec::new();
     loop {
-        let request =
-            match wire::receive::<MakeSlot>(control.as_raw_fd(), &mut buffer, MsgFlags::empty()) {
-                Ok(Some((request, _))) => request,
-                _ => std::process::exit(0),
-            };
-        let answer = make_slot(request.namespaces, own, &maps);
+        let received =
+            wire::receive::<MakeSlot>(control.as_raw_fd(), &mut buffer, MsgFlags::empty());
+        let Ok(Some((request, leaf))) = received else {
+            std::process::exit(0)
+        };
+        let answer = make_slot(request.namespaces, own, &maps, &leaf);
+        drop(leaf);
         let sent = match answer {
             Ok((pid, socket, pidfd)) => wire::send(
                 control.as_raw_fd(),
@@ -74,6 +75,7 @@ fn make_slot(
     namespaces: libc::c_int,
     own_pidfd: RawFd,
     maps: &UserMaps,
+    leaf: &[OwnedFd],
 ) -> std::io::Result<(libc::pid_t, OwnedFd, OwnedFd)> {
     let (worker_end, slot_end) = wire::pair()?;
     let flags = libc::CLONE_NEWUSER | namespaces | libc::CLONE_PIDFD | libc::SIGCHLD;
@@ -98,11 +100,13 @@ fn make_slot(
     }
     if pid == 0 {
         drop(worker_end);
+        let leaf: Vec<RawFd> = leaf.iter().map(AsRawFd::as_raw_fd).collect();
         slot::run(
             slot_end,
             own_pidfd,
             maps,
             namespaces & libc::CLONE_NEWNET != 0,
+            &leaf,
         );
     }
     drop(slot_end);

@@ -18,7 +18,7 @@ pub const MAX_MESSAGE: usize = 192 * 1024;
 /// cgroup leaf per hierarchy.
 const MAX_FDS: usize = 12;
 
-/// Worker to spawner.
+/// Worker to spawner, with the `cgroup.procs` of the leaf the slot joins.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct MakeSlot {
     /// `CLONE_NEW*` flags besides the user namespace every slot has.
