@@ -113,8 +113,9 @@ impl Host {
 
     /// Starts keeping `isolation.warm_slots` prepared sandboxes per kind, beginning with the
     /// kind a default job (network none) uses. Only where every namespace a slot is made of
-    /// is available; jobs keep starting cold until the first slot is ready.
-    pub fn start_warm(&self) {
+    /// is available; jobs keep starting cold until the first slot is ready. While busy it
+    /// keeps up to `max_concurrent` (the jobs the worker runs at once) ready.
+    pub fn start_warm(&self, max_concurrent: usize) {
         let h = &self.inner;
         if h.config.warm_slots == 0 || !(h.userns() && h.mountns() && h.pidns()) {
             return;
@@ -127,7 +128,8 @@ impl Host {
             kind |= libc::CLONE_NEWNET;
         }
         let weak = Arc::downgrade(&self.inner);
-        if let Some(pool) = super::warm::WarmPool::start(h.config.warm_slots as usize, kind, weak) {
+        let configured = h.config.warm_slots as usize;
+        if let Some(pool) = super::warm::WarmPool::start(configured, max_concurrent, kind, weak) {
             let _ = h.warm.set(pool);
         }
     }

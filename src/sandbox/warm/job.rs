@@ -26,6 +26,8 @@ pub struct WarmJob {
     job_pidfd: OwnedFd,
     pid: libc::pid_t,
     exit: Mutex<Option<SlotExit>>,
+    /// Counts the job as running for the pool's sizing until dropped.
+    _active: super::pool::Active,
 }
 
 /// Starts the job in `slot`. `fds`: stdin, stdout, stderr, then what `start` announces.
@@ -48,13 +50,20 @@ pub fn launch(slot: Slot, start: &JobStart, fds: &[RawFd]) -> io::Result<WarmJob
         &slot.socket,
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
     )?;
+    let super::pool::Slot {
+        socket: slot_socket,
+        pidfd: slot_pidfd,
+        active,
+        ..
+    } = slot;
     Ok(WarmJob {
         // SAFETY: the socket stays open and unchanged for the AsyncFd's whole life.
-        socket: unsafe { AsyncFd::register(slot.socket) }?,
-        slot_pidfd: slot.pidfd,
+        socket: unsafe { AsyncFd::register(slot_socket) }?,
+        slot_pidfd,
         job_pidfd,
         pid,
         exit: Mutex::new(None),
+        _active: active,
     })
 }
 

@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::sync::Weak;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 /// A slot that said it is ready: its process waits for one job, already inside the cgroup
@@ -23,6 +23,7 @@ pub struct Slot {
     pub(super) pidfd: OwnedFd,
     pub(super) pid: libc::pid_t,
     leaf: Leaf,
+    pub(super) active: Active,
 }
 
 /// A slot's cgroup leaf until its job's sandbox takes it; released if the slot is dropped
@@ -52,6 +53,10 @@ impl Slot {
 
 pub struct WarmPool {
     configured: usize,
+    /// The most ready slots per kind while busy (the worker's concurrency cap).
+    max_ready: usize,
+    /// Warm jobs running now.
+    active: Arc<AtomicUsize>,
     /// Where the slots' cgroup leaves come from and go back to.
     host: Weak<Inner>,
     state: Mutex<State>,
@@ -84,6 +89,7 @@ impl WarmPool {
     /// spawner).
     pub fn start(
         configured: usize,
+        max_ready: usize,
         first_kind: libc::c_int,
         host: Weak<Inner>,
     ) -> Option<Arc<WarmPool>> {
@@ -93,6 +99,8 @@ impl WarmPool {
         }
         let pool = Arc::new(WarmPool {
             configured,
+            max_ready,
+            active: Arc::new(AtomicUsize::new(0)),
             host,
             state: Mutex::new(State {
                 kinds: vec![first_kind],
@@ -125,8 +133,9 @@ impl WarmPool {
             if !state.kinds.contains(&kind) {
                 state.kinds.push(kind);
             }
-            while let Some(slot) = state.ready.get_mut(&kind).and_then(Vec::pop) {
+            while let Some(mut slot) = state.ready.get_mut(&kind).and_then(Vec::pop) {
                 if slot.alive() {
+                    slot.active = self.activate();
                     self.wake.notify_all();
                     self.started_warm.fetch_add(1, Ordering::Relaxed);
                     return Some((slot, SandboxStart::Warm));
@@ -135,7 +144,8 @@ impl WarmPool {
         }
         self.wake.notify_all();
         match self.make(kind) {
-            Ok(slot) => {
+            Ok(mut slot) => {
+                slot.active = self.activate();
                 self.started_on_demand.fetch_add(1, Ordering::Relaxed);
                 Some((slot, SandboxStart::OnDemand))
             }
@@ -144,6 +154,11 @@ impl WarmPool {
                 None
             }
         }
+    }
+
+    fn activate(&self) -> Active {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        Active(Some(self.active.clone()))
     }
 
     pub fn count_cold(&self) {
@@ -184,19 +199,20 @@ impl WarmPool {
             }
         }
         loop {
-            let kind = {
+            let (kind, missing) = {
                 let mut state = crate::sync::lock(&self.state);
                 loop {
                     if state.closed {
                         return;
                     }
-                    let short =
-                        state.kinds.iter().copied().find(|kind| {
-                            state.ready.get(kind).map_or(0, Vec::len) < self.configured
-                        });
-                    if let Some(kind) = short {
-                        state.preparing += 1;
-                        break kind;
+                    let target = self.target();
+                    let short = state.kinds.iter().find_map(|kind| {
+                        let have = state.ready.get(kind).map_or(0, Vec::len);
+                        (have < target).then(|| (*kind, target - have))
+                    });
+                    if let Some((kind, missing)) = short {
+                        state.preparing += missing;
+                        break (kind, missing);
                     }
                     state = self
                         .wake
@@ -204,23 +220,56 @@ impl WarmPool {
                         .unwrap_or_else(|poison| poison.into_inner());
                 }
             };
-            let made = self.make(kind);
-            let mut state = crate::sync::lock(&self.state);
-            state.preparing -= 1;
-            match made {
-                Ok(slot) => state.ready.entry(kind).or_default().push(slot),
-                Err(error) => {
-                    tracing::warn!(%error, "the sandbox spawner failed; every job starts cold");
-                    state.spawner_up = false;
-                    state.ready.clear();
-                    return;
+            // All asked for first, then awaited: each slot's set-up (its cgroup migration
+            // above all, which can wait for an RCU grace period) overlaps the others'.
+            let mut asked = Vec::with_capacity(missing);
+            let mut spawner_failed = None;
+            for _ in 0..missing {
+                match self.ask(kind) {
+                    Ok(pending) => asked.push(pending),
+                    Err(error) => {
+                        spawner_failed = Some(error);
+                        break;
+                    }
                 }
+            }
+            let made: Vec<io::Result<Slot>> = asked.into_iter().map(Pending::ready).collect();
+            let mut state = crate::sync::lock(&self.state);
+            state.preparing -= missing;
+            for slot in made {
+                match slot {
+                    Ok(slot) => state.ready.entry(kind).or_default().push(slot),
+                    Err(error) => {
+                        tracing::warn!(%error, "a prepared sandbox failed; another is made")
+                    }
+                }
+            }
+            if let Some(error) = spawner_failed {
+                tracing::warn!(%error, "the sandbox spawner failed; every job starts cold");
+                state.spawner_up = false;
+                state.ready.clear();
+                return;
             }
         }
     }
 
-    /// Asks the spawner for a slot and waits until it is ready.
+    /// Ready slots kept per kind: the configured number while the worker is idle, as many
+    /// as there are warm jobs running while it is busy (the next wave of the same size then
+    /// finds its sandboxes made), never more than the worker runs at once.
+    fn target(&self) -> usize {
+        let active = self.active.load(Ordering::Relaxed);
+        self.configured
+            .max(active)
+            .min(self.max_ready.max(self.configured))
+    }
+
+    /// A slot made for a job that found none ready.
     fn make(&self, kind: libc::c_int) -> io::Result<Slot> {
+        self.ask(kind)?.ready()
+    }
+
+    /// Asks the spawner for a slot of `kind`, joined to a fresh cgroup leaf.
+    fn ask(&self, kind: libc::c_int) -> io::Result<Pending> {
         let host = self.host.upgrade();
         let leaf = host
             .as_ref()
@@ -234,35 +283,54 @@ impl WarmPool {
             });
         let procs: Vec<RawFd> = leaf.iter().flat_map(|l| l.procs_fds()).collect();
         let leaf = Leaf(leaf.map(|leaf| (leaf, self.host.clone())));
-        let (pid, mut fds) = {
-            let guard = crate::sync::lock(&self.spawner);
-            let spawner = guard
-                .as_ref()
-                .ok_or_else(|| io::Error::other("no spawner"))?;
-            let control = spawner.control.as_raw_fd();
-            wire::send(control, &MakeSlot { namespaces: kind }, &procs)?;
-            let mut buffer = Vec::new();
-            match wire::receive::<SlotMade>(control, &mut buffer, MsgFlags::empty())? {
-                Some((SlotMade::Made { pid }, fds)) if fds.len() == 2 => (pid, fds),
-                Some((SlotMade::Failed { errno }, _)) => {
-                    return Err(io::Error::from_raw_os_error(errno));
-                }
-                _ => return Err(io::Error::other("the spawner is gone")),
-            }
-        };
-        let pidfd = fds.pop().expect("two descriptors");
-        let socket = fds.pop().expect("two descriptors");
+        let guard = crate::sync::lock(&self.spawner);
+        let spawner = guard
+            .as_ref()
+            .ok_or_else(|| io::Error::other("no spawner"))?;
+        let control = spawner.control.as_raw_fd();
+        wire::send(control, &MakeSlot { namespaces: kind }, &procs)?;
         let mut buffer = Vec::new();
-        match wire::receive::<FromSlot>(socket.as_raw_fd(), &mut buffer, MsgFlags::empty())? {
-            Some((FromSlot::Ready, _)) => Ok(Slot {
-                socket,
-                pidfd,
-                pid,
-                leaf,
-            }),
+        match wire::receive::<SlotMade>(control, &mut buffer, MsgFlags::empty())? {
+            Some((SlotMade::Made { pid }, mut fds)) if fds.len() == 2 => {
+                let pidfd = fds.pop().expect("two descriptors");
+                let socket = fds.pop().expect("two descriptors");
+                Ok(Pending(Slot {
+                    socket,
+                    pidfd,
+                    pid,
+                    leaf,
+                    active: Active(None),
+                }))
+            }
+            Some((SlotMade::Failed { errno }, _)) => Err(io::Error::from_raw_os_error(errno)),
+            _ => Err(io::Error::other("the spawner is gone")),
+        }
+    }
+}
+
+/// A slot the spawner made that has not said it is ready yet.
+struct Pending(Slot);
+
+impl Pending {
+    fn ready(self) -> io::Result<Slot> {
+        let mut buffer = Vec::new();
+        match wire::receive::<FromSlot>(self.0.socket.as_raw_fd(), &mut buffer, MsgFlags::empty())?
+        {
+            Some((FromSlot::Ready, _)) => Ok(self.0),
             _ => Err(io::Error::other(
                 "a prepared sandbox failed before it was ready (its namespaces could not be made)",
             )),
+        }
+    }
+}
+
+/// Counts a slot handed to a job as a running warm job until the job's handle is dropped.
+pub(super) struct Active(Option<Arc<AtomicUsize>>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        if let Some(active) = self.0.take() {
+            active.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }

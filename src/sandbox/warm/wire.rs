@@ -124,7 +124,27 @@ pub fn receive<T: for<'de> Deserialize<'de>>(
     buffer: &mut Vec<u8>,
     flags: MsgFlags,
 ) -> io::Result<Option<(T, Vec<OwnedFd>)>> {
-    buffer.resize(MAX_MESSAGE, 0);
+    // The datagram's real size first: a buffer of the largest size would be zeroed and
+    // faulted in for every message (in a slot, charged to the job's cgroup).
+    let size = loop {
+        // SAFETY: a zero-length peek writes nothing.
+        let n = unsafe {
+            libc::recv(
+                socket,
+                std::ptr::null_mut(),
+                0,
+                (flags | MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC).bits(),
+            )
+        };
+        if n >= 0 {
+            break n as usize;
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    };
+    buffer.resize(size.clamp(1, MAX_MESSAGE), 0);
     let mut control = nix::cmsg_space!([RawFd; MAX_FDS]);
     let (len, fds) = loop {
         let mut iov = [IoSliceMut::new(buffer)];
