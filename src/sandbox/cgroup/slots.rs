@@ -35,8 +35,9 @@ pub struct Slot {
     pub pids: Option<PathBuf>,
     pub cpu: Option<PathBuf>,
     procs: Vec<OwnedFd>,
-    /// Counters when the leaf was made: nothing joins a leaf before its job, so they are the
-    /// job's starting point (zero on a fresh leaf; read, not assumed).
+    /// Counters when the leaf was made: nothing but the job joins a leaf (or the prepared
+    /// sandbox that becomes the job's init, as the relay does in a cold start), so they are
+    /// the job's starting point (zero on a fresh leaf; read, not assumed).
     baseline: Baseline,
 }
 
@@ -146,14 +147,25 @@ impl Cgroups {
 
     /// A never-used slot with `limits` applied, and its baselines.
     pub fn take(&self, limits: Limits) -> io::Result<(Slot, Baseline)> {
+        self.configure_taken(self.take_unconfigured()?, limits)
+    }
+
+    /// A never-used leaf with no limits set yet, for a prepared sandbox to join ahead of its
+    /// job (a migration into a cgroup can wait for an RCU grace period: off the job's path
+    /// there).
+    pub fn take_unconfigured(&self) -> io::Result<Slot> {
         let ready = self.shared.ready.lock().ok().and_then(|mut r| r.pop());
         if let Some(chores) = &self.chores {
             let _ = chores.send(Chore::Refill);
         }
-        let slot = match ready {
-            Some(slot) => slot,
-            None => create(&self.shared)?,
-        };
+        match ready {
+            Some(slot) => Ok(slot),
+            None => create(&self.shared),
+        }
+    }
+
+    /// Applies a job's limits to a leaf taken with `take_unconfigured`.
+    pub fn configure_taken(&self, slot: Slot, limits: Limits) -> io::Result<(Slot, Baseline)> {
         match configure(&self.layout, &slot, limits) {
             Ok(()) => {
                 let baseline = slot.baseline;
