@@ -394,5 +394,13 @@ fn proportional_set_size(pid: libc::pid_t) -> u64 {
                         .ok()
                 })
         })
-        .map_or(0, |kb| kb * 1024)
+        .map(|kb| kb * 1024)
+        // A slot is not dumpable: a worker without CAP_SYS_PTRACE may not read its smaps, but
+        // statm's resident pages (shared ones counted in full) are readable to anyone.
+        .or_else(|| {
+            let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+            let resident: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+            Some(resident * 4096)
+        })
+        .unwrap_or(0)
 }

@@ -55,6 +55,11 @@ pub fn run(
     let ready = maps
         .write_own()
         .and_then(|()| if netns { ns::loopback_up() } else { Ok(()) });
+    // Not dumpable: even a job holding CAP_SYS_PTRACE in this user namespace (a root worker
+    // maps uid 0) cannot open the slot's memory or descriptors through /proc where no Landlock
+    // keeps it out; the job gets its dumpable flag back at exec.
+    // SAFETY: plain prctl.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     if ready.is_err() || wire::send(fd, &FromSlot::Ready, &[]).is_err() {
         exit(1);
     }
@@ -437,4 +442,39 @@ fn gone(pidfd: RawFd) -> bool {
     // SAFETY: polling our own descriptor, no wait.
     unsafe { libc::poll(&mut pfd, 1, 0) };
     pfd.revents & libc::POLLIN != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(argv0: &str, path: Option<&str>) -> JobStart {
+        JobStart {
+            argv: vec![CString::new(argv0).unwrap()],
+            env: path
+                .map(|p| CString::new(format!("PATH={p}")).unwrap())
+                .into_iter()
+                .collect(),
+            ..JobStart::default()
+        }
+    }
+
+    #[test]
+    fn a_bare_name_is_looked_up_in_the_jobs_own_path_in_order() {
+        let exec = Exec::new(&start("cargo", Some("/opt/a::/usr/bin"))).unwrap();
+        let candidates: Vec<&str> = exec
+            .candidates
+            .iter()
+            .map(|c| c.to_str().unwrap())
+            .collect();
+        assert_eq!(candidates, ["/opt/a/cargo", "./cargo", "/usr/bin/cargo"]);
+        let exec = Exec::new(&start("./build.sh", Some("/usr/bin"))).unwrap();
+        assert_eq!(exec.candidates, [CString::new("./build.sh").unwrap()]);
+        let exec = Exec::new(&start("ls", None)).unwrap();
+        assert_eq!(
+            exec.candidates.len(),
+            2,
+            "execvp's default path without PATH"
+        );
+    }
 }
