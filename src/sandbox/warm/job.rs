@@ -2,6 +2,7 @@
 //! so its end, its wait status and its resource use come from the slot over the socket, and
 //! the slot's exit (its pidfd turning readable) says its namespaces are empty.
 
+use super::pidfd;
 use super::pool::Slot;
 use super::wire::{self, FromSlot, JobStart, ToSlot};
 use nix::sys::socket::MsgFlags;
@@ -127,7 +128,7 @@ impl WarmJob {
     /// job is not reaped yet. SIGKILL also goes straight to the job's pidfd.
     pub fn signal(&self, signal: libc::c_int) {
         if signal == libc::SIGKILL {
-            pidfd_kill(self.job_pidfd.as_raw_fd(), signal);
+            pidfd::kill(self.job_pidfd.as_raw_fd(), signal);
         }
         let _ = wire::send(
             self.socket.get_ref().as_raw_fd(),
@@ -138,7 +139,7 @@ impl WarmJob {
 
     /// Kills the slot itself, which takes everything in its namespaces down.
     pub fn kill_slot(&self) {
-        pidfd_kill(self.slot_pidfd.as_raw_fd(), libc::SIGKILL);
+        pidfd::kill(self.slot_pidfd.as_raw_fd(), libc::SIGKILL);
     }
 
     /// Blocks until the job's end is known and the slot is gone (its namespaces empty).
@@ -146,57 +147,24 @@ impl WarmJob {
     pub fn reap(&self) -> io::Result<SlotExit> {
         let socket = self.socket.get_ref().as_raw_fd();
         while crate::sync::lock(&self.exit).is_none() {
-            wait_readable(socket);
+            pidfd::wait_readable(socket);
             match self.take_report(socket) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
                 other => other?,
             }
         }
-        wait_readable(self.slot_pidfd.as_raw_fd());
+        pidfd::wait_readable(self.slot_pidfd.as_raw_fd());
         Ok(crate::sync::lock(&self.exit).expect("stored above"))
     }
 }
 
 impl Drop for WarmJob {
     fn drop(&mut self) {
-        if !exited(self.slot_pidfd.as_raw_fd()) {
+        if !pidfd::exited(self.slot_pidfd.as_raw_fd()) {
             self.kill_slot();
-            wait_readable(self.slot_pidfd.as_raw_fd());
+            pidfd::wait_readable(self.slot_pidfd.as_raw_fd());
         }
     }
-}
-
-fn pidfd_kill(pidfd: RawFd, signal: libc::c_int) {
-    // SAFETY: a signal through a pidfd cannot reach a recycled pid.
-    unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd,
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0u32,
-        )
-    };
-}
-
-/// True once the process behind `pidfd` has exited.
-pub(super) fn exited(pidfd: RawFd) -> bool {
-    poll_in(pidfd, 0)
-}
-
-fn wait_readable(fd: RawFd) {
-    while !poll_in(fd, -1) {}
-}
-
-fn poll_in(fd: RawFd, timeout: libc::c_int) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: polling one descriptor we own.
-    unsafe { libc::poll(&mut pfd, 1, timeout) };
-    pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 /// The pid behind a pidfd in this process's PID namespace (its fdinfo says it).

@@ -42,7 +42,7 @@ impl Drop for Leaf {
 
 impl Slot {
     fn alive(&self) -> bool {
-        !super::job::exited(self.pidfd.as_raw_fd())
+        !super::pidfd::exited(self.pidfd.as_raw_fd())
     }
 
     /// The cgroup leaf the slot (and so its job) is in; the job's sandbox owns it from here.

@@ -28,7 +28,7 @@ pub fn run(
     // SAFETY: set-up of a fresh single-threaded process.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-        if gone(spawner_pidfd) {
+        if super::pidfd::exited(spawner_pidfd) {
             libc::_exit(1);
         }
         libc::close(spawner_pidfd);
@@ -430,18 +430,6 @@ impl Child<'_> {
         }
         Ok(())
     }
-}
-
-/// True once the process behind `pidfd` has exited.
-fn gone(pidfd: RawFd) -> bool {
-    let mut pfd = libc::pollfd {
-        fd: pidfd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: polling our own descriptor, no wait.
-    unsafe { libc::poll(&mut pfd, 1, 0) };
-    pfd.revents & libc::POLLIN != 0
 }
 
 #[cfg(test)]
