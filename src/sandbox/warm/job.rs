@@ -25,7 +25,6 @@ pub struct WarmJob {
     socket: AsyncFd<OwnedFd>,
     slot_pidfd: OwnedFd,
     job_pidfd: OwnedFd,
-    pid: libc::pid_t,
     exit: Mutex<Option<SlotExit>>,
     /// Counts the job as running for the pool's sizing until dropped.
     _active: super::pool::Active,
@@ -45,8 +44,6 @@ pub fn launch(slot: Slot, start: &JobStart, fds: &[RawFd]) -> io::Result<WarmJob
             ));
         }
     };
-    // Only for the logs: a job that already ended (and was reaped by the slot) has none.
-    let pid = pid_of(&job_pidfd).unwrap_or(0);
     nix::fcntl::fcntl(
         &slot.socket,
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
@@ -62,16 +59,16 @@ pub fn launch(slot: Slot, start: &JobStart, fds: &[RawFd]) -> io::Result<WarmJob
         socket: unsafe { AsyncFd::register(slot_socket) }?,
         slot_pidfd,
         job_pidfd,
-        pid,
         exit: Mutex::new(None),
         _active: active,
     })
 }
 
 impl WarmJob {
-    /// The job's pid as this worker sees it (0 when it ended before it was read).
+    /// The job's pid as this worker sees it, read when asked (only logs ask): 0 once the job
+    /// has ended and the slot reaped it.
     pub fn pid(&self) -> libc::pid_t {
-        self.pid
+        pid_of(&self.job_pidfd).unwrap_or(0)
     }
 
     pub fn job_pidfd(&self) -> RawFd {
