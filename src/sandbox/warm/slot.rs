@@ -289,6 +289,9 @@ struct Exec {
     candidates: Vec<CString>,
     argv: Vec<*const libc::c_char>,
     envp: Vec<*const libc::c_char>,
+    /// `/bin/sh <file> <args>` for a file the kernel cannot execute (no `#!`), as `execvp`
+    /// runs it (and so a cold start): the file's slot is filled in the child.
+    shell_argv: Vec<std::cell::Cell<*const libc::c_char>>,
 }
 
 impl Exec {
@@ -321,10 +324,17 @@ impl Exec {
                 .chain(std::iter::once(std::ptr::null()))
                 .collect::<Vec<_>>()
         };
+        let argv = pointers(&start.argv);
+        let shell_argv = [c"/bin/sh".as_ptr(), std::ptr::null()]
+            .into_iter()
+            .chain(argv[1..].iter().copied())
+            .map(std::cell::Cell::new)
+            .collect();
         Ok(Exec {
             candidates,
-            argv: pointers(&start.argv),
+            argv,
             envp: pointers(&start.env),
+            shell_argv,
         })
     }
 
@@ -338,6 +348,19 @@ impl Exec {
             match errno() {
                 libc::ENOENT | libc::ENOTDIR => {}
                 libc::EACCES => error = libc::EACCES,
+                libc::ENOEXEC => {
+                    self.shell_argv[1].set(candidate.as_ptr());
+                    // SAFETY: `Cell<*const c_char>` has the layout of `*const c_char`; the
+                    // array is NUL-terminated and prepared before fork.
+                    unsafe {
+                        libc::execve(
+                            c"/bin/sh".as_ptr(),
+                            self.shell_argv.as_ptr().cast(),
+                            self.envp.as_ptr(),
+                        )
+                    };
+                    return errno();
+                }
                 other => return other,
             }
         }
