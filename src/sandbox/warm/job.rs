@@ -19,6 +19,9 @@ pub struct SlotExit {
     pub user_us: u64,
     pub system_us: u64,
     pub max_rss_kb: u64,
+    /// The slot reported it after emptying the namespace itself; otherwise (the slot was
+    /// killed) the namespace is only known empty once the slot is gone.
+    emptied: bool,
 }
 
 pub struct WarmJob {
@@ -107,6 +110,7 @@ impl WarmJob {
                 user_us,
                 system_us,
                 max_rss_kb,
+                emptied: true,
             },
             Ok(Some(_)) => return Ok(()),
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Err(error),
@@ -115,6 +119,7 @@ impl WarmJob {
                 user_us: 0,
                 system_us: 0,
                 max_rss_kb: 0,
+                emptied: false,
             },
         };
         crate::sync::lock(&self.exit).get_or_insert(report);
@@ -139,7 +144,7 @@ impl WarmJob {
         pidfd::kill(self.slot_pidfd.as_raw_fd(), libc::SIGKILL);
     }
 
-    /// Blocks until the job's end is known and the slot is gone (its namespaces empty).
+    /// Blocks until the job's end is known and nothing of it is left in its namespace.
     /// Call after `exited` resolved or after a kill.
     pub fn reap(&self) -> io::Result<SlotExit> {
         let socket = self.socket.get_ref().as_raw_fd();
@@ -150,8 +155,11 @@ impl WarmJob {
                 other => other?,
             }
         }
-        pidfd::wait_readable(self.slot_pidfd.as_raw_fd());
-        Ok(crate::sync::lock(&self.exit).expect("stored above"))
+        let exit = crate::sync::lock(&self.exit).expect("stored above");
+        if !exit.emptied {
+            pidfd::wait_readable(self.slot_pidfd.as_raw_fd());
+        }
+        Ok(exit)
     }
 }
 

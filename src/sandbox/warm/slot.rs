@@ -245,6 +245,7 @@ fn watch(socket: RawFd, signalfd: RawFd, job: libc::pid_t) -> ! {
                     break;
                 }
                 if pid == job {
+                    empty_the_namespace();
                     let micros =
                         |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000 + tv.tv_usec as u64;
                     let _ = wire::send(
@@ -273,6 +274,24 @@ fn watch(socket: RawFd, signalfd: RawFd, job: libc::pid_t) -> ! {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
                 // The worker let go of the job (or died): nothing may outlive it.
                 _ => kill_everything(),
+            }
+        }
+    }
+}
+
+/// As pid 1: kills every other process of the namespace and reaps them all, so the report
+/// that follows means nothing of the job is left; the namespaces' own teardown (unmounting,
+/// the network namespace's cleanup) then happens in the slot's exit, after the worker has its
+/// answer.
+fn empty_the_namespace() {
+    // SAFETY: kill(-1) from a namespace's init reaches every process of the namespace but
+    // itself; waiting for our own children.
+    unsafe {
+        libc::kill(-1, libc::SIGKILL);
+        loop {
+            let mut status = 0;
+            if libc::waitpid(-1, &mut status, libc::__WALL) < 0 && errno() != libc::EINTR {
+                break;
             }
         }
     }
