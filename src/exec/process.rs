@@ -267,7 +267,7 @@ impl JobProcess {
             tokio::process::ChildStdout::from_std(std::process::ChildStdout::from(fd))
         };
         Ok(JobProcess {
-            pid: job.pid(),
+            pid: 0,
             leader: Leader::Warm(job),
             stdin: stdin
                 .1
@@ -282,8 +282,12 @@ impl JobProcess {
         })
     }
 
+    /// The leader's pid (a warm job's is looked up when asked; 0 once it has ended).
     pub fn pid(&self) -> u32 {
-        self.pid as u32
+        match &self.leader {
+            Leader::Forked(_) => self.pid as u32,
+            Leader::Warm(job) => job.pid() as u32,
+        }
     }
 
     pub fn sandbox(&self) -> Option<&Arc<JobSandbox>> {

@@ -196,7 +196,8 @@ impl JobSandbox {
             mounts: c.mounts.clone(),
             keeps: c.keeps.iter().map(|k| k.path().to_owned()).collect(),
             proc_mount: c.proc_mount,
-            nproc: c.nproc,
+            // RLIMIT_NPROC counted a cold start's relay and init; a slot is one process.
+            nproc: c.nproc.map(|n| n - u64::from(c.pid_namespace)),
             data: c.data,
             landlock: c
                 .landlock

@@ -2,6 +2,7 @@
 //! so its end, its wait status and its resource use come from the slot over the socket, and
 //! the slot's exit (its pidfd turning readable) says its namespaces are empty.
 
+use super::pidfd;
 use super::pool::Slot;
 use super::wire::{self, FromSlot, JobStart, ToSlot};
 use nix::sys::socket::MsgFlags;
@@ -18,13 +19,15 @@ pub struct SlotExit {
     pub user_us: u64,
     pub system_us: u64,
     pub max_rss_kb: u64,
+    /// The slot reported it after emptying the namespace itself; otherwise (the slot was
+    /// killed) the namespace is only known empty once the slot is gone.
+    emptied: bool,
 }
 
 pub struct WarmJob {
     socket: AsyncFd<OwnedFd>,
     slot_pidfd: OwnedFd,
     job_pidfd: OwnedFd,
-    pid: libc::pid_t,
     exit: Mutex<Option<SlotExit>>,
     /// Counts the job as running for the pool's sizing until dropped.
     _active: super::pool::Active,
@@ -44,8 +47,6 @@ pub fn launch(slot: Slot, start: &JobStart, fds: &[RawFd]) -> io::Result<WarmJob
             ));
         }
     };
-    // Only for the logs: a job that already ended (and was reaped by the slot) has none.
-    let pid = pid_of(&job_pidfd).unwrap_or(0);
     nix::fcntl::fcntl(
         &slot.socket,
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
@@ -61,16 +62,16 @@ pub fn launch(slot: Slot, start: &JobStart, fds: &[RawFd]) -> io::Result<WarmJob
         socket: unsafe { AsyncFd::register(slot_socket) }?,
         slot_pidfd,
         job_pidfd,
-        pid,
         exit: Mutex::new(None),
         _active: active,
     })
 }
 
 impl WarmJob {
-    /// The job's pid as this worker sees it (0 when it ended before it was read).
+    /// The job's pid as this worker sees it, read when asked (only logs ask): 0 once the job
+    /// has ended and the slot reaped it.
     pub fn pid(&self) -> libc::pid_t {
-        self.pid
+        pid_of(&self.job_pidfd).unwrap_or(0)
     }
 
     pub fn job_pidfd(&self) -> RawFd {
@@ -109,6 +110,7 @@ impl WarmJob {
                 user_us,
                 system_us,
                 max_rss_kb,
+                emptied: true,
             },
             Ok(Some(_)) => return Ok(()),
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Err(error),
@@ -117,6 +119,7 @@ impl WarmJob {
                 user_us: 0,
                 system_us: 0,
                 max_rss_kb: 0,
+                emptied: false,
             },
         };
         crate::sync::lock(&self.exit).get_or_insert(report);
@@ -127,7 +130,7 @@ impl WarmJob {
     /// job is not reaped yet. SIGKILL also goes straight to the job's pidfd.
     pub fn signal(&self, signal: libc::c_int) {
         if signal == libc::SIGKILL {
-            pidfd_kill(self.job_pidfd.as_raw_fd(), signal);
+            pidfd::kill(self.job_pidfd.as_raw_fd(), signal);
         }
         let _ = wire::send(
             self.socket.get_ref().as_raw_fd(),
@@ -138,65 +141,35 @@ impl WarmJob {
 
     /// Kills the slot itself, which takes everything in its namespaces down.
     pub fn kill_slot(&self) {
-        pidfd_kill(self.slot_pidfd.as_raw_fd(), libc::SIGKILL);
+        pidfd::kill(self.slot_pidfd.as_raw_fd(), libc::SIGKILL);
     }
 
-    /// Blocks until the job's end is known and the slot is gone (its namespaces empty).
+    /// Blocks until the job's end is known and nothing of it is left in its namespace.
     /// Call after `exited` resolved or after a kill.
     pub fn reap(&self) -> io::Result<SlotExit> {
         let socket = self.socket.get_ref().as_raw_fd();
         while crate::sync::lock(&self.exit).is_none() {
-            wait_readable(socket);
+            pidfd::wait_readable(socket);
             match self.take_report(socket) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
                 other => other?,
             }
         }
-        wait_readable(self.slot_pidfd.as_raw_fd());
-        Ok(crate::sync::lock(&self.exit).expect("stored above"))
+        let exit = crate::sync::lock(&self.exit).expect("stored above");
+        if !exit.emptied {
+            pidfd::wait_readable(self.slot_pidfd.as_raw_fd());
+        }
+        Ok(exit)
     }
 }
 
 impl Drop for WarmJob {
     fn drop(&mut self) {
-        if !exited(self.slot_pidfd.as_raw_fd()) {
+        if !pidfd::exited(self.slot_pidfd.as_raw_fd()) {
             self.kill_slot();
-            wait_readable(self.slot_pidfd.as_raw_fd());
+            pidfd::wait_readable(self.slot_pidfd.as_raw_fd());
         }
     }
-}
-
-fn pidfd_kill(pidfd: RawFd, signal: libc::c_int) {
-    // SAFETY: a signal through a pidfd cannot reach a recycled pid.
-    unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd,
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0u32,
-        )
-    };
-}
-
-/// True once the process behind `pidfd` has exited.
-pub(super) fn exited(pidfd: RawFd) -> bool {
-    poll_in(pidfd, 0)
-}
-
-fn wait_readable(fd: RawFd) {
-    while !poll_in(fd, -1) {}
-}
-
-fn poll_in(fd: RawFd, timeout: libc::c_int) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: polling one descriptor we own.
-    unsafe { libc::poll(&mut pfd, 1, timeout) };
-    pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 /// The pid behind a pidfd in this process's PID namespace (its fdinfo says it).

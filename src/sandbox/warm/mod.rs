@@ -19,6 +19,7 @@
 //! ```
 
 mod job;
+mod pidfd;
 mod pool;
 mod slot;
 mod spawner;

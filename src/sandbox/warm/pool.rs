@@ -15,6 +15,10 @@ use std::path::PathBuf;
 use std::sync::Weak;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long without a job before the ready slots a burst asked for are let go.
+const IDLE_AFTER: Duration = Duration::from_secs(2);
 
 /// A slot that said it is ready: its process waits for one job, already inside the cgroup
 /// leaf the job will run in (when the host has cgroups).
@@ -42,7 +46,7 @@ impl Drop for Leaf {
 
 impl Slot {
     fn alive(&self) -> bool {
-        !super::job::exited(self.pidfd.as_raw_fd())
+        !super::pidfd::exited(self.pidfd.as_raw_fd())
     }
 
     /// The cgroup leaf the slot (and so its job) is in; the job's sandbox owns it from here.
@@ -55,8 +59,8 @@ pub struct WarmPool {
     configured: usize,
     /// The most ready slots per kind while busy (the worker's concurrency cap).
     max_ready: usize,
-    /// Warm jobs running now.
-    active: Arc<AtomicUsize>,
+    /// Warm jobs running now, by kind.
+    active: Mutex<HashMap<libc::c_int, Arc<AtomicUsize>>>,
     /// Where the slots' cgroup leaves come from and go back to.
     host: Weak<Inner>,
     state: Mutex<State>,
@@ -67,13 +71,13 @@ pub struct WarmPool {
     started_cold: AtomicU64,
 }
 
-#[derive(Default)]
 struct State {
     /// By the namespaces the slots have (besides the user namespace).
     ready: HashMap<libc::c_int, Vec<Slot>>,
     /// Kinds jobs have asked for; each is kept at `configured` ready slots.
     kinds: Vec<libc::c_int>,
     preparing: usize,
+    last_take: Instant,
     spawner_up: bool,
     closed: bool,
 }
@@ -100,11 +104,15 @@ impl WarmPool {
         let pool = Arc::new(WarmPool {
             configured,
             max_ready,
-            active: Arc::new(AtomicUsize::new(0)),
+            active: Mutex::new(HashMap::new()),
             host,
             state: Mutex::new(State {
                 kinds: vec![first_kind],
-                ..State::default()
+                ready: HashMap::new(),
+                preparing: 0,
+                last_take: Instant::now(),
+                spawner_up: false,
+                closed: false,
             }),
             wake: Condvar::new(),
             spawner: Mutex::new(None),
@@ -135,7 +143,8 @@ impl WarmPool {
             }
             while let Some(mut slot) = state.ready.get_mut(&kind).and_then(Vec::pop) {
                 if slot.alive() {
-                    slot.active = self.activate();
+                    slot.active = self.activate(kind);
+                    state.last_take = Instant::now();
                     self.wake.notify_all();
                     self.started_warm.fetch_add(1, Ordering::Relaxed);
                     return Some((slot, SandboxStart::Warm));
@@ -145,7 +154,8 @@ impl WarmPool {
         self.wake.notify_all();
         match self.make(kind) {
             Ok(mut slot) => {
-                slot.active = self.activate();
+                slot.active = self.activate(kind);
+                crate::sync::lock(&self.state).last_take = Instant::now();
                 self.started_on_demand.fetch_add(1, Ordering::Relaxed);
                 Some((slot, SandboxStart::OnDemand))
             }
@@ -156,9 +166,13 @@ impl WarmPool {
         }
     }
 
-    fn activate(&self) -> Active {
-        self.active.fetch_add(1, Ordering::Relaxed);
-        Active(Some(self.active.clone()))
+    fn activate(&self, kind: libc::c_int) -> Active {
+        let counter = crate::sync::lock(&self.active)
+            .entry(kind)
+            .or_default()
+            .clone();
+        counter.fetch_add(1, Ordering::Relaxed);
+        Active(Some(counter))
     }
 
     pub fn count_cold(&self) {
@@ -205,8 +219,8 @@ impl WarmPool {
                     if state.closed {
                         return;
                     }
-                    let target = self.target();
                     let short = state.kinds.iter().find_map(|kind| {
+                        let target = self.target(*kind);
                         let have = state.ready.get(kind).map_or(0, Vec::len);
                         (have < target).then(|| (*kind, target - have))
                     });
@@ -214,10 +228,12 @@ impl WarmPool {
                         state.preparing += missing;
                         break (kind, missing);
                     }
+                    self.trim_when_idle(&mut state);
                     state = self
                         .wake
-                        .wait(state)
-                        .unwrap_or_else(|poison| poison.into_inner());
+                        .wait_timeout(state, IDLE_AFTER)
+                        .unwrap_or_else(|poison| poison.into_inner())
+                        .0;
                 }
             };
             // All asked for first, then awaited: each slot's set-up (its cgroup migration
@@ -256,11 +272,26 @@ impl WarmPool {
     /// Ready slots kept per kind: the configured number while the worker is idle, as many
     /// as there are warm jobs running while it is busy (the next wave of the same size then
     /// finds its sandboxes made), never more than the worker runs at once.
-    fn target(&self) -> usize {
-        let active = self.active.load(Ordering::Relaxed);
+    fn target(&self, kind: libc::c_int) -> usize {
+        let active = crate::sync::lock(&self.active)
+            .get(&kind)
+            .map_or(0, |n| n.load(Ordering::Relaxed));
         self.configured
             .max(active)
             .min(self.max_ready.max(self.configured))
+    }
+
+    /// Back to `configured` ready slots per kind once no job has taken one for `IDLE_AFTER`:
+    /// the slots a burst needed are not held by an idle worker (dropping one ends it).
+    fn trim_when_idle(&self, state: &mut State) {
+        if state.last_take.elapsed() < IDLE_AFTER {
+            return;
+        }
+        for slots in state.ready.values_mut() {
+            if slots.len() > self.configured {
+                slots.truncate(self.configured);
+            }
+        }
     }
 
     /// A slot made for a job that found none ready.
@@ -394,5 +425,13 @@ fn proportional_set_size(pid: libc::pid_t) -> u64 {
                         .ok()
                 })
         })
-        .map_or(0, |kb| kb * 1024)
+        .map(|kb| kb * 1024)
+        // A slot is not dumpable: a worker without CAP_SYS_PTRACE may not read its smaps, but
+        // statm's resident pages (shared ones counted in full) are readable to anyone.
+        .or_else(|| {
+            let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+            let resident: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+            Some(resident * 4096)
+        })
+        .unwrap_or(0)
 }

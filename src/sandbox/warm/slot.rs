@@ -28,7 +28,7 @@ pub fn run(
     // SAFETY: set-up of a fresh single-threaded process.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-        if gone(spawner_pidfd) {
+        if super::pidfd::exited(spawner_pidfd) {
             libc::_exit(1);
         }
         libc::close(spawner_pidfd);
@@ -55,6 +55,11 @@ pub fn run(
     let ready = maps
         .write_own()
         .and_then(|()| if netns { ns::loopback_up() } else { Ok(()) });
+    // Not dumpable: even a job holding CAP_SYS_PTRACE in this user namespace (a root worker
+    // maps uid 0) cannot open the slot's memory or descriptors through /proc where no Landlock
+    // keeps it out; the job gets its dumpable flag back at exec.
+    // SAFETY: plain prctl.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     if ready.is_err() || wire::send(fd, &FromSlot::Ready, &[]).is_err() {
         exit(1);
     }
@@ -240,6 +245,7 @@ fn watch(socket: RawFd, signalfd: RawFd, job: libc::pid_t) -> ! {
                     break;
                 }
                 if pid == job {
+                    empty_the_namespace();
                     let micros =
                         |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000 + tv.tv_usec as u64;
                     let _ = wire::send(
@@ -273,6 +279,24 @@ fn watch(socket: RawFd, signalfd: RawFd, job: libc::pid_t) -> ! {
     }
 }
 
+/// As pid 1: kills every other process of the namespace and reaps them all, so the report
+/// that follows means nothing of the job is left; the namespaces' own teardown (unmounting,
+/// the network namespace's cleanup) then happens in the slot's exit, after the worker has its
+/// answer.
+fn empty_the_namespace() {
+    // SAFETY: kill(-1) from a namespace's init reaches every process of the namespace but
+    // itself; waiting for our own children.
+    unsafe {
+        libc::kill(-1, libc::SIGKILL);
+        loop {
+            let mut status = 0;
+            if libc::waitpid(-1, &mut status, libc::__WALL) < 0 && errno() != libc::EINTR {
+                break;
+            }
+        }
+    }
+}
+
 /// As pid 1: exiting kills every process left in the namespace and ends the namespaces.
 fn kill_everything() -> ! {
     exit(0)
@@ -284,6 +308,9 @@ struct Exec {
     candidates: Vec<CString>,
     argv: Vec<*const libc::c_char>,
     envp: Vec<*const libc::c_char>,
+    /// `/bin/sh <file> <args>` for a file the kernel cannot execute (no `#!`), as `execvp`
+    /// runs it (and so a cold start): the file's slot is filled in the child.
+    shell_argv: Vec<std::cell::Cell<*const libc::c_char>>,
 }
 
 impl Exec {
@@ -316,10 +343,17 @@ impl Exec {
                 .chain(std::iter::once(std::ptr::null()))
                 .collect::<Vec<_>>()
         };
+        let argv = pointers(&start.argv);
+        let shell_argv = [c"/bin/sh".as_ptr(), std::ptr::null()]
+            .into_iter()
+            .chain(argv[1..].iter().copied())
+            .map(std::cell::Cell::new)
+            .collect();
         Ok(Exec {
             candidates,
-            argv: pointers(&start.argv),
+            argv,
             envp: pointers(&start.env),
+            shell_argv,
         })
     }
 
@@ -333,6 +367,19 @@ impl Exec {
             match errno() {
                 libc::ENOENT | libc::ENOTDIR => {}
                 libc::EACCES => error = libc::EACCES,
+                libc::ENOEXEC => {
+                    self.shell_argv[1].set(candidate.as_ptr());
+                    // SAFETY: `Cell<*const c_char>` has the layout of `*const c_char`; the
+                    // array is NUL-terminated and prepared before fork.
+                    unsafe {
+                        libc::execve(
+                            c"/bin/sh".as_ptr(),
+                            self.shell_argv.as_ptr().cast(),
+                            self.envp.as_ptr(),
+                        )
+                    };
+                    return errno();
+                }
                 other => return other,
             }
         }
@@ -427,14 +474,37 @@ impl Child<'_> {
     }
 }
 
-/// True once the process behind `pidfd` has exited.
-fn gone(pidfd: RawFd) -> bool {
-    let mut pfd = libc::pollfd {
-        fd: pidfd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: polling our own descriptor, no wait.
-    unsafe { libc::poll(&mut pfd, 1, 0) };
-    pfd.revents & libc::POLLIN != 0
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(argv0: &str, path: Option<&str>) -> JobStart {
+        JobStart {
+            argv: vec![CString::new(argv0).unwrap()],
+            env: path
+                .map(|p| CString::new(format!("PATH={p}")).unwrap())
+                .into_iter()
+                .collect(),
+            ..JobStart::default()
+        }
+    }
+
+    #[test]
+    fn a_bare_name_is_looked_up_in_the_jobs_own_path_in_order() {
+        let exec = Exec::new(&start("cargo", Some("/opt/a::/usr/bin"))).unwrap();
+        let candidates: Vec<&str> = exec
+            .candidates
+            .iter()
+            .map(|c| c.to_str().unwrap())
+            .collect();
+        assert_eq!(candidates, ["/opt/a/cargo", "./cargo", "/usr/bin/cargo"]);
+        let exec = Exec::new(&start("./build.sh", Some("/usr/bin"))).unwrap();
+        assert_eq!(exec.candidates, [CString::new("./build.sh").unwrap()]);
+        let exec = Exec::new(&start("ls", None)).unwrap();
+        assert_eq!(
+            exec.candidates.len(),
+            2,
+            "execvp's default path without PATH"
+        );
+    }
 }

@@ -178,3 +178,64 @@ pub fn receive<T: for<'de> Deserialize<'de>>(
     let message = serde_json::from_slice(&buffer[..len]).map_err(io::Error::other)?;
     Ok(Some((message, fds)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn a_message_arrives_whole_with_its_descriptors_and_close_ends_the_stream() {
+        let (a, b) = pair().unwrap();
+        let (mut read, write) = std::io::pipe().unwrap();
+        let start = JobStart {
+            argv: vec![
+                CString::new("/bin/echo").unwrap(),
+                CString::new("é\u{1}x").unwrap(),
+            ],
+            cgroup_procs: 2,
+            ..JobStart::default()
+        };
+        send(
+            a.as_raw_fd(),
+            &StartRef::Start(&start),
+            &[write.as_raw_fd()],
+        )
+        .unwrap();
+        drop(write);
+        let mut buffer = Vec::new();
+        let (message, fds) = receive::<ToSlot>(b.as_raw_fd(), &mut buffer, MsgFlags::empty())
+            .unwrap()
+            .unwrap();
+        let ToSlot::Start(received) = message else {
+            panic!("not a start: {message:?}");
+        };
+        assert_eq!(received.argv, start.argv);
+        assert_eq!(received.cgroup_procs, 2);
+        assert_eq!(fds.len(), 1);
+        let mut passed = std::fs::File::from(fds.into_iter().next().unwrap());
+        passed.write_all(b"through").unwrap();
+        drop(passed);
+        let mut text = String::new();
+        read.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "through");
+        drop(a);
+        assert!(
+            receive::<ToSlot>(b.as_raw_fd(), &mut buffer, MsgFlags::empty())
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_message_larger_than_the_limit_is_refused_before_sending() {
+        let (a, _b) = pair().unwrap();
+        let start = JobStart {
+            env: vec![CString::new(vec![b'x'; MAX_MESSAGE]).unwrap()],
+            ..JobStart::default()
+        };
+        let error = send(a.as_raw_fd(), &StartRef::Start(&start), &[]).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EMSGSIZE));
+    }
+}
