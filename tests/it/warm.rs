@@ -109,13 +109,12 @@ fn count(pool: &Value, key: &str) -> u64 {
 }
 
 /// The layers a prepared sandbox is made of, as the job's own report names them: only a job
-/// that ran under all of them (and without a workspace) can have started warm.
+/// that ran under all of them can have started warm.
 fn has_warm_layers(job: &Value) -> bool {
     mechanism(job, "filesystem").contains("Landlock")
         && mechanism(job, "privileges").contains("user namespace")
         && mechanism(job, "process_tree").contains("PID namespace")
         && mechanism(job, "mounts").contains("mount namespace")
-        && job["workspace"].is_null()
 }
 
 /// How the job's report says layer `name` was applied ("" when it was not).
