@@ -3,16 +3,30 @@
 
 use std::fs;
 use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long removing a base waits for killed members to finish exiting: a leaf cannot be
+/// removed while a dying process is still in it, and the base not while a leaf is.
+const SETTLE: Duration = Duration::from_secs(1);
 
 /// Kills every member of each leaf under `base`, then removes the leaves and the base.
 pub(super) fn remove_base(base: &Path) {
-    if let Ok(entries) = fs::read_dir(base) {
-        for entry in entries.flatten() {
-            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                kill_members(&entry.path());
-                let _ = fs::remove_dir(entry.path());
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let mut busy = false;
+        if let Ok(entries) = fs::read_dir(base) {
+            for entry in entries.flatten() {
+                if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    kill_members(&entry.path());
+                    busy |= fs::remove_dir(entry.path())
+                        .is_err_and(|error| error.kind() != std::io::ErrorKind::NotFound);
+                }
             }
         }
+        if !busy || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
     let _ = fs::remove_dir(base);
 }
