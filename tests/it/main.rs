@@ -28,4 +28,5 @@ mod stream_cli;
 mod stream_events;
 mod stream_flood;
 mod stream_metrics;
+mod warm_parity;
 mod workspace;
