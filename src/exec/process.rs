@@ -136,7 +136,7 @@ impl JobProcess {
                     libc::SYS_close_range,
                     3u32,
                     u32::MAX,
-                    libc::CLOSE_RANGE_CLOEXEC as u32,
+                    libc::CLOSE_RANGE_CLOEXEC,
                 );
                 if libc::setsid() < 0 {
                     return Err(io::Error::last_os_error());
