@@ -129,6 +129,15 @@ impl JobProcess {
         // before fork; it allocates nothing and takes no locks.
         unsafe {
             command.pre_exec(move || {
+                // Descriptors the worker inherited without close-on-exec (its parent's) must
+                // not reach the job; ours are close-on-exec already, and those the sandbox
+                // still uses before exec stay open until then.
+                libc::syscall(
+                    libc::SYS_close_range,
+                    3u32,
+                    u32::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC,
+                );
                 if libc::setsid() < 0 {
                     return Err(io::Error::last_os_error());
                 }

@@ -120,12 +120,16 @@ impl Host {
         if h.config.warm_slots == 0 || !(h.userns() && h.mountns() && h.pidns()) {
             return;
         }
+        // The kind a job with no profile of its own will want; others are added on first use.
         let mut kind = libc::CLONE_NEWNS | libc::CLONE_NEWPID;
         if h.ns.ipc.is_ok() {
             kind |= libc::CLONE_NEWIPC;
         }
         if h.netns() {
             kind |= libc::CLONE_NEWNET;
+        }
+        if h.config.profile == super::Profile::None {
+            kind = 0;
         }
         let weak = Arc::downgrade(&self.inner);
         let configured = h.config.warm_slots as usize;

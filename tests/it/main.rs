@@ -29,4 +29,5 @@ mod stream_events;
 mod stream_flood;
 mod stream_metrics;
 mod warm;
+mod warm_parity;
 mod workspace;

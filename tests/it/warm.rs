@@ -127,9 +127,10 @@ fn mechanism(job: &Value, name: &str) -> String {
         .to_owned()
 }
 
-/// The job says how its sandbox started, and that agrees with the worker's setting: a worker
-/// with warm slots starts every job that can be warm in a prepared sandbox (or one made for
-/// it), and a worker without starts every job cold.
+/// A sandboxed job (a profile other than `none`, which has warm slots of its own kind) says
+/// how its sandbox started, and that agrees with the worker's setting: a worker with warm
+/// slots starts every job that can be warm in a prepared sandbox (or one made for it), and a
+/// worker without starts every job cold.
 pub fn assert_start_agrees(worker: &mut Worker, job: &Value) {
     let start = job["metrics"]["sandbox_start"].as_str();
     if configured(&pool(worker)) > 0 && has_warm_layers(job) {

@@ -83,10 +83,14 @@ impl JobSandbox {
 }
 
 /// The namespaces (besides the user namespace) of a prepared sandbox this job can enter: the
-/// flags `Plan::namespaces` will choose, for jobs with a user, mount and PID namespace.
-/// Anything else (profile `none`, a host without them) builds its own sandbox.
+/// flags `Plan::namespaces` will choose. Profile `none` enters a slot without any; a host
+/// without user, mount and PID namespaces builds every other job's sandbox itself.
 fn warm_kind(h: &Inner, req: &JobRequest, profile: Profile) -> Option<libc::c_int> {
-    if profile == Profile::None || !(h.userns() && h.mountns() && h.pidns()) {
+    if profile == Profile::None {
+        // No namespace: the slot is a plain child of the spawner, already in the job's leaf.
+        return Some(0);
+    }
+    if !(h.userns() && h.mountns() && h.pidns()) {
         return None;
     }
     let mut kind = libc::CLONE_NEWNS | libc::CLONE_NEWPID;

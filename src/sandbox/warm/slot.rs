@@ -22,7 +22,7 @@ pub fn run(
     socket: OwnedFd,
     spawner_pidfd: RawFd,
     maps: &UserMaps,
-    netns: bool,
+    namespaces: libc::c_int,
     leaf: &[RawFd],
 ) -> ! {
     // SAFETY: set-up of a fresh single-threaded process.
@@ -52,9 +52,18 @@ pub fn run(
         }
     }
     let fd = socket.as_raw_fd();
-    let ready = maps
-        .write_own()
-        .and_then(|()| if netns { ns::loopback_up() } else { Ok(()) });
+    let ready = if namespaces == 0 {
+        Ok(())
+    } else {
+        maps.write_own()
+    }
+    .and_then(|()| {
+        if namespaces & libc::CLONE_NEWNET != 0 {
+            ns::loopback_up()
+        } else {
+            Ok(())
+        }
+    });
     // Not dumpable: even a job holding CAP_SYS_PTRACE in this user namespace (a root worker
     // maps uid 0) cannot open the slot's memory or descriptors through /proc where no Landlock
     // keeps it out; the job gets its dumpable flag back at exec.
@@ -69,7 +78,7 @@ pub fn run(
         _ => exit(0),
     };
     drop(buffer);
-    match serve(fd, &start, fds) {
+    match serve(fd, &start, fds, namespaces & libc::CLONE_NEWPID != 0) {
         Ok(never) => match never {},
         Err(error) => {
             let errno = error.raw_os_error().unwrap_or(libc::EIO);
@@ -87,7 +96,12 @@ fn exit(code: i32) -> ! {
 }
 
 /// Runs the job; returns only if it could not start.
-fn serve(socket: RawFd, start: &JobStart, fds: Vec<OwnedFd>) -> io::Result<Never> {
+fn serve(
+    socket: RawFd,
+    start: &JobStart,
+    fds: Vec<OwnedFd>,
+    pid_namespace: bool,
+) -> io::Result<Never> {
     let mut fds = fds.into_iter();
     let mut next = || {
         fds.next()
@@ -170,6 +184,8 @@ fn serve(socket: RawFd, start: &JobStart, fds: Vec<OwnedFd>) -> io::Result<Never
         filter: filter.as_ref(),
         exec: &exec,
         report: report[1],
+        // SAFETY: getpid cannot fail (1 inside our own PID namespace).
+        slot: unsafe { libc::getpid() },
     };
     // SAFETY: fork of a single-threaded process; the child runs async-signal-safe code only.
     let pid = sys::check_int(unsafe { libc::fork() })?;
@@ -205,12 +221,12 @@ fn serve(socket: RawFd, start: &JobStart, fds: Vec<OwnedFd>) -> io::Result<Never
     if sent.is_err() {
         kill_everything();
     }
-    watch(socket, signalfd, pid)
+    watch(socket, signalfd, pid, pid_namespace)
 }
 
 /// Waits for the job, reaping the orphans that land on pid 1 meanwhile, and forwards the
 /// worker's signals to the job while it lives.
-fn watch(socket: RawFd, signalfd: RawFd, job: libc::pid_t) -> ! {
+fn watch(socket: RawFd, signalfd: RawFd, job: libc::pid_t, pid_namespace: bool) -> ! {
     let mut buffer = Vec::new();
     loop {
         let mut fds = [
@@ -233,6 +249,9 @@ fn watch(socket: RawFd, signalfd: RawFd, job: libc::pid_t) -> ! {
             let mut info = [0u8; std::mem::size_of::<libc::signalfd_siginfo>()];
             // SAFETY: draining the signalfd into a stack buffer of its record size.
             unsafe { libc::read(signalfd, info.as_mut_ptr().cast(), info.len()) };
+            if !pid_namespace {
+                end_the_group(job);
+            }
             loop {
                 let mut status = 0;
                 // SAFETY: an all-zero rusage is valid.
@@ -245,7 +264,9 @@ fn watch(socket: RawFd, signalfd: RawFd, job: libc::pid_t) -> ! {
                     break;
                 }
                 if pid == job {
-                    empty_the_namespace();
+                    if pid_namespace {
+                        empty_the_namespace();
+                    }
                     let micros =
                         |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000 + tv.tv_usec as u64;
                     let _ = wire::send(
@@ -275,6 +296,25 @@ fn watch(socket: RawFd, signalfd: RawFd, job: libc::pid_t) -> ! {
                 // The worker let go of the job (or died): nothing may outlive it.
                 _ => kill_everything(),
             }
+        }
+    }
+}
+
+/// Without a PID namespace the job's leftovers are not ours to reap: once the leader has
+/// ended (still unreaped, so its group id is its own) its process group goes, as a cold
+/// start's reap does; the cgroup's kill reaches the rest.
+fn end_the_group(job: libc::pid_t) {
+    // SAFETY: waitid with WNOWAIT only looks at our own child; killpg of its group.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let rc = libc::waitid(
+            libc::P_PID,
+            job as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        if rc == 0 && info.si_pid() == job {
+            libc::killpg(job, libc::SIGKILL);
         }
     }
 }
@@ -406,6 +446,7 @@ struct Child<'a> {
     filter: Option<&'a Filter>,
     exec: &'a Exec,
     report: RawFd,
+    slot: libc::pid_t,
 }
 
 impl Child<'_> {
@@ -432,8 +473,8 @@ impl Child<'_> {
                 libc::PR_SET_PDEATHSIG,
                 libc::SIGKILL as libc::c_ulong,
             ))?;
-            // The slot (pid 1 here) may have died before the signal was armed.
-            if libc::getppid() != 1 {
+            // The slot may have died before the signal was armed.
+            if libc::getppid() != self.slot {
                 libc::_exit(1);
             }
             for (resource, soft, hard) in self.rlimits {

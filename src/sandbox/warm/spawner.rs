@@ -78,7 +78,14 @@ fn make_slot(
     leaf: &[OwnedFd],
 ) -> std::io::Result<(libc::pid_t, OwnedFd, OwnedFd)> {
     let (worker_end, slot_end) = wire::pair()?;
-    let flags = libc::CLONE_NEWUSER | namespaces | libc::CLONE_PIDFD | libc::SIGCHLD;
+    // No namespace at all (profile `none`): a plain child, which still saves the job a fork of
+    // the worker and a cgroup migration on its path.
+    let user = if namespaces == 0 {
+        0
+    } else {
+        libc::CLONE_NEWUSER
+    };
+    let flags = user | namespaces | libc::CLONE_PIDFD | libc::SIGCHLD;
     // The pidfd comes with the clone: SIGCHLD is ignored, so a slot that fails at once is
     // reaped by the kernel, and a pidfd opened afterwards could name a recycled pid.
     let mut pidfd: libc::c_int = -1;
@@ -101,13 +108,7 @@ fn make_slot(
     if pid == 0 {
         drop(worker_end);
         let leaf: Vec<RawFd> = leaf.iter().map(AsRawFd::as_raw_fd).collect();
-        slot::run(
-            slot_end,
-            own_pidfd,
-            maps,
-            namespaces & libc::CLONE_NEWNET != 0,
-            &leaf,
-        );
+        slot::run(slot_end, own_pidfd, maps, namespaces, &leaf);
     }
     drop(slot_end);
     // SAFETY: the descriptor the kernel stored for us.
