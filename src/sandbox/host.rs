@@ -112,14 +112,15 @@ impl Host {
     }
 
     /// Starts keeping `isolation.warm_slots` prepared sandboxes per kind, beginning with the
-    /// kind a default job (network none) uses. Only where every namespace a slot is made of
-    /// is available; jobs keep starting cold until the first slot is ready. While busy it
-    /// keeps up to `max_concurrent` (the jobs the worker runs at once) ready.
+    /// kind a default job (network none) uses. Sandboxed jobs use slots only where every
+    /// namespace a slot is made of is available; jobs start cold until the first is ready.
+    /// While busy it keeps up to `max_concurrent` (the jobs the worker runs at once) ready.
     pub fn start_warm(&self, max_concurrent: usize) {
         let h = &self.inner;
-        if h.config.warm_slots == 0 || !(h.userns() && h.mountns() && h.pidns()) {
+        if h.config.warm_slots == 0 {
             return;
         }
+        let namespaced = h.userns() && h.mountns() && h.pidns();
         // The kind a job with no profile of its own will want; others are added on first use.
         let mut kind = libc::CLONE_NEWNS | libc::CLONE_NEWPID;
         if h.ns.ipc.is_ok() {
@@ -128,7 +129,8 @@ impl Host {
         if h.netns() {
             kind |= libc::CLONE_NEWNET;
         }
-        if h.config.profile == super::Profile::None {
+        // Without the namespaces a sandboxed slot needs, only profile `none` jobs use slots.
+        if h.config.profile == super::Profile::None || !namespaced {
             kind = 0;
         }
         let weak = Arc::downgrade(&self.inner);

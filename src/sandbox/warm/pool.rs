@@ -201,23 +201,46 @@ impl WarmPool {
         }
     }
 
+    /// Runs the spawner and keeps the slots filled; a spawner that dies (killed, out of
+    /// memory) is started again after a pause that doubles up to a minute, jobs starting cold
+    /// meanwhile.
     fn refill(self: Arc<Self>, exe: PathBuf) {
-        match Spawner::start(&exe) {
-            Ok(spawner) => {
-                *crate::sync::lock(&self.spawner) = Some(spawner);
-                crate::sync::lock(&self.state).spawner_up = true;
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match Spawner::start(&exe) {
+                Ok(spawner) => {
+                    *crate::sync::lock(&self.spawner) = Some(spawner);
+                    crate::sync::lock(&self.state).spawner_up = true;
+                    let started = Instant::now();
+                    if self.fill().is_ok() {
+                        return;
+                    }
+                    // Drops the dead spawner (reaping it) before the next one starts.
+                    crate::sync::lock(&self.spawner).take();
+                    if started.elapsed() > Duration::from_secs(60) {
+                        pause = Duration::from_millis(250);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not start the sandbox spawner; jobs start cold");
+                }
             }
-            Err(error) => {
-                tracing::warn!(%error, "could not start the sandbox spawner; every job starts cold");
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(60));
+            if crate::sync::lock(&self.state).closed {
                 return;
             }
         }
+    }
+
+    /// Keeps every kind at its target until the pool closes (`Ok`) or the spawner fails.
+    fn fill(&self) -> Result<(), ()> {
         loop {
             let (kind, missing) = {
                 let mut state = crate::sync::lock(&self.state);
                 loop {
                     if state.closed {
-                        return;
+                        return Ok(());
                     }
                     let short = state.kinds.iter().find_map(|kind| {
                         let target = self.target(*kind);
@@ -261,10 +284,10 @@ impl WarmPool {
                 }
             }
             if let Some(error) = spawner_failed {
-                tracing::warn!(%error, "the sandbox spawner failed; every job starts cold");
+                tracing::warn!(%error, "the sandbox spawner failed; jobs start cold until it is back");
                 state.spawner_up = false;
                 state.ready.clear();
-                return;
+                return Err(());
             }
         }
     }
