@@ -7,6 +7,6 @@ mod files;
 mod store;
 
 pub use artifacts::{ArtifactCaps, CollectBounds, collect_artifacts, output_is_empty};
-pub use dirs::{SessionDirs, remove_tree};
+pub use dirs::{SessionDirs, remove_session, remove_tree};
 pub use files::{InjectedFile, write_files};
 pub use store::SessionStore;

@@ -4,7 +4,7 @@
 //! one rename) and deletes destroyed sessions after DESTROY has moved them out of reach (one
 //! rename into a trash name that no job can know).
 
-use super::{SessionDirs, remove_tree};
+use super::{SessionDirs, remove_session};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Sender, channel};
@@ -40,7 +40,7 @@ impl SessionStore {
                     match chore {
                         Chore::Refill => janitor.refill(),
                         Chore::Remove(path) => {
-                            if let Err(error) = remove_tree(&path) {
+                            if let Err(error) = remove_session(&path) {
                                 tracing::error!(%error, dir = %path.display(), "could not remove a destroyed session");
                             }
                         }
@@ -90,7 +90,7 @@ impl SessionStore {
         };
         let trash = self.base.join(format!(".trash-{}", name.to_string_lossy()));
         match std::fs::rename(&dirs.root, &trash) {
-            Ok(()) => self.send(Chore::Remove(trash.clone())) || remove_tree(&trash).is_ok(),
+            Ok(()) => self.send(Chore::Remove(trash.clone())) || remove_session(&trash).is_ok(),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => true,
             Err(_) => false,
         }
