@@ -43,11 +43,20 @@ pub enum StartError {
 
 impl Worker {
     pub fn start(config: Config) -> Result<Worker, StartError> {
+        Worker::start_with(config, None)
+    }
+
+    /// A worker for one job (`run`): no spare session dirs made ahead (see `Pool::with_spares`).
+    pub fn start_for_one_job(config: Config) -> Result<Worker, StartError> {
+        Worker::start_with(config, Some(0))
+    }
+
+    fn start_with(config: Config, spares: Option<usize>) -> Result<Worker, StartError> {
         let worker_id = uuid::Uuid::now_v7().simple().to_string();
         let policy = crate::policy::Policy::from_config(&config.policy)?;
         let (base, private_base, liveness) = session_base(&config, &worker_id)?;
         crate::workspace::journal_in(&base);
-        let pool = Pool::new(config, base)?;
+        let pool = Pool::with_spares(config, base, spares)?;
         let isolation =
             crate::exec::isolation_report(crate::isolation::baseline_report(), pool.host());
         Ok(Worker {

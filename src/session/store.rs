@@ -20,6 +20,8 @@ pub struct SessionStore {
     spares: Arc<Mutex<Vec<PathBuf>>>,
     chores: Mutex<Sender<Chore>>,
     closed: Arc<AtomicBool>,
+    /// Without spares there is nothing to refill: the janitor is not woken for it.
+    refills: bool,
 }
 
 impl SessionStore {
@@ -55,9 +57,16 @@ impl SessionStore {
             spares,
             chores: Mutex::new(chores),
             closed,
+            refills: spares_wanted > 0,
         };
-        store.send(Chore::Refill);
+        store.refill();
         store
+    }
+
+    fn refill(&self) {
+        if self.refills {
+            self.send(Chore::Refill);
+        }
     }
 
     fn send(&self, chore: Chore) -> bool {
@@ -72,7 +81,7 @@ impl SessionStore {
     pub fn create(&self, session_id: &str) -> std::io::Result<SessionDirs> {
         let dirs = SessionDirs::plan(&self.base, session_id);
         let spare = self.spares.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        self.send(Chore::Refill);
+        self.refill();
         if let Some(spare) = spare
             && std::fs::rename(&spare, &dirs.root).is_ok()
         {
