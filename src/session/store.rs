@@ -26,6 +26,7 @@ pub struct SessionStore {
 
 impl SessionStore {
     pub fn new(base: PathBuf, spares_wanted: usize) -> SessionStore {
+        super::dirs::spread_sessions(&base);
         let spares: Arc<Mutex<Vec<PathBuf>>> = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
         let (chores, inbox) = channel::<Chore>();
