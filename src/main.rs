@@ -3,6 +3,12 @@ use opencode_worker::cli::{Cli, Command};
 use opencode_worker::config::Config;
 
 fn main() {
+    // The sandbox spawner is this binary re-executed by the worker; it must run before
+    // anything else (no argument parsing, no logging, no threads).
+    if std::env::args_os().nth(1).as_deref() == Some(opencode_worker::sandbox::SPAWNER_ARG.as_ref())
+    {
+        opencode_worker::sandbox::spawner_main();
+    }
     let cli = Cli::parse();
     let mut overrides = cli.overrides.clone();
     let quiet_by_default = matches!(

@@ -13,7 +13,9 @@ use std::time::Duration;
 const EXIT_TIMEOUT: i32 = 124;
 const EXIT_WORKER_ERROR: i32 = 125;
 
-pub fn run(config: Config, args: RunArgs) -> i32 {
+pub fn run(mut config: Config, args: RunArgs) -> i32 {
+    // One job: a prepared sandbox would be made for it anyway, by a spawner started for it.
+    config.isolation.warm_slots = 0;
     let spec = match spec_from_args(&args) {
         Ok(spec) => spec,
         Err(message) => {

@@ -205,7 +205,7 @@ impl Worker {
             job_resources: Some(self.pool.metrics().job_resources()),
             subscriptions: Some(crate::eventlog::followers()),
             egress: Some(self.pool.metrics().egress_totals()),
-            warm_sandboxes: None,
+            warm_sandboxes: self.pool.host().warm_metrics(),
             fleet: None,
             format: None,
             text: None,

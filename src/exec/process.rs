@@ -64,13 +64,21 @@ pub struct ResourceUse {
 
 pub struct JobProcess {
     pid: libc::pid_t,
-    pidfd: AsyncFd<OwnedFd>,
+    leader: Leader,
     pub stdin: Option<tokio::process::ChildStdin>,
     pub stdout: Option<tokio::process::ChildStdout>,
     pub stderr: Option<tokio::process::ChildStderr>,
     reaped: bool,
     /// The job's kernel sandbox; its tree kill also reaches processes that left the group.
     sandbox: Option<Arc<JobSandbox>>,
+}
+
+/// Whose child the job is: the worker's (a cold start) or a prepared sandbox's.
+enum Leader {
+    /// Watched through its pidfd, reaped here with `wait4`.
+    Forked(AsyncFd<OwnedFd>),
+    /// The slot reports its end and resource use, and reaps it.
+    Warm(crate::sandbox::WarmJob),
 }
 
 impl JobProcess {
@@ -86,6 +94,9 @@ impl JobProcess {
         spec: LaunchSpec,
         sandbox: Option<Arc<JobSandbox>>,
     ) -> io::Result<JobProcess> {
+        if let Some(sandbox) = sandbox.as_ref().filter(|s| s.has_warm_slot()) {
+            return JobProcess::spawn_warm(spec, sandbox.clone());
+        }
         let mut command = match &spec.program {
             Program::Shell(line) => {
                 let mut command = Command::new("/bin/sh");
@@ -166,7 +177,7 @@ impl JobProcess {
         // From here on, Drop kills and reaps the child whatever fails.
         let mut process = JobProcess {
             pid,
-            pidfd,
+            leader: Leader::Forked(pidfd),
             stdin: None,
             stdout: None,
             stderr: None,
@@ -192,8 +203,91 @@ impl JobProcess {
         Ok(process)
     }
 
+    /// The same job started in its prepared sandbox: the pipes are made here and handed over
+    /// with the launch; everything the cold path's `pre_exec` does, the slot's child does.
+    fn spawn_warm(spec: LaunchSpec, sandbox: Arc<JobSandbox>) -> io::Result<JobProcess> {
+        use std::os::unix::ffi::OsStrExt;
+        let cstring = |bytes: &[u8]| {
+            std::ffi::CString::new(bytes).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "nul byte found in provided data",
+                )
+            })
+        };
+        let argv = match &spec.program {
+            Program::Shell(line) => vec![
+                cstring(b"/bin/sh")?,
+                cstring(b"-c")?,
+                cstring(line.as_bytes())?,
+            ],
+            Program::Argv(argv) => argv
+                .iter()
+                .map(|arg| cstring(arg.as_bytes()))
+                .collect::<io::Result<_>>()?,
+        };
+        let env = spec
+            .env
+            .iter()
+            .map(|(key, value)| {
+                let mut entry = key.as_bytes().to_vec();
+                entry.push(b'=');
+                entry.extend_from_slice(value.as_bytes());
+                cstring(&entry)
+            })
+            .collect::<io::Result<_>>()?;
+        let cpu_set = spec.cpu_set.map(|set| {
+            (0..nix::sched::CpuSet::count())
+                .filter(|cpu| set.is_set(*cpu).unwrap_or(false))
+                .collect()
+        });
+        let stdin = if spec.stdin {
+            let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            (read, Some(write))
+        } else {
+            (std::fs::File::open("/dev/null")?.into(), None)
+        };
+        let (stdout_read, stdout_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let (stderr_read, stderr_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let launch = crate::sandbox::Launch {
+            argv,
+            env,
+            cwd: cstring(spec.cwd.as_os_str().as_bytes())?,
+            rlimits: spec.rlimits.as_table(),
+            cpu_set,
+            stdio: [
+                stdin.0.as_raw_fd(),
+                stdout_write.as_raw_fd(),
+                stderr_write.as_raw_fd(),
+            ],
+        };
+        let job = sandbox.start_warm(launch)?;
+        drop((stdin.0, stdout_write, stderr_write));
+        let pipe = |fd: OwnedFd| -> io::Result<tokio::process::ChildStdout> {
+            tokio::process::ChildStdout::from_std(std::process::ChildStdout::from(fd))
+        };
+        Ok(JobProcess {
+            pid: 0,
+            leader: Leader::Warm(job),
+            stdin: stdin
+                .1
+                .map(|fd| tokio::process::ChildStdin::from_std(std::process::ChildStdin::from(fd)))
+                .transpose()?,
+            stdout: Some(pipe(stdout_read)?),
+            stderr: Some(tokio::process::ChildStderr::from_std(
+                std::process::ChildStderr::from(stderr_read),
+            )?),
+            reaped: false,
+            sandbox: Some(sandbox),
+        })
+    }
+
+    /// The leader's pid (a warm job's is looked up when asked; 0 once it has ended).
     pub fn pid(&self) -> u32 {
-        self.pid as u32
+        match &self.leader {
+            Leader::Forked(_) => self.pid as u32,
+            Leader::Warm(job) => job.pid() as u32,
+        }
     }
 
     pub fn sandbox(&self) -> Option<&Arc<JobSandbox>> {
@@ -203,8 +297,12 @@ impl JobProcess {
     /// Resolves when the leader has exited (it stays a zombie until `reap`, which keeps its
     /// pid and process-group id from being reused meanwhile).
     pub async fn exited(&self) -> io::Result<()> {
+        let pidfd = match &self.leader {
+            Leader::Forked(pidfd) => pidfd,
+            Leader::Warm(job) => return job.exited().await,
+        };
         loop {
-            let mut guard = self.pidfd.readable().await?;
+            let mut guard = pidfd.readable().await?;
             if self.has_exited() {
                 return Ok(());
             }
@@ -213,12 +311,15 @@ impl JobProcess {
     }
 
     fn has_exited(&self) -> bool {
+        let Leader::Forked(pidfd) = &self.leader else {
+            return false;
+        };
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: waitid with WNOWAIT only inspects our own child; info is a valid out-pointer.
         let rc = unsafe {
             libc::waitid(
                 libc::P_PIDFD,
-                self.pidfd.get_ref().as_raw_fd() as libc::id_t,
+                pidfd.get_ref().as_raw_fd() as libc::id_t,
                 &mut info,
                 libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
             )
@@ -238,12 +339,16 @@ impl JobProcess {
         if self.reaped {
             return;
         }
+        let pidfd = match &self.leader {
+            Leader::Forked(pidfd) => pidfd,
+            Leader::Warm(job) => return job.signal(signal),
+        };
         // SAFETY: plain signal delivery; the group id cannot have been reused because the
         // leader is not reaped yet.
         unsafe {
             libc::syscall(
                 libc::SYS_pidfd_send_signal,
-                self.pidfd.get_ref().as_raw_fd(),
+                pidfd.get_ref().as_raw_fd(),
                 signal,
                 std::ptr::null::<libc::siginfo_t>(),
                 0,
@@ -256,6 +361,18 @@ impl JobProcess {
     /// Call after `exited` resolved.
     pub fn reap(&mut self) -> io::Result<(ExitInfo, ResourceUse)> {
         self.signal_tree(libc::SIGKILL);
+        if let Leader::Warm(job) = &self.leader {
+            let exit = job.reap()?;
+            self.reaped = true;
+            return Ok((
+                exit_info(exit.status),
+                ResourceUse {
+                    user: Duration::from_micros(exit.user_us),
+                    system: Duration::from_micros(exit.system_us),
+                    max_rss_bytes: exit.max_rss_kb * 1024,
+                },
+            ));
+        }
         let mut status = 0;
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         // SAFETY: wait4 on our own child with valid out-pointers.
@@ -264,11 +381,7 @@ impl JobProcess {
             return Err(io::Error::last_os_error());
         }
         self.reaped = true;
-        let exit = if libc::WIFEXITED(status) {
-            ExitInfo::Exited(libc::WEXITSTATUS(status))
-        } else {
-            ExitInfo::Signaled(libc::WTERMSIG(status))
-        };
+        let exit = exit_info(status);
         let time = |tv: libc::timeval| {
             Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64)
         };
@@ -283,10 +396,19 @@ impl JobProcess {
     }
 }
 
+fn exit_info(status: libc::c_int) -> ExitInfo {
+    if libc::WIFEXITED(status) {
+        ExitInfo::Exited(libc::WEXITSTATUS(status))
+    } else {
+        ExitInfo::Signaled(libc::WTERMSIG(status))
+    }
+}
+
 impl Drop for JobProcess {
-    /// Whatever path dropped us, nothing of the job survives and no zombie is left.
+    /// Whatever path dropped us, nothing of the job survives and no zombie is left (a warm
+    /// job's slot is killed by the `WarmJob`'s own drop).
     fn drop(&mut self) {
-        if !self.reaped {
+        if !self.reaped && matches!(self.leader, Leader::Forked(_)) {
             self.signal_tree(libc::SIGKILL);
             let mut status = 0;
             // SAFETY: blocking wait for our own SIGKILLed child; it cannot take long.

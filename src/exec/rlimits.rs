@@ -21,6 +21,20 @@ impl RlimitPlan {
         }
     }
 
+    /// (resource, soft, hard) as `apply` sets them, for a child the worker does not fork.
+    pub fn as_table(&self) -> Vec<(u32, u64, u64)> {
+        vec![
+            (libc::RLIMIT_CPU, self.cpu_seconds, self.cpu_seconds + 1),
+            (
+                libc::RLIMIT_FSIZE,
+                self.file_size_bytes,
+                self.file_size_bytes,
+            ),
+            (libc::RLIMIT_NOFILE, self.open_files, self.open_files),
+            (libc::RLIMIT_CORE, 0, 0),
+        ]
+    }
+
     /// Async-signal-safe: called between fork and exec.
     pub(super) fn apply(&self) -> std::io::Result<()> {
         let set = |resource, soft: u64, hard: u64| -> std::io::Result<()> {

@@ -75,6 +75,7 @@ impl Pool {
         let spares = spares.unwrap_or_else(|| resolved.max_concurrent.clamp(2, 16));
         let host = crate::sandbox::Host::probe(&config.sandbox());
         tracing::info!(probe_ms = host.probe_ms(), "sandbox probed");
+        host.start_warm(resolved.max_concurrent);
         let retain = Duration::from_secs(config.worker.retain_secs);
         Ok(Pool {
             shared: Arc::new(Shared {

@@ -489,6 +489,7 @@ async fn execute(
         });
     }
     entry.record().layers = Some(layers);
+    entry.record().metrics.sandbox_start = Some(sandbox.start_kind());
     let mut process = match JobProcess::spawn_sandboxed(spec, Some(sandbox.clone())) {
         Ok(process) => process,
         Err(error) => {

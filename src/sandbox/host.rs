@@ -26,6 +26,8 @@ pub(super) struct Inner {
     pub ns: ns::Support,
     pub cgroups: Cgroups,
     pub probe_ms: f64,
+    /// Prepared single-use sandboxes, once the worker started them (`Host::start_warm`).
+    pub warm: std::sync::OnceLock<Arc<super::warm::WarmPool>>,
     /// Views by excluded set: jobs with and without a private /tmp need different ones, and
     /// alternating between them must not rebuild each time.
     views: Mutex<Vec<Arc<ReadView>>>,
@@ -101,11 +103,44 @@ impl Host {
             cgroups,
             probe_ms: started.elapsed().as_secs_f64() * 1000.0,
             views: Mutex::new(Vec::new()),
+            warm: std::sync::OnceLock::new(),
         };
         tracing::debug!(probe_ms = inner.probe_ms, "sandbox host probed");
         Host {
             inner: Arc::new(inner),
         }
+    }
+
+    /// Starts keeping `isolation.warm_slots` prepared sandboxes per kind, beginning with the
+    /// kind a default job (network none) uses. Only where every namespace a slot is made of
+    /// is available; jobs keep starting cold until the first slot is ready. While busy it
+    /// keeps up to `max_concurrent` (the jobs the worker runs at once) ready.
+    pub fn start_warm(&self, max_concurrent: usize) {
+        let h = &self.inner;
+        if h.config.warm_slots == 0 || !(h.userns() && h.mountns() && h.pidns()) {
+            return;
+        }
+        // The kind a job with no profile of its own will want; others are added on first use.
+        let mut kind = libc::CLONE_NEWNS | libc::CLONE_NEWPID;
+        if h.ns.ipc.is_ok() {
+            kind |= libc::CLONE_NEWIPC;
+        }
+        if h.netns() {
+            kind |= libc::CLONE_NEWNET;
+        }
+        if h.config.profile == super::Profile::None {
+            kind = 0;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        let configured = h.config.warm_slots as usize;
+        if let Some(pool) = super::warm::WarmPool::start(configured, max_concurrent, kind, weak) {
+            let _ = h.warm.set(pool);
+        }
+    }
+
+    /// The warm pool's figures, when it runs.
+    pub fn warm_metrics(&self) -> Option<crate::protocol::WarmSandboxMetrics> {
+        self.inner.warm.get().map(|pool| pool.metrics())
     }
 
     pub fn config(&self) -> &SandboxConfig {

@@ -38,6 +38,7 @@ mod ns;
 mod report;
 mod seccomp;
 mod sys;
+mod warm;
 
 #[cfg(test)]
 mod bench;
@@ -51,6 +52,7 @@ pub use job::{CacheOverlay, JobRequest, JobSandbox, OverlayDirs, WorkspaceView};
 pub use report::{
     AppliedLayer, Breach, HiddenPath, IsolationReport, LayerReport, LayerState, Usage,
 };
+pub use warm::{Launch, SPAWNER_ARG, SlotExit, WarmJob, spawner_main};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {

@@ -91,6 +91,26 @@ impl Cgroups {
         }
     }
 
+    /// A leaf with no limits set yet, for a prepared sandbox to join ahead of its job (a
+    /// migration into a cgroup can wait for an RCU grace period: off the job's path there).
+    pub fn take_unconfigured(&self) -> io::Result<Slot> {
+        match self.reuse() {
+            Some(slot) => Ok(slot),
+            None => self.create(),
+        }
+    }
+
+    /// Applies a job's limits to a leaf taken with `take_unconfigured`.
+    pub fn configure_taken(&self, slot: Slot, limits: Limits) -> io::Result<(Slot, Baseline)> {
+        match self.configure(&slot, limits) {
+            Ok(baseline) => Ok((slot, baseline)),
+            Err(error) => {
+                self.release(slot);
+                Err(error)
+            }
+        }
+    }
+
     fn reuse(&self) -> Option<Slot> {
         if let Ok(mut draining) = self.draining.lock()
             && let Some(i) = draining.iter().position(Slot::is_empty)

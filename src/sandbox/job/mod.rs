@@ -12,6 +12,7 @@ use super::report::{AppliedLayer, Breach, Usage};
 use super::seccomp::Filter;
 use super::sys;
 use super::{Profile, SandboxError};
+use crate::protocol::SandboxStart;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -81,6 +82,9 @@ pub struct JobSandbox {
     leader: Mutex<Option<(OwnedFd, libc::pid_t)>>,
     /// With a network allowlist: where the child hands over its listener.
     egress: Mutex<Option<listener::Channel>>,
+    /// A prepared sandbox the job enters instead of building one, until it is spawned.
+    warm: Mutex<Option<super::warm::Slot>>,
+    start: SandboxStart,
 }
 
 /// Everything `enter_in_child` touches, prepared before fork.
@@ -102,6 +106,8 @@ struct ChildPlan {
     seccomp: Option<Filter>,
     /// The hand-over channel's child end and the port to listen on in the job's namespace.
     egress: Option<(RawFd, u16)>,
+    /// What the seccomp filter was built with (a warm slot builds its own copy).
+    allow_inet: bool,
 }
 
 impl ChildPlan {
@@ -153,6 +159,55 @@ impl JobSandbox {
             .and_then(|mut channel| channel.take())
             .ok_or_else(|| io::Error::other("no egress channel was prepared"))?;
         channel.receive()
+    }
+
+    /// Where the job's sandbox comes from.
+    pub fn start_kind(&self) -> SandboxStart {
+        self.start
+    }
+
+    /// Whether the job will enter a prepared sandbox (`start_warm`) rather than build one in
+    /// its own start (`enter_in_child`).
+    pub fn has_warm_slot(&self) -> bool {
+        crate::sync::lock(&self.warm).is_some()
+    }
+
+    /// Starts the job in its prepared sandbox: the slot runs the same mount plan, limits,
+    /// Landlock ruleset and seccomp filter a cold start applies in `enter_in_child`.
+    pub fn start_warm(&self, launch: super::warm::Launch) -> io::Result<super::warm::WarmJob> {
+        let slot = crate::sync::lock(&self.warm)
+            .take()
+            .ok_or_else(|| io::Error::other("no prepared sandbox"))?;
+        let c = &self.child;
+        let mut fds = launch.stdio.to_vec();
+        if let Some(ruleset) = &c.landlock {
+            fds.push(ruleset.raw_fd());
+        }
+        if let Some((channel, _)) = c.egress {
+            fds.push(channel);
+        }
+        fds.extend(c.cgroup_procs.iter().copied());
+        let start = super::warm::JobStart {
+            argv: launch.argv,
+            env: launch.env,
+            cwd: launch.cwd,
+            rlimits: launch.rlimits,
+            cpu_set: launch.cpu_set,
+            mounts: c.mounts.clone(),
+            keeps: c.keeps.iter().map(|k| k.path().to_owned()).collect(),
+            proc_mount: c.proc_mount,
+            // RLIMIT_NPROC counted a cold start's relay and init; a slot is one process.
+            nproc: c.nproc.map(|n| n - u64::from(c.pid_namespace)),
+            data: c.data,
+            landlock: c
+                .landlock
+                .as_ref()
+                .map(|r| (r.rights().all_fs, r.rights().read)),
+            seccomp: c.seccomp.as_ref().map(|_| c.allow_inet),
+            egress_port: c.egress.map(|(_, port)| port),
+            cgroup_procs: c.cgroup_procs.len(),
+        };
+        super::warm::launch(slot, &start, &fds)
     }
 
     /// The profile the job actually runs under (never looser than the worker's floor).

@@ -10,6 +10,7 @@ use super::super::report::AppliedLayer;
 use super::super::seccomp::Filter;
 use super::super::{Profile, SandboxError};
 use super::{ChildPlan, JobRequest, JobSandbox, WorkspaceView, io_err, layer};
+use crate::protocol::SandboxStart;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -22,6 +23,13 @@ impl JobSandbox {
         let profile = admit(host, req)?;
         let h = &host.inner;
         let sandboxed = profile != Profile::None;
+        let kind = warm_kind(h, req, profile);
+        let mut warm = match (h.warm.get(), kind) {
+            (Some(pool), Some(kind)) => pool.take(kind),
+            _ => None,
+        };
+        let warm_leaf = warm.as_mut().and_then(|(slot, _)| slot.take_leaf());
+        let in_slot_leaf = warm_leaf.is_some();
         let mut plan = Plan {
             h,
             req,
@@ -36,6 +44,7 @@ impl JobSandbox {
             layers: Vec::new(),
             child: ChildPlan::default(),
             private_dirs: Vec::new(),
+            warm_leaf,
         };
         let cgroup = plan.cgroup()?;
         let in_cgroup = cgroup.is_some();
@@ -45,6 +54,20 @@ impl JobSandbox {
         plan.mounts()?;
         plan.landlock()?;
         plan.seccomp();
+        // The slot already is in the job's leaf: the job inherits it, no migration at start.
+        if in_slot_leaf {
+            plan.child.cgroup_procs.clear();
+        }
+        debug_assert!(warm.is_none() || kind == Some(plan.child.unshare));
+        let (warm, start) = match warm {
+            Some((slot, start)) => (Some(slot), start),
+            None => {
+                if let Some(pool) = h.warm.get() {
+                    pool.count_cold();
+                }
+                (None, SandboxStart::Cold)
+            }
+        };
         Ok(JobSandbox {
             host: host.clone(),
             profile,
@@ -53,8 +76,31 @@ impl JobSandbox {
             child: plan.child,
             leader: Mutex::new(None),
             egress: Mutex::new(None),
+            warm: Mutex::new(warm),
+            start,
         })
     }
+}
+
+/// The namespaces (besides the user namespace) of a prepared sandbox this job can enter: the
+/// flags `Plan::namespaces` will choose. Profile `none` enters a slot without any; a host
+/// without user, mount and PID namespaces builds every other job's sandbox itself.
+fn warm_kind(h: &Inner, req: &JobRequest, profile: Profile) -> Option<libc::c_int> {
+    if profile == Profile::None {
+        // No namespace: the slot is a plain child of the spawner, already in the job's leaf.
+        return Some(0);
+    }
+    if !(h.userns() && h.mountns() && h.pidns()) {
+        return None;
+    }
+    let mut kind = libc::CLONE_NEWNS | libc::CLONE_NEWPID;
+    if !req.network_open && h.netns() {
+        kind |= libc::CLONE_NEWNET;
+    }
+    if h.ns.ipc.is_ok() {
+        kind |= libc::CLONE_NEWIPC;
+    }
+    Some(kind)
 }
 
 /// The job's effective profile, or the refusal that stops it before anything is built.
@@ -86,6 +132,8 @@ struct Plan<'a, 'r> {
     child: ChildPlan,
     /// Directories the job sees as a fresh writable tmpfs (their rule is added in the child).
     private_dirs: Vec<PathBuf>,
+    /// The leaf a prepared sandbox already sits in, to become the job's.
+    warm_leaf: Option<Slot>,
 }
 
 impl Plan<'_, '_> {
@@ -100,7 +148,11 @@ impl Plan<'_, '_> {
             pids: req.pids,
             cpu_cores: req.cpu_cores,
         };
-        let cgroup = match h.cgroups.take(limits) {
+        let taken = match self.warm_leaf.take() {
+            Some(leaf) => h.cgroups.configure_taken(leaf, limits),
+            None => h.cgroups.take(limits),
+        };
+        let cgroup = match taken {
             Ok(pair) => Some(pair),
             Err(source) if self.profile == Profile::Strict => {
                 return Err(SandboxError::Io {
@@ -327,6 +379,7 @@ impl Plan<'_, '_> {
         }
         let allow_inet = self.req.network_open || self.child.own_netns();
         self.child.seccomp = Some(Filter::build(allow_inet));
+        self.child.allow_inet = allow_inet;
         self.layers
             .push(layer("syscall_filter", "seccomp deny list + no_new_privs"));
         if !allow_inet {

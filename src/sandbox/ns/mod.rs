@@ -43,6 +43,11 @@ impl UserMaps {
     pub fn enter(&self) -> io::Result<()> {
         // SAFETY: plain syscall.
         check_int(unsafe { libc::unshare(libc::CLONE_NEWUSER) })?;
+        self.write_own()
+    }
+
+    /// Async-signal-safe: writes the maps of the user namespace the caller was just made in.
+    pub fn write_own(&self) -> io::Result<()> {
         // An unprivileged process must give up setgroups before it may map its gid.
         sys::write_file(c"/proc/self/setgroups", b"deny")?;
         sys::write_file(c"/proc/self/uid_map", &self.uid_map)?;

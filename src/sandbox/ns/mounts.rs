@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 /// A filesystem change made in the job's mount namespace before Landlock seals it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum MountStep {
     /// Stop our mounts from propagating back to the host.
     MakePrivate,
@@ -46,10 +47,18 @@ pub struct Keep {
 impl Keep {
     /// A handle taken by an `Open` step.
     pub fn new(path: &Path) -> io::Result<Keep> {
-        Ok(Keep {
-            path: cstring(path)?,
+        Ok(Keep::from_cstring(cstring(path)?))
+    }
+
+    pub fn from_cstring(path: CString) -> Keep {
+        Keep {
+            path,
             fd: AtomicI32::new(-1),
-        })
+        }
+    }
+
+    pub fn path(&self) -> &CStr {
+        &self.path
     }
 }
 
