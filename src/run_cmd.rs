@@ -34,7 +34,7 @@ pub fn run(mut config: Config, args: RunArgs) -> i32 {
         }
     };
     runtime.block_on(async move {
-        let worker = match Worker::start(config) {
+        let worker = match Worker::start_for_one_job(config) {
             Ok(worker) => worker,
             Err(error) => {
                 eprintln!("opencode-worker run: {error}");

@@ -53,11 +53,17 @@ pub(crate) fn run_to_exit(server: impl std::future::Future<Output = i32>) -> i32
 /// up to 32 MiB) and keeps such blocks per thread arena once freed: multi-megabyte requests
 /// parsed on various threads left the RSS hundreds of MiB up long after they were freed. A
 /// fixed threshold keeps every block of 1 MiB or more in its own mapping, returned on free.
+///
+/// Two arenas instead of one per thread that ever allocated: every fork of the worker copies
+/// its mappings and page tables and write-protects what it wrote, and each job's allocations
+/// spread over fewer pages (measured: 77 -> 61-66 mappings, a fifth less page table, the
+/// spawn of an isolation-none job ~12% shorter in an interleaved A/B).
 fn map_large_blocks_apart() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only tunes the allocator; called before the runtime's threads exist.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 

@@ -16,7 +16,8 @@ pub struct Worker {
     pub policy: crate::policy::Policy,
     pub worker_id: String,
     pub started: Instant,
-    pub isolation: IsolationReport,
+    /// What `initialize` reports, made on first use: `run` never asks for it.
+    isolation: std::sync::OnceLock<IsolationReport>,
     /// Fired by the `shutdown` method, stdin EOF or a signal.
     pub shutdown: CancellationToken,
     tools: std::sync::OnceLock<Vec<ToolDescriptor>>,
@@ -43,24 +44,37 @@ pub enum StartError {
 
 impl Worker {
     pub fn start(config: Config) -> Result<Worker, StartError> {
+        Worker::start_with(config, None)
+    }
+
+    /// A worker for one job (`run`): no spare session dirs made ahead (see `Pool::with_spares`).
+    pub fn start_for_one_job(config: Config) -> Result<Worker, StartError> {
+        Worker::start_with(config, Some(0))
+    }
+
+    fn start_with(config: Config, spares: Option<usize>) -> Result<Worker, StartError> {
         let worker_id = uuid::Uuid::now_v7().simple().to_string();
         let policy = crate::policy::Policy::from_config(&config.policy)?;
         let (base, private_base, liveness) = session_base(&config, &worker_id)?;
         crate::workspace::journal_in(&base);
-        let pool = Pool::new(config, base)?;
-        let isolation =
-            crate::exec::isolation_report(crate::isolation::baseline_report(), pool.host());
+        let pool = Pool::with_spares(config, base, spares)?;
         Ok(Worker {
             pool,
             policy,
             worker_id,
             started: Instant::now(),
-            isolation,
+            isolation: std::sync::OnceLock::new(),
             shutdown: CancellationToken::new(),
             tools: std::sync::OnceLock::new(),
             host: Mutex::new(sysinfo::System::new().ok()),
             private_base: Mutex::new(private_base),
             _liveness: liveness,
+        })
+    }
+
+    pub fn isolation(&self) -> &IsolationReport {
+        self.isolation.get_or_init(|| {
+            crate::exec::isolation_report(crate::isolation::baseline_report(), self.pool.host())
         })
     }
 
@@ -79,7 +93,7 @@ impl Worker {
                 defaults: resolved.defaults.clone(),
                 maximums: resolved.maximums.clone(),
             },
-            isolation: self.isolation.clone(),
+            isolation: self.isolation().clone(),
             tools: self.tools().to_vec(),
         }
     }

@@ -1,10 +1,10 @@
 # Minor page faults per job, split between the worker itself and its reaped children (the
 # relay, the namespace's init, the job and what it exec'd), read from /proc/<worker>/stat.
-# Usage: python3 faults.py BIN N   (SPEC as in ab.py)
+# Usage: python3 faults.py BIN N   (SPEC and OCW_SET as in ab.py)
 import json, os, subprocess, sys
 b, n = sys.argv[1], int(sys.argv[2])
 spec = json.loads(os.environ.get("SPEC", '{"argv": ["/bin/true"], "wait_ms": 60000}'))
-p = subprocess.Popen([b, "serve", "--set", "session.base_dir=/tmp"], stdin=subprocess.PIPE,
+p = subprocess.Popen([b, "serve", "--set", "session.base_dir=/tmp"] + sum((["--set", x] for x in os.environ.get("OCW_SET", "").split() if x), []), stdin=subprocess.PIPE,
                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
 i = 0
 def call(m, params):

@@ -14,8 +14,27 @@ fn rule_of(p: &Policy, cmd: &str) -> Option<String> {
 
 #[test]
 fn builtin_rules_compile_and_their_examples_hold() {
-    let p = Policy::from_config(&PolicyConfig::default());
-    assert!(p.is_ok(), "{:?}", p.err());
+    // `from_config` trusts this test for the built-in rules: every example is run here.
+    let cfg = PolicyConfig::default();
+    let p = Policy::build(&cfg).unwrap();
+    let checked = p.check_examples(&cfg, |_| false);
+    assert!(checked.is_ok(), "{:?}", checked.err());
+    assert!(Policy::from_config(&cfg).is_ok());
+}
+
+#[test]
+fn configured_rules_still_have_their_examples_checked() {
+    // A built-in rule changed by the config, and one under other bounds, are checked again.
+    let mut rule = defaults::deny_rules().remove(0);
+    rule.match_examples.push("true".into());
+    let cfg = PolicyConfig {
+        deny_rules: vec![rule],
+        ..PolicyConfig::default()
+    };
+    assert!(matches!(
+        Policy::from_config(&cfg),
+        Err(PolicyConfigError::MatchExampleNotRefused { .. })
+    ));
 }
 
 #[test]

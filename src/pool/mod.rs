@@ -60,8 +60,19 @@ struct PoolState {
 impl Pool {
     /// `base_dir` must exist and be private to this worker; the pool removes it on shutdown.
     pub fn new(config: Config, base_dir: PathBuf) -> Result<Pool, crate::config::ConfigError> {
+        Pool::with_spares(config, base_dir, None)
+    }
+
+    /// `new`, keeping `spares` empty session skeletons ready instead of one per concurrent
+    /// job: a worker that runs a single job (`run`) wants none, its INIT makes its own dirs
+    /// and nothing is left to make and remove that no job uses.
+    pub fn with_spares(
+        config: Config,
+        base_dir: PathBuf,
+        spares: Option<usize>,
+    ) -> Result<Pool, crate::config::ConfigError> {
         let resolved = config.resolve()?;
-        let spares = resolved.max_concurrent.clamp(2, 16);
+        let spares = spares.unwrap_or_else(|| resolved.max_concurrent.clamp(2, 16));
         let host = crate::sandbox::Host::probe(&config.sandbox());
         tracing::info!(probe_ms = host.probe_ms(), "sandbox probed");
         host.start_warm(resolved.max_concurrent);

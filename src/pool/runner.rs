@@ -8,7 +8,9 @@ use crate::exec::{
     ExitInfo, JobProcess, LaunchSpec, ResourceUse, RlimitPlan, SessionPaths, job_environment, pump,
 };
 use crate::protocol::WorkspaceMode;
-use crate::session::{CollectBounds, SessionDirs, collect_artifacts, remove_tree, write_files};
+use crate::session::{
+    CollectBounds, SessionDirs, collect_artifacts, output_is_empty, remove_tree, write_files,
+};
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -197,6 +199,9 @@ async fn collect(
     dirs: &SessionDirs,
     outcome: Outcome,
 ) -> (Vec<crate::protocol::Artifact>, Outcome) {
+    if output_is_empty(&dirs.output) {
+        return (Vec::new(), outcome);
+    }
     let output = dirs.output.clone();
     let caps = shared.artifact_caps();
     let bounds = CollectBounds::new(Arc::default());

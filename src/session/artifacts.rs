@@ -75,6 +75,21 @@ pub fn collect_artifacts(
     Ok(walker.found)
 }
 
+/// Whether `output` is a directory (not a symlink to one) with no entries: most jobs write
+/// nothing there, and then collecting needs neither a walk nor a trip to a blocking thread.
+/// False when it cannot be read: the full collection decides what that means.
+pub fn output_is_empty(output: &Path) -> bool {
+    let Ok(mut dir) = Dir::open(
+        output,
+        OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return false;
+    };
+    dir.iter()
+        .all(|entry| entry.is_ok_and(|entry| matches!(entry.file_name().to_bytes(), b"." | b"..")))
+}
+
 struct Walker<'a> {
     caps: ArtifactCaps,
     inline_left: u64,
@@ -305,6 +320,22 @@ mod tests {
         inline_bytes: 1024,
         total_inline_bytes: 4096,
     };
+
+    #[test]
+    fn an_output_dir_is_empty_only_without_entries_and_never_through_a_symlink() {
+        let base = tempfile::tempdir().unwrap();
+        let output = base.path().join("output");
+        std::fs::create_dir(&output).unwrap();
+        assert!(output_is_empty(&output));
+        std::fs::write(output.join(".hidden"), b"").unwrap();
+        assert!(!output_is_empty(&output));
+        let empty = base.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&empty, &link).unwrap();
+        assert!(!output_is_empty(&link));
+        assert!(!output_is_empty(&base.path().join("absent")));
+    }
 
     #[test]
     fn lists_files_recursively_and_skips_symlinks() {

@@ -6,7 +6,7 @@ mod dirs;
 mod files;
 mod store;
 
-pub use artifacts::{ArtifactCaps, CollectBounds, collect_artifacts};
-pub use dirs::{SessionDirs, remove_tree};
+pub use artifacts::{ArtifactCaps, CollectBounds, collect_artifacts, output_is_empty};
+pub use dirs::{SessionDirs, remove_session, remove_tree};
 pub use files::{InjectedFile, write_files};
 pub use store::SessionStore;

@@ -4,7 +4,7 @@
 //! one rename) and deletes destroyed sessions after DESTROY has moved them out of reach (one
 //! rename into a trash name that no job can know).
 
-use super::{SessionDirs, remove_tree};
+use super::{SessionDirs, remove_session};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Sender, channel};
@@ -20,10 +20,13 @@ pub struct SessionStore {
     spares: Arc<Mutex<Vec<PathBuf>>>,
     chores: Mutex<Sender<Chore>>,
     closed: Arc<AtomicBool>,
+    /// Without spares there is nothing to refill: the janitor is not woken for it.
+    refills: bool,
 }
 
 impl SessionStore {
     pub fn new(base: PathBuf, spares_wanted: usize) -> SessionStore {
+        super::dirs::spread_sessions(&base);
         let spares: Arc<Mutex<Vec<PathBuf>>> = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
         let (chores, inbox) = channel::<Chore>();
@@ -40,7 +43,7 @@ impl SessionStore {
                     match chore {
                         Chore::Refill => janitor.refill(),
                         Chore::Remove(path) => {
-                            if let Err(error) = remove_tree(&path) {
+                            if let Err(error) = remove_session(&path) {
                                 tracing::error!(%error, dir = %path.display(), "could not remove a destroyed session");
                             }
                         }
@@ -55,9 +58,16 @@ impl SessionStore {
             spares,
             chores: Mutex::new(chores),
             closed,
+            refills: spares_wanted > 0,
         };
-        store.send(Chore::Refill);
+        store.refill();
         store
+    }
+
+    fn refill(&self) {
+        if self.refills {
+            self.send(Chore::Refill);
+        }
     }
 
     fn send(&self, chore: Chore) -> bool {
@@ -72,7 +82,7 @@ impl SessionStore {
     pub fn create(&self, session_id: &str) -> std::io::Result<SessionDirs> {
         let dirs = SessionDirs::plan(&self.base, session_id);
         let spare = self.spares.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        self.send(Chore::Refill);
+        self.refill();
         if let Some(spare) = spare
             && std::fs::rename(&spare, &dirs.root).is_ok()
         {
@@ -90,7 +100,7 @@ impl SessionStore {
         };
         let trash = self.base.join(format!(".trash-{}", name.to_string_lossy()));
         match std::fs::rename(&dirs.root, &trash) {
-            Ok(()) => self.send(Chore::Remove(trash.clone())) || remove_tree(&trash).is_ok(),
+            Ok(()) => self.send(Chore::Remove(trash.clone())) || remove_session(&trash).is_ok(),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => true,
             Err(_) => false,
         }
