@@ -107,7 +107,7 @@ impl Rights {
 }
 
 /// What a ruleset restricts besides the filesystem.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Extras {
     /// Deny TCP bind and connect everywhere (the fallback when there is no network namespace).
     pub deny_tcp: bool,

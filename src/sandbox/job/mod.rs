@@ -3,6 +3,8 @@
 
 mod prepare;
 
+pub(in crate::sandbox) use prepare::{ViewRuleset, ViewSpec};
+
 use super::cgroup::{self, Baseline, Slot};
 use super::host::Host;
 use super::landlock::{self, Ruleset};

@@ -29,6 +29,7 @@ impl JobSandbox {
             _ => None,
         };
         let warm_leaf = warm.as_mut().and_then(|(slot, _)| slot.take_leaf());
+        let warm_ruleset = warm.as_mut().and_then(|(slot, _)| slot.take_ruleset());
         let in_slot_leaf = warm_leaf.is_some();
         let mut plan = Plan {
             h,
@@ -45,6 +46,7 @@ impl JobSandbox {
             child: ChildPlan::default(),
             private_dirs: Vec::new(),
             warm_leaf,
+            warm_ruleset,
         };
         let cgroup = plan.cgroup()?;
         let in_cgroup = cgroup.is_some();
@@ -134,6 +136,8 @@ struct Plan<'a, 'r> {
     private_dirs: Vec<PathBuf>,
     /// The leaf a prepared sandbox already sits in, to become the job's.
     warm_leaf: Option<Slot>,
+    /// The view rules a prepared sandbox brought along.
+    warm_ruleset: Option<ViewRuleset>,
 }
 
 impl Plan<'_, '_> {
@@ -356,12 +360,18 @@ impl Plan<'_, '_> {
         let Some(abi) = h.landlock_abi().filter(|_| self.sandboxed) else {
             return Ok(());
         };
-        let rights = Rights::for_abi(abi);
-        let extras = Extras {
-            deny_tcp: !req.network_open && !self.child.own_netns(),
-            scope: true,
+        let spec = ViewSpec {
+            sessions_root: sessions_root(req),
+            private_dirs: self.private_dirs.clone(),
+            extras: Extras {
+                deny_tcp: !req.network_open && !self.child.own_netns(),
+                scope: true,
+            },
         };
-        let ruleset = build_ruleset(h, req, rights, extras, &self.private_dirs)
+        if let Some(pool) = h.warm.get() {
+            pool.learn_view(&spec);
+        }
+        let ruleset = build_ruleset(h, req, spec, self.warm_ruleset.take())
             .map_err(io_err("building the Landlock ruleset"))?;
         self.child.landlock = Some(ruleset);
         self.layers
@@ -547,24 +557,60 @@ fn private_tmpfs_dirs(steps: &[MountStep], workspace: Option<&WorkspaceView>) ->
         .collect()
 }
 
+/// Which read view a job's ruleset starts from: what a prepared sandbox's ruleset must have
+/// been built for to serve the job.
+#[derive(Debug, Clone, PartialEq)]
+pub(in crate::sandbox) struct ViewSpec {
+    pub sessions_root: Option<PathBuf>,
+    pub private_dirs: Vec<PathBuf>,
+    pub extras: Extras,
+}
+
+/// A ruleset holding one read view's rules and nothing of any job: made ahead for a prepared
+/// sandbox (a few hundred `landlock_add_rule` calls off the job's path), used by one job.
+pub(in crate::sandbox) struct ViewRuleset {
+    pub spec: ViewSpec,
+    pub view: std::sync::Arc<super::super::fsview::ReadView>,
+    pub ruleset: Ruleset,
+}
+
+impl ViewRuleset {
+    pub fn build(h: &Inner, spec: ViewSpec) -> io::Result<ViewRuleset> {
+        let rights = Rights::for_abi(h.landlock_abi().unwrap_or(1));
+        let view = h.read_view(spec.sessions_root.as_deref(), &spec.private_dirs)?;
+        let ruleset = Ruleset::new(rights, spec.extras)?;
+        for entry in &view.entries {
+            let access = entry.access.unwrap_or(rights.read);
+            let access = if entry.is_dir {
+                access
+            } else {
+                rights.for_file(access)
+            };
+            landlock::add_rule(ruleset.raw_fd(), entry.raw_fd(), access & rights.all_fs)?;
+        }
+        Ok(ViewRuleset {
+            spec,
+            view,
+            ruleset,
+        })
+    }
+}
+
+/// The job's ruleset: the view's rules (made ahead with its prepared sandbox when that was
+/// built for this very view, still current), then the job's own paths.
 fn build_ruleset(
     h: &Inner,
     req: &JobRequest,
-    rights: Rights,
-    extras: Extras,
-    private_dirs: &[PathBuf],
+    spec: ViewSpec,
+    prebuilt: Option<ViewRuleset>,
 ) -> io::Result<Ruleset> {
-    let ruleset = Ruleset::new(rights, extras)?;
-    let view = h.read_view(sessions_root(req).as_deref(), private_dirs)?;
-    for entry in &view.entries {
-        let access = entry.access.unwrap_or(rights.read);
-        let access = if entry.is_dir {
-            access
-        } else {
-            rights.for_file(access)
+    let rights = Rights::for_abi(h.landlock_abi().unwrap_or(1));
+    let current = h.read_view(spec.sessions_root.as_deref(), &spec.private_dirs)?;
+    let ruleset =
+        match prebuilt.filter(|p| p.spec == spec && std::sync::Arc::ptr_eq(&p.view, &current)) {
+            Some(prebuilt) => prebuilt.ruleset,
+            None => ViewRuleset::build(h, spec)?.ruleset,
         };
-        landlock::add_rule(ruleset.raw_fd(), entry.raw_fd(), access & rights.all_fs)?;
-    }
     for path in [req.session_dir, req.tmp_dir]
         .into_iter()
         .chain(h.config.extra_rw.iter().map(PathBuf::as_path))

@@ -6,6 +6,7 @@ use super::wire::{self, FromSlot, MakeSlot, SlotMade};
 use crate::protocol::{SandboxStart, WarmSandboxMetrics};
 use crate::sandbox::cgroup;
 use crate::sandbox::host::Inner;
+use crate::sandbox::job::{ViewRuleset, ViewSpec};
 use nix::sys::socket::MsgFlags;
 use std::collections::HashMap;
 use std::io;
@@ -27,6 +28,8 @@ pub struct Slot {
     pub(super) pidfd: OwnedFd,
     pub(super) pid: libc::pid_t,
     leaf: Leaf,
+    /// The read view's Landlock rules, made with the slot (sandboxed kinds only).
+    ruleset: Option<ViewRuleset>,
     pub(super) active: Active,
 }
 
@@ -53,10 +56,17 @@ impl Slot {
     pub fn take_leaf(&mut self) -> Option<cgroup::Slot> {
         self.leaf.0.take().map(|(leaf, _)| leaf)
     }
+
+    /// The view rules made ahead for the slot's job, if the pool knew the view.
+    pub fn take_ruleset(&mut self) -> Option<ViewRuleset> {
+        self.ruleset.take()
+    }
 }
 
 pub struct WarmPool {
     configured: usize,
+    /// The read view the last sandboxed job used: slots get its rules made ahead.
+    view: Mutex<Option<ViewSpec>>,
     /// The most ready slots per kind while busy (the worker's concurrency cap).
     max_ready: usize,
     /// Warm jobs running now, by kind.
@@ -103,6 +113,7 @@ impl WarmPool {
         }
         let pool = Arc::new(WarmPool {
             configured,
+            view: Mutex::new(None),
             max_ready,
             active: Mutex::new(HashMap::new()),
             host,
@@ -163,6 +174,14 @@ impl WarmPool {
                 tracing::warn!(%error, "could not prepare a sandbox for the job; it starts cold");
                 None
             }
+        }
+    }
+
+    /// Remembers the view a job's ruleset was built from, for the next slots.
+    pub fn learn_view(&self, spec: &ViewSpec) {
+        let mut view = crate::sync::lock(&self.view);
+        if view.as_ref() != Some(spec) {
+            *view = Some(spec.clone());
         }
     }
 
@@ -337,28 +356,38 @@ impl WarmPool {
             });
         let procs: Vec<RawFd> = leaf.iter().flat_map(|l| l.procs_fds()).collect();
         let leaf = Leaf(leaf.map(|leaf| (leaf, self.host.clone())));
-        let guard = crate::sync::lock(&self.spawner);
-        let spawner = guard
-            .as_ref()
-            .ok_or_else(|| io::Error::other("no spawner"))?;
-        let control = spawner.control.as_raw_fd();
-        wire::send(control, &MakeSlot { namespaces: kind }, &procs)?;
-        let mut buffer = Vec::new();
-        match wire::receive::<SlotMade>(control, &mut buffer, MsgFlags::empty())? {
-            Some((SlotMade::Made { pid }, mut fds)) if fds.len() == 2 => {
-                let pidfd = fds.pop().expect("two descriptors");
-                let socket = fds.pop().expect("two descriptors");
-                Ok(Pending(Slot {
-                    socket,
-                    pidfd,
-                    pid,
-                    leaf,
-                    active: Active(None),
-                }))
+        let (pid, mut fds) = {
+            let guard = crate::sync::lock(&self.spawner);
+            let spawner = guard
+                .as_ref()
+                .ok_or_else(|| io::Error::other("no spawner"))?;
+            let control = spawner.control.as_raw_fd();
+            wire::send(control, &MakeSlot { namespaces: kind }, &procs)?;
+            let mut buffer = Vec::new();
+            match wire::receive::<SlotMade>(control, &mut buffer, MsgFlags::empty())? {
+                Some((SlotMade::Made { pid }, fds)) if fds.len() == 2 => (pid, fds),
+                Some((SlotMade::Failed { errno }, _)) => {
+                    return Err(io::Error::from_raw_os_error(errno));
+                }
+                _ => return Err(io::Error::other("the spawner is gone")),
             }
-            Some((SlotMade::Failed { errno }, _)) => Err(io::Error::from_raw_os_error(errno)),
-            _ => Err(io::Error::other("the spawner is gone")),
-        }
+        };
+        let pidfd = fds.pop().expect("two descriptors");
+        let socket = fds.pop().expect("two descriptors");
+        // Built while the slot sets itself up: the view's rules, never the job's.
+        let ruleset = (kind != 0)
+            .then(|| crate::sync::lock(&self.view).clone())
+            .flatten()
+            .zip(host.as_ref())
+            .and_then(|(spec, h)| ViewRuleset::build(h, spec).ok());
+        Ok(Pending(Slot {
+            socket,
+            pidfd,
+            pid,
+            leaf,
+            ruleset,
+            active: Active(None),
+        }))
     }
 }
 
