@@ -51,6 +51,9 @@ fn run_all(profile: &str, warm_slots: u32) -> Vec<(Value, Option<String>)> {
         ],
         &[],
     );
+    if warm_slots > 0 {
+        crate::warm::Slots::Warm.await_ready(&mut worker);
+    }
     specs()
         .into_iter()
         .map(|mut spec| {

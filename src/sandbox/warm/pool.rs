@@ -18,6 +18,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+/// The longest the spawner may take to answer; it answers in microseconds when healthy.
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+
 /// How long without a job before the ready slots a burst asked for are let go.
 const IDLE_AFTER: Duration = Duration::from_secs(2);
 
@@ -98,9 +101,7 @@ struct Spawner {
 }
 
 impl WarmPool {
-    /// Starts the refill thread (which starts the spawner) with `first_kind` wanted. `None`
-    /// when this is not the worker's own binary (a test harness cannot be re-executed as the
-    /// spawner).
+    /// Starts the refill thread (which starts the spawner) with `first_kind` wanted.
     pub fn start(
         configured: usize,
         max_ready: usize,
@@ -108,7 +109,7 @@ impl WarmPool {
         host: Weak<Inner>,
     ) -> Option<Arc<WarmPool>> {
         let exe = std::env::current_exe().ok()?;
-        if configured == 0 || exe.file_name()? != "opencode-worker" {
+        if configured == 0 {
             return None;
         }
         let pool = Arc::new(WarmPool {
@@ -225,9 +226,11 @@ impl WarmPool {
     /// meanwhile.
     fn refill(self: Arc<Self>, exe: PathBuf) {
         let mut pause = Duration::from_millis(250);
+        let mut ever_up = false;
         loop {
             match Spawner::start(&exe) {
                 Ok(spawner) => {
+                    ever_up = true;
                     *crate::sync::lock(&self.spawner) = Some(spawner);
                     crate::sync::lock(&self.state).spawner_up = true;
                     let started = Instant::now();
@@ -239,6 +242,12 @@ impl WarmPool {
                     if started.elapsed() > Duration::from_secs(60) {
                         pause = Duration::from_millis(250);
                     }
+                }
+                Err(error) if !ever_up => {
+                    // Not this binary's mode (a test harness), or the host refuses it: every
+                    // job starts cold, as with `warm_slots = 0`.
+                    tracing::info!(%error, "no sandbox spawner; jobs start cold");
+                    return;
                 }
                 Err(error) => {
                     tracing::warn!(%error, "could not start the sandbox spawner; jobs start cold");
@@ -450,7 +459,22 @@ impl Spawner {
         }
         let process = command.spawn()?;
         drop(theirs);
-        Ok(Spawner { control, process })
+        let spawner = Spawner { control, process };
+        // A binary that is not the worker (a test harness re-executed by mistake) never says
+        // hello; one that hangs is given up after the same bound every later answer gets.
+        nix::sys::socket::setsockopt(
+            &spawner.control,
+            nix::sys::socket::sockopt::ReceiveTimeout,
+            &nix::sys::time::TimeVal::new(ANSWER_WITHIN.as_secs() as _, 0),
+        )?;
+        let mut buffer = Vec::new();
+        match wire::receive::<String>(spawner.control.as_raw_fd(), &mut buffer, MsgFlags::empty())?
+        {
+            Some((hello, _)) if hello == super::spawner::HELLO => Ok(spawner),
+            _ => Err(io::Error::other(
+                "the re-executed binary did not answer as the sandbox spawner",
+            )),
+        }
     }
 }
 

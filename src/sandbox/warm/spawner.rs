@@ -13,6 +13,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 pub const SPAWNER_ARG: &str = "__ocw-spawner";
 /// The descriptor the worker puts the control socket on.
 pub const CONTROL_FD: RawFd = 3;
+/// The first message: this binary is the spawner the worker meant to start.
+pub const HELLO: &str = "opencode-worker sandbox spawner";
 /// The worker's pid, so the spawner can tell it died before the death signal was armed.
 pub const PARENT_ENV: &str = "OCW_SPAWNER_PARENT";
 
@@ -40,6 +42,9 @@ pub fn main() -> ! {
     // signal was armed.
     let own = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0u32) } as RawFd;
     let maps = UserMaps::identity();
+    if wire::send(control.as_raw_fd(), &HELLO, &[]).is_err() {
+        std::process::exit(0);
+    }
     let mut buffer = Vec::new();
     loop {
         let received =
