@@ -262,7 +262,7 @@ impl JobProcess {
             argv,
             env,
             cwd: cstring(spec.cwd.as_os_str().as_bytes())?,
-            rlimits: spec.rlimits.as_table(),
+            rlimits: spec.rlimits.as_table().to_vec(),
             cpu_set,
             stdio: [
                 stdin.0.as_raw_fd(),
@@ -272,9 +272,6 @@ impl JobProcess {
         };
         let job = sandbox.start_warm(launch)?;
         drop((stdin.0, stdout_write, stderr_write));
-        let pipe = |fd: OwnedFd| -> io::Result<tokio::process::ChildStdout> {
-            tokio::process::ChildStdout::from_std(std::process::ChildStdout::from(fd))
-        };
         Ok(JobProcess {
             pid: 0,
             leader: Leader::Warm(job),
@@ -282,7 +279,9 @@ impl JobProcess {
                 .1
                 .map(|fd| tokio::process::ChildStdin::from_std(std::process::ChildStdin::from(fd)))
                 .transpose()?,
-            stdout: Some(pipe(stdout_read)?),
+            stdout: Some(tokio::process::ChildStdout::from_std(
+                std::process::ChildStdout::from(stdout_read),
+            )?),
             stderr: Some(tokio::process::ChildStderr::from_std(
                 std::process::ChildStderr::from(stderr_read),
             )?),

@@ -21,9 +21,10 @@ impl RlimitPlan {
         }
     }
 
-    /// (resource, soft, hard) as `apply` sets them, for a child the worker does not fork.
-    pub fn as_table(&self) -> Vec<(u32, u64, u64)> {
-        vec![
+    /// (resource, soft, hard): what `apply` sets, and what a prepared sandbox's child sets
+    /// for a job the worker does not fork.
+    pub fn as_table(&self) -> [(u32, u64, u64); 4] {
+        [
             (libc::RLIMIT_CPU, self.cpu_seconds, self.cpu_seconds + 1),
             (
                 libc::RLIMIT_FSIZE,
@@ -35,28 +36,18 @@ impl RlimitPlan {
         ]
     }
 
-    /// Async-signal-safe: called between fork and exec.
+    /// Async-signal-safe (the table is on the stack): called between fork and exec.
     pub(super) fn apply(&self) -> std::io::Result<()> {
-        let set = |resource, soft: u64, hard: u64| -> std::io::Result<()> {
+        for (resource, soft, hard) in self.as_table() {
             let limit = libc::rlimit {
                 rlim_cur: soft as libc::rlim_t,
                 rlim_max: hard as libc::rlim_t,
             };
             // SAFETY: setrlimit reads a valid, initialised struct and is async-signal-safe.
-            if unsafe { libc::setrlimit(resource, &limit) } == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
+            if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+                return Err(std::io::Error::last_os_error());
             }
-        };
-        set(libc::RLIMIT_CPU, self.cpu_seconds, self.cpu_seconds + 1)?;
-        set(
-            libc::RLIMIT_FSIZE,
-            self.file_size_bytes,
-            self.file_size_bytes,
-        )?;
-        set(libc::RLIMIT_NOFILE, self.open_files, self.open_files)?;
-        set(libc::RLIMIT_CORE, 0, 0)?;
+        }
         Ok(())
     }
 }

@@ -120,19 +120,12 @@ impl Host {
         if h.config.warm_slots == 0 {
             return;
         }
-        let namespaced = h.userns() && h.mountns() && h.pidns();
         // The kind a job with no profile of its own will want; others are added on first use.
-        let mut kind = libc::CLONE_NEWNS | libc::CLONE_NEWPID;
-        if h.ns.ipc.is_ok() {
-            kind |= libc::CLONE_NEWIPC;
-        }
-        if h.netns() {
-            kind |= libc::CLONE_NEWNET;
-        }
         // Without the namespaces a sandboxed slot needs, only profile `none` jobs use slots.
-        if h.config.profile == super::Profile::None || !namespaced {
-            kind = 0;
-        }
+        let kind = match h.config.profile {
+            super::Profile::None => 0,
+            _ => h.warm_namespaces(false).unwrap_or(0),
+        };
         let weak = Arc::downgrade(&self.inner);
         let configured = h.config.warm_slots as usize;
         if let Some(pool) = super::warm::WarmPool::start(configured, max_concurrent, kind, weak) {
@@ -253,6 +246,31 @@ impl Inner {
 
     pub fn pidns(&self) -> bool {
         self.can_unshare() && self.ns.pid.is_ok()
+    }
+
+    /// The namespaces besides the user namespace a sandboxed job gets here (its own network
+    /// only without `network: "open"`): what a cold start unshares and a slot is made with.
+    pub fn job_namespaces(&self, network_open: bool) -> libc::c_int {
+        let mut flags = 0;
+        if self.mountns() {
+            flags |= libc::CLONE_NEWNS;
+        }
+        if !network_open && self.netns() {
+            flags |= libc::CLONE_NEWNET;
+        }
+        if self.ns.ipc.is_ok() {
+            flags |= libc::CLONE_NEWIPC;
+        }
+        if self.pidns() {
+            flags |= libc::CLONE_NEWPID;
+        }
+        flags
+    }
+
+    /// The namespaces of a prepared sandbox a sandboxed job can enter; `None` where a slot
+    /// lacks one it needs (a user, mount and PID namespace).
+    pub fn warm_namespaces(&self, network_open: bool) -> Option<libc::c_int> {
+        (self.userns() && self.mountns() && self.pidns()).then(|| self.job_namespaces(network_open))
     }
 
     pub fn landlock_abi(&self) -> Option<u32> {

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 pub use probe::probe;
 pub use readings::{Baseline, oom_kills, pids_hit, usage};
-pub use slots::{Cgroups, Limits, Slot, kill_slot};
+pub use slots::{Cgroups, Controller, Limits, Slot, kill_slot};
 
 /// Where this host lets the worker put job cgroups.
 #[derive(Debug, Default)]
@@ -45,6 +45,18 @@ pub struct V2 {
 }
 
 impl Layout {
+    /// The worker's base dir in each usable hierarchy (v2 first).
+    pub fn bases(&self) -> impl Iterator<Item = &PathBuf> {
+        [
+            self.v2.as_ref().map(|v| &v.base),
+            self.memory_v1.as_ref(),
+            self.pids_v1.as_ref(),
+            self.cpu_v1.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
     pub fn memory(&self) -> Option<&'static str> {
         match (&self.v2, &self.memory_v1) {
             (Some(v2), _) if v2.memory => Some("cgroup v2 memory.max"),

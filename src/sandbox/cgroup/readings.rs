@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use super::{Layout, Slot};
+use super::{Controller, Layout, Slot};
 
 /// Counters read when the leaf was made. A leaf is single-use, so they are zero; reading them
 /// keeps breaches and usage right on a kernel or a cgroup that starts counting elsewhere.
@@ -14,6 +14,20 @@ pub struct Baseline {
     pub(super) pids_max_events: u64,
     pub(super) cpu_user_usec: u64,
     pub(super) cpu_system_usec: u64,
+}
+
+impl Baseline {
+    /// The leaf's counters now.
+    pub(super) fn read(slot: &Slot, layout: &Layout) -> Baseline {
+        let cpu_stat = slot.v2.as_ref().map(|dir| dir.join("cpu.stat"));
+        let cpu = |key| cpu_stat.as_ref().and_then(|stat| read_key(stat, key));
+        Baseline {
+            oom_kills: oom_kill_count(slot, layout).unwrap_or(0),
+            pids_max_events: pids_max_count(slot, layout).unwrap_or(0),
+            cpu_user_usec: cpu("user_usec").unwrap_or(0),
+            cpu_system_usec: cpu("system_usec").unwrap_or(0),
+        }
+    }
 }
 
 pub(super) fn read_key(path: &Path, key: &str) -> Option<u64> {
@@ -28,35 +42,33 @@ fn read_number(path: &Path) -> Option<u64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// The OOM kills its memory controller has counted.
+fn oom_kill_count(slot: &Slot, layout: &Layout) -> Option<u64> {
+    match slot.controller(layout, Controller::Memory)? {
+        (dir, true) => read_key(&dir.join("memory.events"), "oom_kill"),
+        (dir, false) => read_key(&dir.join("memory.oom_control"), "oom_kill"),
+    }
+}
+
+/// The forks its pids controller has refused at pids.max.
+fn pids_max_count(slot: &Slot, layout: &Layout) -> Option<u64> {
+    let (dir, _) = slot.controller(layout, Controller::Pids)?;
+    read_key(&dir.join("pids.events"), "max")
+}
+
 pub fn oom_kills(slot: &Slot, baseline: &Baseline, layout: &Layout) -> bool {
-    let count = match (&slot.v2, &slot.memory) {
-        (Some(dir), _) if layout.v2.as_ref().is_some_and(|v| v.memory) => {
-            read_key(&dir.join("memory.events"), "oom_kill")
-        }
-        (_, Some(dir)) => read_key(&dir.join("memory.oom_control"), "oom_kill"),
-        _ => None,
-    };
-    count.is_some_and(|c| c > baseline.oom_kills)
+    oom_kill_count(slot, layout).is_some_and(|c| c > baseline.oom_kills)
 }
 
 pub fn pids_hit(slot: &Slot, baseline: &Baseline, layout: &Layout) -> bool {
-    let count = match (&slot.v2, &slot.pids) {
-        (Some(dir), _) if layout.v2.as_ref().is_some_and(|v| v.pids) => {
-            read_key(&dir.join("pids.events"), "max")
-        }
-        (_, Some(dir)) => read_key(&dir.join("pids.events"), "max"),
-        _ => None,
-    };
-    count.is_some_and(|c| c > baseline.pids_max_events)
+    pids_max_count(slot, layout).is_some_and(|c| c > baseline.pids_max_events)
 }
 
 pub fn usage(slot: &Slot, baseline: &Baseline, layout: &Layout) -> crate::sandbox::Usage {
-    let peak = match (&slot.v2, &slot.memory) {
-        (Some(dir), _) if layout.v2.as_ref().is_some_and(|v| v.memory) => {
-            read_number(&dir.join("memory.peak"))
-        }
-        (_, Some(dir)) => read_number(&dir.join("memory.max_usage_in_bytes")),
-        _ => None,
+    let peak = match slot.controller(layout, Controller::Memory) {
+        Some((dir, true)) => read_number(&dir.join("memory.peak")),
+        Some((dir, false)) => read_number(&dir.join("memory.max_usage_in_bytes")),
+        None => None,
     };
     let (user, system) = match &slot.v2 {
         Some(dir) => {

@@ -7,14 +7,14 @@ use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SendError, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::readings::{Baseline, read_key};
+use super::readings::Baseline;
 use super::teardown::{kill_members, remove_base};
 use super::{Layout, V2};
 
@@ -53,6 +53,21 @@ impl Slot {
         self.procs.iter().map(|fd| fd.as_raw_fd())
     }
 
+    /// The leaf holding `controller`'s files, and whether it is the v2 one: v2 where the v2
+    /// hierarchy has the controller, else the controller's own v1 hierarchy.
+    pub fn controller(&self, layout: &Layout, controller: Controller) -> Option<(&Path, bool)> {
+        let (in_v2, v1) = match controller {
+            Controller::Memory => (v2_has(layout, |v| v.memory), &self.memory),
+            Controller::Pids => (v2_has(layout, |v| v.pids), &self.pids),
+            Controller::Cpu => (v2_has(layout, |v| v.cpu), &self.cpu),
+        };
+        match (&self.v2, v1) {
+            (Some(dir), _) if in_v2 => Some((dir.as_path(), true)),
+            (_, Some(dir)) => Some((dir.as_path(), false)),
+            _ => None,
+        }
+    }
+
     /// Removes every leaf that is empty; true when none is left.
     fn remove(&mut self) -> bool {
         self.procs.clear();
@@ -73,6 +88,13 @@ impl Slot {
         }
         self.dirs().next().is_none()
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Controller {
+    Memory,
+    Pids,
+    Cpu,
 }
 
 /// Limits for one job; `None` leaves the fresh leaf's default (no limit).
@@ -141,8 +163,7 @@ impl Cgroups {
     }
 
     pub fn any(&self) -> bool {
-        let l = &self.layout;
-        l.v2.is_some() || l.memory_v1.is_some() || l.pids_v1.is_some() || l.cpu_v1.is_some()
+        self.layout.bases().next().is_some()
     }
 
     /// A never-used slot with `limits` applied, and its baselines.
@@ -304,7 +325,7 @@ fn create_named(l: &Layout, name: &str) -> io::Result<Slot> {
                 .open(dir.join("cgroup.procs"))?;
             slot.procs.push(fd.into());
         }
-        slot.baseline = baseline(l, &slot);
+        slot.baseline = Baseline::read(&slot, l);
         Ok(())
     })();
     match result {
@@ -320,69 +341,35 @@ fn v2_has(l: &Layout, f: fn(&V2) -> bool) -> bool {
     l.v2.as_ref().is_some_and(f)
 }
 
-fn baseline(l: &Layout, slot: &Slot) -> Baseline {
-    let mut baseline = Baseline::default();
-    match (&slot.v2, &slot.memory) {
-        (Some(dir), _) if v2_has(l, |v| v.memory) => {
-            baseline.oom_kills = read_key(&dir.join("memory.events"), "oom_kill").unwrap_or(0);
-        }
-        (_, Some(dir)) => {
-            baseline.oom_kills = read_key(&dir.join("memory.oom_control"), "oom_kill").unwrap_or(0);
-        }
-        _ => {}
-    }
-    let pids_dir = match (&slot.v2, &slot.pids) {
-        (Some(dir), _) if v2_has(l, |v| v.pids) => Some(dir),
-        (_, Some(dir)) => Some(dir),
-        _ => None,
-    };
-    if let Some(dir) = pids_dir {
-        baseline.pids_max_events = read_key(&dir.join("pids.events"), "max").unwrap_or(0);
-    }
-    if let Some(dir) = &slot.v2 {
-        let stat = dir.join("cpu.stat");
-        baseline.cpu_user_usec = read_key(&stat, "user_usec").unwrap_or(0);
-        baseline.cpu_system_usec = read_key(&stat, "system_usec").unwrap_or(0);
-    }
-    baseline
-}
-
 /// Writes only the limits the job has: a fresh leaf has none, so `None` costs no write.
 fn configure(l: &Layout, slot: &Slot, limits: Limits) -> io::Result<()> {
     if let Some(bytes) = limits.memory {
-        match (&slot.v2, &slot.memory) {
-            (Some(dir), _) if v2_has(l, |v| v.memory) => {
+        match slot.controller(l, Controller::Memory) {
+            Some((dir, true)) => {
                 fs::write(dir.join("memory.max"), bytes.to_string())?;
                 let _ = fs::write(dir.join("memory.swap.max"), "0");
             }
-            (_, Some(dir)) => fs::write(dir.join("memory.limit_in_bytes"), bytes.to_string())?,
-            _ => {}
+            Some((dir, false)) => fs::write(dir.join("memory.limit_in_bytes"), bytes.to_string())?,
+            None => {}
         }
     }
-    if let Some(pids) = limits.pids {
-        let pids_dir = match (&slot.v2, &slot.pids) {
-            (Some(dir), _) if v2_has(l, |v| v.pids) => Some(dir),
-            (_, Some(dir)) => Some(dir),
-            _ => None,
-        };
-        if let Some(dir) = pids_dir {
-            fs::write(dir.join("pids.max"), pids.to_string())?;
-        }
+    if let (Some(pids), Some((dir, _))) = (limits.pids, slot.controller(l, Controller::Pids)) {
+        fs::write(dir.join("pids.max"), pids.to_string())?;
     }
     let quota = limits
         .cpu_cores
         .filter(|c| *c > 0.0)
         .map(|c| ((c * CPU_PERIOD_US as f64) as u64).max(1000));
     if let Some(quota) = quota {
-        match (&slot.v2, &slot.cpu) {
-            (Some(dir), _) if v2_has(l, |v| v.cpu) => {
+        match slot.controller(l, Controller::Cpu) {
+            Some((dir, true)) => {
                 fs::write(dir.join("cpu.max"), format!("{quota} {CPU_PERIOD_US}"))?;
             }
-            (_, Some(dir)) => {
+            Some((dir, false)) => {
                 fs::write(dir.join("cpu.cfs_period_us"), CPU_PERIOD_US.to_string())?;
                 fs::write(dir.join("cpu.cfs_quota_us"), quota.to_string())?;
             }
-            _ => {}
+            None => {}
         }
     }
     Ok(())
@@ -403,16 +390,7 @@ impl Drop for Cgroups {
             }
         }
         // Retired leaves that never emptied: killed and removed with their base.
-        let l = &self.layout;
-        for base in [
-            l.v2.as_ref().map(|v| &v.base),
-            l.memory_v1.as_ref(),
-            l.pids_v1.as_ref(),
-            l.cpu_v1.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for base in self.layout.bases() {
             remove_base(base);
         }
     }
@@ -434,6 +412,7 @@ pub fn kill_slot(slot: &Slot) {
 mod tests {
     use super::super::probe;
     use super::*;
+    use crate::sandbox::cgroup::readings::read_key;
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
 
@@ -448,11 +427,9 @@ mod tests {
         condition()
     }
 
-    fn pids_dir<'a>(cgroups: &Cgroups, slot: &'a Slot) -> Option<&'a PathBuf> {
-        match (&slot.v2, &slot.pids) {
-            (Some(dir), _) if v2_has(&cgroups.layout, |v| v.pids) => Some(dir),
-            (_, pids) => pids.as_ref(),
-        }
+    fn pids_dir<'a>(cgroups: &Cgroups, slot: &'a Slot) -> Option<&'a Path> {
+        slot.controller(&cgroups.layout, Controller::Pids)
+            .map(|(dir, _)| dir)
     }
 
     /// `sh -c script` with every leaf of `slot` joined before exec, as a job joins them.
@@ -542,17 +519,7 @@ mod tests {
         if !cgroups.any() {
             return;
         }
-        let l = &cgroups.layout;
-        let bases: Vec<PathBuf> = [
-            l.v2.as_ref().map(|v| &v.base),
-            l.memory_v1.as_ref(),
-            l.pids_v1.as_ref(),
-            l.cpu_v1.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect();
+        let bases: Vec<PathBuf> = cgroups.layout.bases().cloned().collect();
         let (held, _) = cgroups.take(Limits::default()).expect("take");
         let mut child = run_in(&held, "sleep 60");
         // Retired with a live member and the worker gone before the keeper's retry.

@@ -276,16 +276,8 @@ impl JobSandbox {
             drop_capabilities()?;
         }
         if let Some(ruleset) = &c.landlock {
-            for step in &c.mounts {
-                if let MountStep::Tmpfs {
-                    target,
-                    writable: true,
-                    ..
-                }
-                | MountStep::Overlay { target, .. } = step
-                {
-                    landlock::add_rule_at(ruleset.raw_fd(), target, ruleset.rights().all_fs)?;
-                }
+            for target in c.mounts.iter().filter_map(MountStep::writable_target) {
+                landlock::add_rule_at(ruleset.raw_fd(), target, ruleset.rights().all_fs)?;
             }
             sys::no_new_privs()?;
             landlock::restrict_self(ruleset.raw_fd())?;

@@ -88,21 +88,11 @@ impl JobSandbox {
 /// flags `Plan::namespaces` will choose. Profile `none` enters a slot without any; a host
 /// without user, mount and PID namespaces builds every other job's sandbox itself.
 fn warm_kind(h: &Inner, req: &JobRequest, profile: Profile) -> Option<libc::c_int> {
-    if profile == Profile::None {
+    match profile {
         // No namespace: the slot is a plain child of the spawner, already in the job's leaf.
-        return Some(0);
+        Profile::None => Some(0),
+        _ => h.warm_namespaces(req.network_open),
     }
-    if !(h.userns() && h.mountns() && h.pidns()) {
-        return None;
-    }
-    let mut kind = libc::CLONE_NEWNS | libc::CLONE_NEWPID;
-    if !req.network_open && h.netns() {
-        kind |= libc::CLONE_NEWNET;
-    }
-    if h.ns.ipc.is_ok() {
-        kind |= libc::CLONE_NEWIPC;
-    }
-    Some(kind)
 }
 
 /// The job's effective profile, or the refusal that stops it before anything is built.
@@ -229,18 +219,11 @@ impl Plan<'_, '_> {
             self.layers
                 .push(layer("privileges", "all capabilities dropped"));
         }
-        if h.mountns() {
-            child.unshare |= libc::CLONE_NEWNS;
-        }
-        if !req.network_open && h.netns() {
-            child.unshare |= libc::CLONE_NEWNET;
+        child.unshare = h.job_namespaces(req.network_open);
+        if child.own_netns() {
             self.layers.push(layer("network", "network namespace"));
         }
-        if h.ns.ipc.is_ok() {
-            child.unshare |= libc::CLONE_NEWIPC;
-        }
         if self.use_pidns {
-            child.unshare |= libc::CLONE_NEWPID;
             child.pid_namespace = true;
             child.proc_mount = h.mountns() && h.ns.proc_mount.is_ok();
         }

@@ -134,6 +134,20 @@ fn fd_path(fd: i32, buf: &mut [u8; 32]) -> &CStr {
 }
 
 impl MountStep {
+    /// Where the job may write inside what this step mounts (a writable tmpfs, an overlay
+    /// whose upper is the job's): Landlock grants it by the mount, added after mounting.
+    pub fn writable_target(&self) -> Option<&CStr> {
+        match self {
+            MountStep::Tmpfs {
+                target,
+                writable: true,
+                ..
+            }
+            | MountStep::Overlay { target, .. } => Some(target),
+            _ => None,
+        }
+    }
+
     /// Async-signal-safe.
     pub fn run(&self, keeps: &[Keep]) -> io::Result<()> {
         match self {

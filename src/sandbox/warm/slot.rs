@@ -129,16 +129,8 @@ fn serve(
         landlock::add_rule_at(ruleset.as_raw_fd(), c"/proc", read)?;
     }
     if let (Some(ruleset), Some((all, _))) = (&ruleset, start.landlock) {
-        for step in &start.mounts {
-            if let MountStep::Tmpfs {
-                target,
-                writable: true,
-                ..
-            }
-            | MountStep::Overlay { target, .. } = step
-            {
-                landlock::add_rule_at(ruleset.as_raw_fd(), target, all)?;
-            }
+        for target in start.mounts.iter().filter_map(MountStep::writable_target) {
+            landlock::add_rule_at(ruleset.as_raw_fd(), target, all)?;
         }
     }
     if let (Some(channel), Some(port)) = (egress, start.egress_port) {
