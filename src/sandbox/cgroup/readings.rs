@@ -19,8 +19,12 @@ pub struct Baseline {
 impl Baseline {
     /// The leaf's counters now.
     pub(super) fn read(slot: &Slot, layout: &Layout) -> Baseline {
-        let cpu_stat = slot.v2.as_ref().map(|dir| dir.join("cpu.stat"));
-        let cpu = |key| cpu_stat.as_ref().and_then(|stat| read_key(stat, key));
+        let cpu_stat = slot
+            .v2
+            .as_ref()
+            .and_then(|dir| fs::read_to_string(dir.join("cpu.stat")).ok())
+            .unwrap_or_default();
+        let cpu = |key| key_in(&cpu_stat, key);
         Baseline {
             oom_kills: oom_kill_count(slot, layout).unwrap_or(0),
             pids_max_events: pids_max_count(slot, layout).unwrap_or(0),
@@ -31,7 +35,11 @@ impl Baseline {
 }
 
 pub(super) fn read_key(path: &Path, key: &str) -> Option<u64> {
-    let text = fs::read_to_string(path).ok()?;
+    key_in(&fs::read_to_string(path).ok()?, key)
+}
+
+/// The value of `key` in a flat-keyed cgroup file's text ("key value" lines).
+fn key_in(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|line| {
         let (k, v) = line.split_once(' ')?;
         (k == key).then(|| v.trim().parse().ok()).flatten()
@@ -72,12 +80,15 @@ pub fn usage(slot: &Slot, baseline: &Baseline, layout: &Layout) -> crate::sandbo
     };
     let (user, system) = match &slot.v2 {
         Some(dir) => {
-            let stat = dir.join("cpu.stat");
+            // One read for both keys: each read of a cgroup file is an open, reads and a close
+            // on the job's path.
+            let stat = fs::read_to_string(dir.join("cpu.stat")).unwrap_or_default();
+            let ms = |key: &str, base: u64| {
+                key_in(&stat, key).map(|v| v.saturating_sub(base) as f64 / 1000.0)
+            };
             (
-                read_key(&stat, "user_usec")
-                    .map(|u| u.saturating_sub(baseline.cpu_user_usec) as f64 / 1000.0),
-                read_key(&stat, "system_usec")
-                    .map(|s| s.saturating_sub(baseline.cpu_system_usec) as f64 / 1000.0),
+                ms("user_usec", baseline.cpu_user_usec),
+                ms("system_usec", baseline.cpu_system_usec),
             )
         }
         None => (None, None),

@@ -39,6 +39,9 @@ pub struct Slot {
     /// sandbox that becomes the job's init, as the relay does in a cold start), so they are
     /// the job's starting point (zero on a fresh leaf; read, not assumed).
     baseline: Baseline,
+    /// The limits written when the leaf was made (those the last job asked for), so a job
+    /// asking for the same writes nothing on its path; `None` when a write failed half-way.
+    applied: Option<Limits>,
 }
 
 impl Slot {
@@ -98,7 +101,7 @@ pub enum Controller {
 }
 
 /// Limits for one job; `None` leaves the fresh leaf's default (no limit).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Limits {
     pub memory: Option<u64>,
     pub pids: Option<u64>,
@@ -109,6 +112,8 @@ pub struct Limits {
 struct Shared {
     layout: Arc<Layout>,
     ready: Mutex<Vec<Slot>>,
+    /// What the last job asked for: the limits fresh leaves are made with.
+    expected: Mutex<Limits>,
     next: AtomicU64,
     closed: AtomicBool,
 }
@@ -133,6 +138,7 @@ impl Cgroups {
         let shared = Arc::new(Shared {
             layout: layout.clone(),
             ready: Mutex::new(Vec::new()),
+            expected: Mutex::new(Limits::default()),
             next: AtomicU64::new(0),
             closed: AtomicBool::new(false),
         });
@@ -148,8 +154,10 @@ impl Cgroups {
         let (chores, inbox) = channel();
         match std::thread::Builder::new()
             .name("cgroup-keeper".into())
-            .spawn(move || keep(&shared, inbox))
-        {
+            .spawn(move || {
+                crate::sandbox::background_thread();
+                keep(&shared, inbox)
+            }) {
             Ok(handle) => {
                 let _ = chores.send(Chore::Refill);
                 cgroups.chores = Some(chores);
@@ -185,10 +193,15 @@ impl Cgroups {
         }
     }
 
-    /// Applies a job's limits to a leaf taken with `take_unconfigured`.
-    pub fn configure_taken(&self, slot: Slot, limits: Limits) -> io::Result<(Slot, Baseline)> {
-        match configure(&self.layout, &slot, limits) {
+    /// Applies a job's limits to a leaf taken with `take_unconfigured`: only those that differ
+    /// from what the leaf was made with.
+    pub fn configure_taken(&self, mut slot: Slot, limits: Limits) -> io::Result<(Slot, Baseline)> {
+        if let Ok(mut expected) = self.shared.expected.lock() {
+            *expected = limits;
+        }
+        match configure(&self.layout, &slot, slot.applied, limits) {
             Ok(()) => {
+                slot.applied = Some(limits);
                 let baseline = slot.baseline;
                 Ok((slot, baseline))
             }
@@ -287,7 +300,16 @@ fn create(shared: &Shared) -> io::Result<Slot> {
         let name = format!("job-{}", shared.next.fetch_add(1, Ordering::Relaxed));
         match create_named(&shared.layout, &name) {
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => last = error,
-            other => return other,
+            Ok(mut slot) => {
+                let expected = shared.expected.lock().map(|e| *e).unwrap_or_default();
+                // A leaf whose limits could not all be written is still fresh: the job's
+                // own configure writes every one (and reports a failure) on its path.
+                slot.applied = configure(&shared.layout, &slot, slot.applied, expected)
+                    .ok()
+                    .map(|()| expected);
+                return Ok(slot);
+            }
+            Err(error) => return Err(error),
         }
     }
     Err(last)
@@ -301,6 +323,7 @@ fn create_named(l: &Layout, name: &str) -> io::Result<Slot> {
         cpu: None,
         procs: Vec::new(),
         baseline: Baseline::default(),
+        applied: Some(Limits::default()),
     };
     let result = (|| -> io::Result<()> {
         // An existing leaf is an error, never adopted: it may have had members.
@@ -342,37 +365,54 @@ fn v2_has(l: &Layout, f: fn(&V2) -> bool) -> bool {
 }
 
 /// Writes only the limits the job has: a fresh leaf has none, so `None` costs no write.
-fn configure(l: &Layout, slot: &Slot, limits: Limits) -> io::Result<()> {
-    if let Some(bytes) = limits.memory {
+/// Moves a leaf's limits from `from` (what is written now; a fresh leaf has none, `None` is
+/// unknown) to `to`, writing only what differs; a limit dropped goes back to "no limit".
+fn configure(l: &Layout, slot: &Slot, from: Option<Limits>, to: Limits) -> io::Result<()> {
+    let differs = |field: fn(&Limits) -> Option<u64>| from.is_none_or(|f| field(&f) != field(&to));
+    if differs(|l| l.memory) {
+        let bytes = to.memory.map(|b| b.to_string());
         match slot.controller(l, Controller::Memory) {
             Some((dir, true)) => {
-                fs::write(dir.join("memory.max"), bytes.to_string())?;
-                let _ = fs::write(dir.join("memory.swap.max"), "0");
+                fs::write(dir.join("memory.max"), bytes.as_deref().unwrap_or("max"))?;
+                let swap = if to.memory.is_some() { "0" } else { "max" };
+                let _ = fs::write(dir.join("memory.swap.max"), swap);
             }
-            Some((dir, false)) => fs::write(dir.join("memory.limit_in_bytes"), bytes.to_string())?,
+            Some((dir, false)) => fs::write(
+                dir.join("memory.limit_in_bytes"),
+                bytes.as_deref().unwrap_or("-1"),
+            )?,
             None => {}
         }
     }
-    if let (Some(pids), Some((dir, _))) = (limits.pids, slot.controller(l, Controller::Pids)) {
-        fs::write(dir.join("pids.max"), pids.to_string())?;
+    if differs(|l| l.pids)
+        && let Some((dir, _)) = slot.controller(l, Controller::Pids)
+    {
+        let pids = to.pids.map_or_else(|| "max".to_owned(), |n| n.to_string());
+        fs::write(dir.join("pids.max"), pids)?;
     }
-    let quota = limits
-        .cpu_cores
-        .filter(|c| *c > 0.0)
-        .map(|c| ((c * CPU_PERIOD_US as f64) as u64).max(1000));
-    if let Some(quota) = quota {
+    if differs(cpu_quota) {
+        let quota = cpu_quota(&to);
         match slot.controller(l, Controller::Cpu) {
             Some((dir, true)) => {
+                let quota = quota.map_or_else(|| "max".to_owned(), |q| q.to_string());
                 fs::write(dir.join("cpu.max"), format!("{quota} {CPU_PERIOD_US}"))?;
             }
             Some((dir, false)) => {
                 fs::write(dir.join("cpu.cfs_period_us"), CPU_PERIOD_US.to_string())?;
-                fs::write(dir.join("cpu.cfs_quota_us"), quota.to_string())?;
+                let quota = quota.map_or_else(|| "-1".to_owned(), |q| q.to_string());
+                fs::write(dir.join("cpu.cfs_quota_us"), quota)?;
             }
             None => {}
         }
     }
     Ok(())
+}
+
+fn cpu_quota(limits: &Limits) -> Option<u64> {
+    limits
+        .cpu_cores
+        .filter(|c| *c > 0.0)
+        .map(|c| ((c * CPU_PERIOD_US as f64) as u64).max(1000))
 }
 
 impl Drop for Cgroups {
@@ -511,6 +551,59 @@ mod tests {
             cgroups.release(slot);
         }
         assert!(eventually(|| later_dirs.iter().all(|dir| !dir.exists())));
+    }
+
+    #[test]
+    fn fresh_leaves_come_with_the_last_limits_and_a_job_gets_exactly_its_own() {
+        let cgroups = Cgroups::new(probe());
+        if !cgroups.any() {
+            return;
+        }
+        let first = Limits {
+            memory: Some(96 << 20),
+            pids: Some(7),
+            cpu_cores: Some(0.5),
+        };
+        let (slot, _) = cgroups.take(first).expect("take");
+        cgroups.release(slot);
+        assert!(
+            eventually(|| {
+                let ready = cgroups.shared.ready.lock().unwrap();
+                ready.len() == READY_WANTED && ready.iter().all(|s| s.applied == Some(first))
+            }),
+            "the keeper did not make leaves with the last job's limits ahead"
+        );
+        let read = |dir: &Path, file: &str| fs::read_to_string(dir.join(file)).unwrap();
+        // Same limits: nothing to write on the job's path, and they are in place.
+        let (same, _) = cgroups.take(first).expect("take");
+        if let Some(dir) = pids_dir(&cgroups, &same) {
+            assert_eq!(read(dir, "pids.max").trim(), "7");
+        }
+        cgroups.release(same);
+        // Other limits, one of them dropped: the leaf ends up with exactly the job's own.
+        let other = Limits {
+            memory: Some(128 << 20),
+            pids: None,
+            cpu_cores: None,
+        };
+        let (slot, _) = cgroups.take(other).expect("take");
+        assert_eq!(slot.applied, Some(other));
+        if let Some(dir) = pids_dir(&cgroups, &slot) {
+            assert_eq!(read(dir, "pids.max").trim(), "max");
+        }
+        match slot.controller(&cgroups.layout, Controller::Memory) {
+            Some((dir, true)) => assert_eq!(read(dir, "memory.max").trim(), "134217728"),
+            Some((dir, false)) => {
+                assert_eq!(read(dir, "memory.limit_in_bytes").trim(), "134217728")
+            }
+            None => {}
+        }
+        match slot.controller(&cgroups.layout, Controller::Cpu) {
+            Some((dir, true)) => assert!(read(dir, "cpu.max").starts_with("max ")),
+            Some((dir, false)) => assert_eq!(read(dir, "cpu.cfs_quota_us").trim(), "-1"),
+            None => {}
+        }
+        cgroups.release(slot);
     }
 
     #[test]
