@@ -368,7 +368,10 @@ impl JobProcess {
     /// Kills what is left of the group, then collects the leader's status and resource use.
     /// Call after `exited` resolved.
     pub fn reap(&mut self) -> io::Result<(ExitInfo, ResourceUse)> {
-        self.signal_tree(libc::SIGKILL);
+        let nothing_left = matches!(&self.leader, Leader::Warm(job) if job.nothing_left());
+        if !nothing_left {
+            self.signal_tree(libc::SIGKILL);
+        }
         if let Leader::Warm(job) = &self.leader {
             let exit = job.reap()?;
             self.reaped = true;

@@ -31,6 +31,15 @@ pub(super) struct Inner {
     /// Views by excluded set: jobs with and without a private /tmp need different ones, and
     /// alternating between them must not rebuild each time.
     views: Mutex<Vec<Arc<ReadView>>>,
+    /// Resolved fixed paths (see `Inner::resolved`).
+    resolved: Mutex<Vec<(PathBuf, Resolved)>>,
+}
+
+/// A fixed path, symlinks resolved, and whether it is a directory.
+#[derive(Debug, Clone)]
+pub(super) struct Resolved {
+    pub path: PathBuf,
+    pub is_dir: bool,
 }
 
 /// How a job's whole process tree is killed.
@@ -103,6 +112,7 @@ impl Host {
             cgroups,
             probe_ms: started.elapsed().as_secs_f64() * 1000.0,
             views: Mutex::new(Vec::new()),
+            resolved: Mutex::new(Vec::new()),
             warm: std::sync::OnceLock::new(),
         };
         tracing::debug!(probe_ms = inner.probe_ms, "sandbox host probed");
@@ -226,6 +236,27 @@ pub(super) fn sibling_workers(sessions_root: &Path) -> Option<PathBuf> {
 }
 
 impl Inner {
+    /// `canonicalize` of a path that stays put while the worker runs (the sessions root, the
+    /// directories a job's mounts mask, configured extra paths), resolved once instead of a
+    /// `readlink` per component per job. A path that cannot be resolved yet is tried again
+    /// next time.
+    pub fn resolved(&self, path: &Path) -> Option<Resolved> {
+        let mut memo = crate::sync::lock(&self.resolved);
+        if let Some((_, hit)) = memo.iter().find(|(p, _)| p == path) {
+            return Some(hit.clone());
+        }
+        let real = std::fs::canonicalize(path).ok()?;
+        let resolved = Resolved {
+            is_dir: real.is_dir(),
+            path: real,
+        };
+        // Bounded: the fixed paths of a worker are a handful.
+        if memo.len() < 64 {
+            memo.push((path.to_path_buf(), resolved.clone()));
+        }
+        Some(resolved)
+    }
+
     pub fn userns(&self) -> bool {
         self.ns.user.is_ok()
     }

@@ -26,6 +26,7 @@
 //! - cgroups: single-use per-job leaves, made ahead, for memory, pids, cpu, cgroup.kill and
 //!   accounting; fallbacks RLIMIT_DATA (memory) and RLIMIT_NPROC in the user namespace (pids).
 
+mod cbytes;
 mod cgroup;
 mod config;
 mod doctor;
@@ -52,6 +53,7 @@ pub use job::{CacheOverlay, JobRequest, JobSandbox, OverlayDirs, WorkspaceView};
 pub use report::{
     AppliedLayer, Breach, HiddenPath, IsolationReport, LayerReport, LayerState, Usage,
 };
+pub use sys::background_thread;
 pub use warm::{Launch, SPAWNER_ARG, SlotExit, WarmJob, spawner_main};
 
 #[derive(Debug, thiserror::Error)]

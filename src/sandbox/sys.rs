@@ -82,3 +82,14 @@ pub(super) fn no_new_privs() -> io::Result<()> {
     // SAFETY: plain prctl with integer arguments.
     check_int(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).map(drop)
 }
+
+/// Puts the calling thread at the lowest priority: for the worker's threads that only work
+/// ahead or clean up after (making cgroup leaves and rulesets ahead, removing session dirs),
+/// so they never delay a job's path. Lowering needs no privilege.
+pub fn background_thread() {
+    // SAFETY: gettid and setpriority on the calling thread (Linux nice values are per thread).
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+    }
+}

@@ -39,6 +39,7 @@ impl SessionStore {
         let spawned = std::thread::Builder::new()
             .name("session-janitor".into())
             .spawn(move || {
+                crate::sandbox::background_thread();
                 for chore in inbox {
                     match chore {
                         Chore::Refill => janitor.refill(),

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 /// Every way a job ends: its own exit code, a signal, the timeout (with and without SIGTERM
 /// ignored), the output, memory and pids limits, stdin, rlimits, inherited descriptors, a
-/// program that does not exist, and leftovers in the background.
+/// program that does not exist, leftovers in the background, and the scheduling priority.
 fn specs() -> Vec<Value> {
     vec![
         json!({"command": "echo out; echo err >&2; exit 3"}),
@@ -24,6 +24,8 @@ fn specs() -> Vec<Value> {
         json!({"command": "yes | head -1"}),
         json!({"argv": ["no-such-program-anywhere"]}),
         json!({"command": "(setsid sleep 30 &); echo left"}),
+        // Slots are made ahead at the lowest priority; the job must run at the worker's.
+        json!({"command": "awk '{print \"nice\", $19}' /proc/$$/stat; grep 'nice priority' /proc/$$/limits"}),
     ]
 }
 

@@ -209,7 +209,7 @@ impl JobSandbox {
             egress_port: c.egress.map(|(_, port)| port),
             cgroup_procs: c.cgroup_procs.len(),
         };
-        super::warm::launch(slot, &start, &fds)
+        super::warm::launch(slot, &start, &fds, c.pid_namespace)
     }
 
     /// The profile the job actually runs under (never looser than the worker's floor).

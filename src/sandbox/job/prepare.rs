@@ -280,6 +280,7 @@ impl Plan<'_, '_> {
             masks.push((PathBuf::from("/run"), false, masked("mode=755")));
             masks.push((PathBuf::from("/var/run"), false, masked("mode=755")));
         }
+        let fixed = masks.len();
         let mut hidden_files = Vec::new();
         if !landlock_ok {
             // Without Landlock the mounts are the only thing hiding secrets.
@@ -294,7 +295,7 @@ impl Plan<'_, '_> {
                     hidden_files.push(path);
                 }
             }
-            if let Some(root) = sessions_root(req) {
+            if let Some(root) = sessions_root(h, req) {
                 let siblings = super::super::host::sibling_workers(&root)
                     .map(|pattern| super::super::fsview::expand(&pattern))
                     .unwrap_or_default();
@@ -304,7 +305,7 @@ impl Plan<'_, '_> {
                 masks.push((root, false, masked("mode=755")));
             }
         }
-        let masks = real_dirs(masks);
+        let masks = real_dirs(h, masks, fixed);
         let (mut steps, mut keeps) = ns::plan_mounts(&masks, &hidden_files, &keep)
             .map_err(io_err("planning the job's mounts"))?;
         self.private_dirs = private_tmpfs_dirs(&steps, req.workspace.as_ref());
@@ -344,7 +345,7 @@ impl Plan<'_, '_> {
             return Ok(());
         };
         let spec = ViewSpec {
-            sessions_root: sessions_root(req),
+            sessions_root: sessions_root(h, req),
             private_dirs: self.private_dirs.clone(),
             extras: Extras {
                 deny_tcp: !req.network_open && !self.child.own_netns(),
@@ -382,9 +383,19 @@ impl Plan<'_, '_> {
     }
 }
 
-fn sessions_root(req: &JobRequest) -> Option<PathBuf> {
-    let root = std::fs::canonicalize(req.session_dir.parent()?).ok()?;
+fn sessions_root(h: &Inner, req: &JobRequest) -> Option<PathBuf> {
+    let root = h.resolved(req.session_dir.parent()?)?.path;
     (root != Path::new("/")).then_some(root)
+}
+
+/// A path of the job's session, symlinks resolved: the worker made the session's dirs under
+/// its sessions root a moment ago, so only the root needs resolving (once per worker).
+fn session_path(h: &Inner, req: &JobRequest, path: &Path) -> Option<PathBuf> {
+    let parent = req.session_dir.parent()?;
+    match path.strip_prefix(parent) {
+        Ok(rest) if path.is_dir() => Some(h.resolved(parent)?.path.join(rest)),
+        _ => std::fs::canonicalize(path).ok(),
+    }
 }
 
 /// The workspace's own mounts, made after the masks (a workspace under /tmp is back in place
@@ -464,11 +475,19 @@ fn workspace_mechanism(workspace: &WorkspaceView) -> String {
 fn keep_paths(req: &JobRequest, h: &Inner) -> Vec<PathBuf> {
     let mut keep: Vec<PathBuf> = [req.session_dir, req.work_dir, req.output_dir, req.tmp_dir]
         .into_iter()
-        .map(Path::to_path_buf)
-        .chain(req.workspace.iter().map(|w| w.path.clone()))
-        .chain(h.config.extra_rw.iter().cloned())
-        .chain(h.config.extra_ro.iter().cloned())
-        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .filter_map(|p| session_path(h, req, p))
+        .chain(
+            req.workspace
+                .iter()
+                .filter_map(|w| std::fs::canonicalize(&w.path).ok()),
+        )
+        .chain(
+            h.config
+                .extra_rw
+                .iter()
+                .chain(&h.config.extra_ro)
+                .filter_map(|p| h.resolved(p).map(|r| r.path)),
+        )
         .collect();
     keep.sort();
     keep.dedup();
@@ -499,14 +518,22 @@ fn masked(mode: &str) -> String {
 }
 
 /// Masks only apply to directories that exist; a symlink (/var/run -> /run) is masked through
-/// its target once.
-fn real_dirs(masks: Vec<(PathBuf, bool, String)>) -> Vec<(PathBuf, bool, String)> {
+/// its target once. The first `fixed` are the host's own directories (/tmp, /run, ...),
+/// resolved once per worker; the rest (hidden paths, other workers' dirs) come and go.
+fn real_dirs(
+    h: &Inner,
+    masks: Vec<(PathBuf, bool, String)>,
+    fixed: usize,
+) -> Vec<(PathBuf, bool, String)> {
     let mut out: Vec<(PathBuf, bool, String)> = Vec::new();
-    for (path, writable, options) in masks {
-        let Ok(real) = std::fs::canonicalize(&path) else {
-            continue;
+    for (index, (path, writable, options)) in masks.into_iter().enumerate() {
+        let real = if index < fixed {
+            h.resolved(&path).filter(|r| r.is_dir).map(|r| r.path)
+        } else {
+            std::fs::canonicalize(&path).ok().filter(|p| p.is_dir())
         };
-        if real.is_dir() && !out.iter().any(|(p, _, _)| *p == real) {
+        let Some(real) = real else { continue };
+        if !out.iter().any(|(p, _, _)| *p == real) {
             out.push((real, writable, options));
         }
     }

@@ -17,23 +17,33 @@ pub enum MountStep {
     Open(usize),
     /// An empty tmpfs over a directory; `writable` grants the job write access inside it.
     Tmpfs {
+        #[serde(with = "crate::sandbox::cbytes")]
         target: CString,
+        #[serde(with = "crate::sandbox::cbytes")]
         options: CString,
         writable: bool,
     },
     /// Creates one prefix of a kept path inside a fresh tmpfs so the bind can land on it.
-    Mkdir(CString),
+    Mkdir(#[serde(with = "crate::sandbox::cbytes")] CString),
     /// Puts a kept path back in place from the handle `Open` took.
     Bind(usize),
     /// Hides a file (no Landlock to do it) behind /dev/null.
-    HideFile(CString),
+    HideFile(#[serde(with = "crate::sandbox::cbytes")] CString),
     /// Binds a path over itself, making it a mount point (which cannot be renamed or removed)
     /// and, with `read_only`, unwritable whatever Landlock grants around it.
-    BindSelf { target: CString, read_only: bool },
+    BindSelf {
+        #[serde(with = "crate::sandbox::cbytes")]
+        target: CString,
+        read_only: bool,
+    },
     /// An overlayfs over a directory; `layers` index the kept handles of the lower layers (top
     /// first), then the upper and the work directory, taken in the new namespace (overlayfs
     /// refuses a layer reached through a mount of another namespace).
-    Overlay { target: CString, layers: Vec<usize> },
+    Overlay {
+        #[serde(with = "crate::sandbox::cbytes")]
+        target: CString,
+        layers: Vec<usize>,
+    },
 }
 
 /// A path that lives under a masked directory and must stay visible (the session itself when

@@ -29,12 +29,20 @@ pub struct WarmJob {
     slot_pidfd: OwnedFd,
     job_pidfd: OwnedFd,
     exit: Mutex<Option<SlotExit>>,
+    /// The slot is pid 1 of the job's PID namespace: its report comes after it killed and
+    /// reaped everything in there.
+    pid_namespace: bool,
     /// Counts the job as running for the pool's sizing until dropped.
     _active: super::pool::Active,
 }
 
 /// Starts the job in `slot`. `fds`: stdin, stdout, stderr, then what `start` announces.
-pub fn launch(slot: Slot, start: &JobStart, fds: &[RawFd]) -> io::Result<WarmJob> {
+pub fn launch(
+    slot: Slot,
+    start: &JobStart,
+    fds: &[RawFd],
+    pid_namespace: bool,
+) -> io::Result<WarmJob> {
     let socket = slot.socket.as_raw_fd();
     wire::send(socket, &wire::StartRef::Start(start), fds)?;
     let mut buffer = Vec::new();
@@ -63,6 +71,7 @@ pub fn launch(slot: Slot, start: &JobStart, fds: &[RawFd]) -> io::Result<WarmJob
         slot_pidfd,
         job_pidfd,
         exit: Mutex::new(None),
+        pid_namespace,
         _active: active,
     })
 }
@@ -126,6 +135,13 @@ impl WarmJob {
         Ok(())
     }
 
+    /// True once the slot reported the job's end from inside its own PID namespace, which it
+    /// had emptied first: no process of the job is left anywhere, so there is nothing to
+    /// kill, and the slot's own exit (its namespaces' teardown) is nobody's wait.
+    pub fn nothing_left(&self) -> bool {
+        self.pid_namespace && crate::sync::lock(&self.exit).is_some_and(|e| e.emptied)
+    }
+
     /// `signal` to the job and its process group, through the slot, which alone knows the
     /// job is not reaped yet. SIGKILL also goes straight to the job's pidfd.
     pub fn signal(&self, signal: libc::c_int) {
@@ -165,7 +181,10 @@ impl WarmJob {
 
 impl Drop for WarmJob {
     fn drop(&mut self) {
-        if !pidfd::exited(self.slot_pidfd.as_raw_fd()) {
+        // The slot exits on its own right after its report; waiting for its namespaces'
+        // teardown (a few hundred microseconds, an RCU grace period among them) would only
+        // delay the answer.
+        if !self.nothing_left() && !pidfd::exited(self.slot_pidfd.as_raw_fd()) {
             self.kill_slot();
             pidfd::wait_readable(self.slot_pidfd.as_raw_fd());
         }

@@ -21,6 +21,7 @@
 mod job;
 mod pidfd;
 mod pool;
+mod priority;
 mod slot;
 mod spawner;
 mod wire;

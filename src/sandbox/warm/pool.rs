@@ -1,6 +1,7 @@
 //! The worker's side of warm slots: the spawner it started, the slots ready per kind, and a
 //! thread that refills them off the jobs' path.
 
+use super::priority::Background;
 use super::spawner::{CONTROL_FD, PARENT_ENV, SPAWNER_ARG};
 use super::wire::{self, FromSlot, MakeSlot, SlotMade};
 use crate::protocol::{SandboxStart, WarmSandboxMetrics};
@@ -79,6 +80,9 @@ pub struct WarmPool {
     state: Mutex<State>,
     wake: Condvar,
     spawner: Mutex<Option<Spawner>>,
+    /// Set where the worker can give a lowered process its priority back: then the spawner
+    /// and the slots it makes ahead run at the lowest priority (see `priority`).
+    background: Option<Background>,
     started_warm: AtomicU64,
     started_on_demand: AtomicU64,
     started_cold: AtomicU64,
@@ -128,6 +132,7 @@ impl WarmPool {
             }),
             wake: Condvar::new(),
             spawner: Mutex::new(None),
+            background: Background::probe(),
             started_warm: AtomicU64::new(0),
             started_on_demand: AtomicU64::new(0),
             started_cold: AtomicU64::new(0),
@@ -154,7 +159,10 @@ impl WarmPool {
                 state.kinds.push(kind);
             }
             while let Some(mut slot) = state.ready.get_mut(&kind).and_then(Vec::pop) {
-                if slot.alive() {
+                // Made at the lowest priority: the job's slot gets the worker's back before the
+                // job reaches it (a slot that cannot get it is not used).
+                let raised = self.background.is_none_or(|b| b.raise(slot.pid).is_ok());
+                if raised && slot.alive() {
                     slot.active = self.activate(kind);
                     state.last_take = Instant::now();
                     self.wake.notify_all();
@@ -225,10 +233,16 @@ impl WarmPool {
     /// memory) is started again after a pause that doubles up to a minute, jobs starting cold
     /// meanwhile.
     fn refill(self: Arc<Self>, exe: PathBuf) {
+        // This thread builds the slots' rulesets and starts the spawner: where the worker can
+        // raise the spawner and its slots back to its own priority, all of it is background
+        // work; elsewhere the spawner must inherit the worker's priority from this thread.
+        if self.background.is_some() {
+            crate::sandbox::background_thread();
+        }
         let mut pause = Duration::from_millis(250);
         let mut ever_up = false;
         loop {
-            match Spawner::start(&exe) {
+            match Spawner::start(&exe, self.background) {
                 Ok(spawner) => {
                     ever_up = true;
                     *crate::sync::lock(&self.spawner) = Some(spawner);
@@ -292,7 +306,7 @@ impl WarmPool {
             let mut asked = Vec::with_capacity(missing);
             let mut spawner_failed = None;
             for _ in 0..missing {
-                match self.ask(kind) {
+                match self.ask(kind, false) {
                     Ok(pending) => asked.push(pending),
                     Err(error) => {
                         spawner_failed = Some(error);
@@ -347,11 +361,11 @@ impl WarmPool {
 
     /// A slot made for a job that found none ready.
     fn make(&self, kind: libc::c_int) -> io::Result<Slot> {
-        self.ask(kind)?.ready()
+        self.ask(kind, true)?.ready()
     }
 
     /// Asks the spawner for a slot of `kind`, joined to a fresh cgroup leaf.
-    fn ask(&self, kind: libc::c_int) -> io::Result<Pending> {
+    fn ask(&self, kind: libc::c_int, urgent: bool) -> io::Result<Pending> {
         let host = self.host.upgrade();
         let leaf = host
             .as_ref()
@@ -371,9 +385,28 @@ impl WarmPool {
                 .as_ref()
                 .ok_or_else(|| io::Error::other("no spawner"))?;
             let control = spawner.control.as_raw_fd();
-            wire::send(control, &MakeSlot { namespaces: kind }, &procs)?;
+            // A slot a job waits for is made at the worker's priority.
+            let urgent = self.background.filter(|_| urgent);
+            let spawner_pid = spawner.process.id() as libc::pid_t;
+            if let Some(background) = urgent {
+                background.raise(spawner_pid)?;
+            }
+            let proc_mount = kind & (libc::CLONE_NEWNS | libc::CLONE_NEWPID)
+                == libc::CLONE_NEWNS | libc::CLONE_NEWPID
+                && host
+                    .as_ref()
+                    .is_some_and(|h| h.mountns() && h.ns.proc_mount.is_ok());
+            let request = MakeSlot {
+                namespaces: kind,
+                proc_mount,
+            };
+            wire::send(control, &request, &procs)?;
             let mut buffer = Vec::new();
-            match wire::receive::<SlotMade>(control, &mut buffer, MsgFlags::empty())? {
+            let answer = wire::receive::<SlotMade>(control, &mut buffer, MsgFlags::empty());
+            if let Some(background) = urgent {
+                background.lower(spawner_pid);
+            }
+            match answer? {
                 Some((SlotMade::Made { pid }, fds)) if fds.len() == 2 => (pid, fds),
                 Some((SlotMade::Failed { errno }, _)) => {
                     return Err(io::Error::from_raw_os_error(errno));
@@ -435,7 +468,7 @@ impl Drop for WarmPool {
 }
 
 impl Spawner {
-    fn start(exe: &std::path::Path) -> io::Result<Spawner> {
+    fn start(exe: &std::path::Path, background: Option<Background>) -> io::Result<Spawner> {
         let (control, theirs) = wire::pair()?;
         let theirs_fd: RawFd = theirs.as_raw_fd();
         let mut command = std::process::Command::new(exe);
@@ -459,6 +492,9 @@ impl Spawner {
         }
         let process = command.spawn()?;
         drop(theirs);
+        if let Some(background) = background {
+            background.lower(process.id() as libc::pid_t);
+        }
         let spawner = Spawner { control, process };
         // A binary that is not the worker (a test harness re-executed by mistake) never says
         // hello; one that hangs is given up after the same bound every later answer gets.

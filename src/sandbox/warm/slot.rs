@@ -7,7 +7,8 @@
 //! Everything a job inherits from the slot is set here: default signal dispositions, an empty
 //! signal mask, no descriptor but its stdio.
 
-use super::wire::{self, FromSlot, JobStart, ToSlot};
+use super::priority;
+use super::wire::{self, FromSlot, JobStart, MakeSlot, ToSlot};
 use crate::sandbox::landlock;
 use crate::sandbox::ns::{self, Keep, MountStep, UserMaps};
 use crate::sandbox::seccomp::Filter;
@@ -22,9 +23,10 @@ pub fn run(
     socket: OwnedFd,
     spawner_pidfd: RawFd,
     maps: &UserMaps,
-    namespaces: libc::c_int,
+    request: &MakeSlot,
     leaf: &[RawFd],
 ) -> ! {
+    let namespaces = request.namespaces;
     // SAFETY: set-up of a fresh single-threaded process.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
@@ -64,6 +66,12 @@ pub fn run(
             Ok(())
         }
     });
+    // The slot's own /proc (its PID namespace's) does not depend on the job: mounted ahead,
+    // after making the mount tree private, which the job's plan then need not do again.
+    let ahead = ready.is_ok()
+        && request.proc_mount
+        && MountStep::MakePrivate.run(&[]).is_ok()
+        && ns::mount_proc().is_ok();
     // Not dumpable: even a job holding CAP_SYS_PTRACE in this user namespace (a root worker
     // maps uid 0) cannot open the slot's memory or descriptors through /proc where no Landlock
     // keeps it out; the job gets its dumpable flag back at exec.
@@ -78,7 +86,7 @@ pub fn run(
         _ => exit(0),
     };
     drop(buffer);
-    match serve(fd, &start, fds, namespaces & libc::CLONE_NEWPID != 0) {
+    match serve(fd, &start, fds, namespaces & libc::CLONE_NEWPID != 0, ahead) {
         Ok(never) => match never {},
         Err(error) => {
             let errno = error.raw_os_error().unwrap_or(libc::EIO);
@@ -101,6 +109,7 @@ fn serve(
     start: &JobStart,
     fds: Vec<OwnedFd>,
     pid_namespace: bool,
+    proc_ahead: bool,
 ) -> io::Result<Never> {
     let mut fds = fds.into_iter();
     let mut next = || {
@@ -120,10 +129,18 @@ fn serve(
         .map(|path| Keep::from_cstring(path.clone()))
         .collect::<Vec<_>>();
     for step in &start.mounts {
-        step.run(&keeps)?;
+        if !(proc_ahead && matches!(step, MountStep::MakePrivate)) {
+            step.run(&keeps)?;
+        }
+    }
+    if proc_ahead && !start.proc_mount {
+        // Never the case today (the pool asks for it exactly where jobs get one); a job that
+        // is not to have its own /proc must not find it.
+        // SAFETY: NUL-terminated path.
+        sys::check_int(unsafe { libc::umount2(c"/proc".as_ptr(), libc::MNT_DETACH) })?;
     }
     if start.proc_mount
-        && ns::mount_proc().is_ok()
+        && (proc_ahead || ns::mount_proc().is_ok())
         && let (Some(ruleset), Some((_, read))) = (&ruleset, start.landlock)
     {
         landlock::add_rule_at(ruleset.as_raw_fd(), c"/proc", read)?;
@@ -179,11 +196,7 @@ fn serve(
         // SAFETY: getpid cannot fail (1 inside our own PID namespace).
         slot: unsafe { libc::getpid() },
     };
-    // SAFETY: fork of a single-threaded process; the child runs async-signal-safe code only.
-    let pid = sys::check_int(unsafe { libc::fork() })?;
-    if pid == 0 {
-        child.run();
-    }
+    let pid = child.spawn()?;
     // SAFETY: closing our copy of the pipe's write end.
     unsafe { libc::close(report[1]) };
     drop(stdio);
@@ -271,6 +284,8 @@ fn watch(socket: RawFd, signalfd: RawFd, job: libc::pid_t, pid_namespace: bool) 
                         },
                         &[],
                     );
+                    // The namespaces' teardown in our exit is nobody's path any more.
+                    priority::lower_self();
                     kill_everything();
                 }
             }
@@ -441,7 +456,40 @@ struct Child<'a> {
     slot: libc::pid_t,
 }
 
+/// Room for the job's set-up code until its exec: a handful of syscalls, no allocation.
+const SPAWN_STACK: usize = 64 * 1024;
+
 impl Child<'_> {
+    /// Starts the job as `posix_spawn` does: a process sharing the slot's memory until its
+    /// exec (`CLONE_VM | CLONE_VFORK`), so no page table is copied and no page faulted in
+    /// again, and the slot sleeps until the exec has happened or failed. The child has its own
+    /// descriptor table, credentials, rlimits and signal state (no `CLONE_FILES`, `CLONE_THREAD`
+    /// or `CLONE_SIGHAND`), so its set-up (dup2, setsid, Landlock, seccomp) stays its own.
+    fn spawn(&self) -> io::Result<libc::pid_t> {
+        extern "C" fn entry(child: *mut libc::c_void) -> libc::c_int {
+            // SAFETY: `spawn` passes a live `Child`; the slot is suspended until the exec.
+            let child = unsafe { &*(child as *const Child) };
+            child.run()
+        }
+        let mut stack = vec![0u8; SPAWN_STACK];
+        // SAFETY: one past the end of the stack buffer, rounded down to 16 bytes as the ABI
+        // wants; the stack grows down into the buffer.
+        let top = unsafe { stack.as_mut_ptr().add(SPAWN_STACK) };
+        let top = (top as usize & !15) as *mut libc::c_void;
+        // SAFETY: the child runs only async-signal-safe code on memory prepared before, and
+        // the slot (single-threaded) does not run until the child has exec'd or exited.
+        let pid = unsafe {
+            libc::clone(
+                entry,
+                top,
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                self as *const Child as *mut libc::c_void,
+            )
+        };
+        drop(stack);
+        sys::check_int(pid)
+    }
+
     fn run(&self) -> ! {
         let errno = match self.prepare() {
             Ok(()) => self.exec.run(),

@@ -52,7 +52,7 @@ pub fn main() -> ! {
         let Ok(Some((request, leaf))) = received else {
             std::process::exit(0)
         };
-        let answer = make_slot(request.namespaces, own, &maps, &leaf);
+        let answer = make_slot(&request, own, &maps, &leaf);
         drop(leaf);
         let sent = match answer {
             Ok((pid, socket, pidfd)) => wire::send(
@@ -77,11 +77,12 @@ pub fn main() -> ! {
 /// Clones a slot into new namespaces; returns its pid, the worker's end of its socket and
 /// its pidfd.
 fn make_slot(
-    namespaces: libc::c_int,
+    request: &MakeSlot,
     own_pidfd: RawFd,
     maps: &UserMaps,
     leaf: &[OwnedFd],
 ) -> std::io::Result<(libc::pid_t, OwnedFd, OwnedFd)> {
+    let namespaces = request.namespaces;
     let (worker_end, slot_end) = wire::pair()?;
     // No namespace at all (profile `none`): a plain child, which still saves the job a fork of
     // the worker and a cgroup migration on its path.
@@ -113,7 +114,7 @@ fn make_slot(
     if pid == 0 {
         drop(worker_end);
         let leaf: Vec<RawFd> = leaf.iter().map(AsRawFd::as_raw_fd).collect();
-        slot::run(slot_end, own_pidfd, maps, namespaces, &leaf);
+        slot::run(slot_end, own_pidfd, maps, request, &leaf);
     }
     drop(slot_end);
     // SAFETY: the descriptor the kernel stored for us.

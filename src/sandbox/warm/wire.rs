@@ -23,6 +23,9 @@ const MAX_FDS: usize = 12;
 pub struct MakeSlot {
     /// `CLONE_NEW*` flags besides the user namespace every slot has.
     pub namespaces: libc::c_int,
+    /// Mount the slot's own /proc ahead (a PID and mount namespace, on a host where a job's
+    /// /proc can be mounted).
+    pub proc_mount: bool,
 }
 
 /// Spawner to worker, with the slot's socket and its pidfd.
@@ -71,14 +74,18 @@ pub enum FromSlot {
 /// and the exec.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct JobStart {
+    #[serde(with = "crate::sandbox::cbytes::list")]
     pub argv: Vec<CString>,
     /// `KEY=value` entries.
+    #[serde(with = "crate::sandbox::cbytes::list")]
     pub env: Vec<CString>,
+    #[serde(with = "crate::sandbox::cbytes")]
     pub cwd: CString,
     /// (resource, soft, hard).
     pub rlimits: Vec<(u32, u64, u64)>,
     pub cpu_set: Option<Vec<usize>>,
     pub mounts: Vec<super::super::ns::MountStep>,
+    #[serde(with = "crate::sandbox::cbytes::list")]
     pub keeps: Vec<CString>,
     pub proc_mount: bool,
     pub nproc: Option<u64>,
