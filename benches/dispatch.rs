@@ -6,7 +6,8 @@
 //! the job's start) and warm (prepared sandboxes kept ready), with the worker's own phase
 //! split and, for the warm rows, how its jobs started and what the idle pool holds.
 //!
-//! `cargo bench --bench dispatch` (BENCH_JOBS=N to change the sample size).
+//! `cargo bench --bench dispatch` (BENCH_JOBS=N to change the sample size; OCW_BENCH_BIN=PATH
+//! measures another build of the binary with the same harness).
 
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{BIN, Client};
+use common::Client;
 
 struct Summary {
     p50: f64,
@@ -220,7 +221,10 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(if benching { 2000 } else { 20 });
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("dispatch bench: {jobs} jobs per row, {cores} CPUs, binary {BIN}");
+    println!(
+        "dispatch bench: {jobs} jobs per row, {cores} CPUs, binary {}",
+        common::worker_binary()
+    );
 
     let (floor_summary, floor_rate) = floor(jobs);
     let bases: Vec<(&str, String)> = {

@@ -12,6 +12,12 @@ use std::process::{Command, Stdio};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_opencode-worker");
 
+/// The binary the client starts: `OCW_BENCH_BIN` names another build to measure with the same
+/// harness (an A/B of two binaries), else the one cargo built with the bench.
+pub fn worker_binary() -> String {
+    std::env::var("OCW_BENCH_BIN").unwrap_or_else(|_| BIN.to_owned())
+}
+
 pub struct Client {
     pub child: std::process::Child,
     rpc: Rpc,
@@ -19,7 +25,7 @@ pub struct Client {
 
 impl Client {
     pub fn start(settings: &[String]) -> Client {
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(worker_binary());
         command.arg("serve").env("RUST_LOG", "error");
         for setting in settings {
             command.arg("--set").arg(setting);
