@@ -15,7 +15,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::sync::Weak;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -83,6 +83,12 @@ pub struct WarmPool {
     /// Set where the worker can give a lowered process its priority back: then the spawner
     /// and the slots it makes ahead run at the lowest priority (see `priority`).
     background: Option<Background>,
+    /// The running spawner's pid (0: none), for raising it without waiting for its lock.
+    spawner_pid: AtomicI32,
+    /// Jobs waiting for a slot to be made: while any does, the spawner runs at the worker's
+    /// priority, including the slot made ahead it may be busy with (which holds the lock the
+    /// waiting job needs: at the lowest priority that would be an inversion).
+    hurried: Mutex<usize>,
     started_warm: AtomicU64,
     started_on_demand: AtomicU64,
     started_cold: AtomicU64,
@@ -133,6 +139,8 @@ impl WarmPool {
             wake: Condvar::new(),
             spawner: Mutex::new(None),
             background: Background::probe(),
+            spawner_pid: AtomicI32::new(0),
+            hurried: Mutex::new(0),
             started_warm: AtomicU64::new(0),
             started_on_demand: AtomicU64::new(0),
             started_cold: AtomicU64::new(0),
@@ -245,6 +253,8 @@ impl WarmPool {
             match Spawner::start(&exe, self.background) {
                 Ok(spawner) => {
                     ever_up = true;
+                    self.spawner_pid
+                        .store(spawner.process.id() as libc::pid_t, Ordering::Relaxed);
                     *crate::sync::lock(&self.spawner) = Some(spawner);
                     crate::sync::lock(&self.state).spawner_up = true;
                     let started = Instant::now();
@@ -379,18 +389,15 @@ impl WarmPool {
             });
         let procs: Vec<RawFd> = leaf.iter().flat_map(|l| l.procs_fds()).collect();
         let leaf = Leaf(leaf.map(|leaf| (leaf, self.host.clone())));
+        // A slot a job waits for is made at the worker's priority, and so is whatever the
+        // spawner is making ahead right now, which the job has to wait for first.
+        let _hurry = urgent.then(|| Hurry::new(self));
         let (pid, mut fds) = {
             let guard = crate::sync::lock(&self.spawner);
             let spawner = guard
                 .as_ref()
                 .ok_or_else(|| io::Error::other("no spawner"))?;
             let control = spawner.control.as_raw_fd();
-            // A slot a job waits for is made at the worker's priority.
-            let urgent = self.background.filter(|_| urgent);
-            let spawner_pid = spawner.process.id() as libc::pid_t;
-            if let Some(background) = urgent {
-                background.raise(spawner_pid)?;
-            }
             let proc_mount = kind & (libc::CLONE_NEWNS | libc::CLONE_NEWPID)
                 == libc::CLONE_NEWNS | libc::CLONE_NEWPID
                 && host
@@ -402,11 +409,7 @@ impl WarmPool {
             };
             wire::send(control, &request, &procs)?;
             let mut buffer = Vec::new();
-            let answer = wire::receive::<SlotMade>(control, &mut buffer, MsgFlags::empty());
-            if let Some(background) = urgent {
-                background.lower(spawner_pid);
-            }
-            match answer? {
+            match wire::receive::<SlotMade>(control, &mut buffer, MsgFlags::empty())? {
                 Some((SlotMade::Made { pid }, fds)) if fds.len() == 2 => (pid, fds),
                 Some((SlotMade::Failed { errno }, _)) => {
                     return Err(io::Error::from_raw_os_error(errno));
@@ -456,6 +459,35 @@ impl Drop for Active {
     fn drop(&mut self) {
         if let Some(active) = self.0.take() {
             active.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Holds the spawner at the worker's priority while jobs wait for a slot to be made.
+struct Hurry<'a>(&'a WarmPool);
+
+impl<'a> Hurry<'a> {
+    fn new(pool: &'a WarmPool) -> Hurry<'a> {
+        let mut waiting = crate::sync::lock(&pool.hurried);
+        if *waiting == 0
+            && let Some(background) = pool.background
+        {
+            let _ = background.raise(pool.spawner_pid.load(Ordering::Relaxed));
+        }
+        *waiting += 1;
+        Hurry(pool)
+    }
+}
+
+impl Drop for Hurry<'_> {
+    fn drop(&mut self) {
+        let pool = self.0;
+        let mut waiting = crate::sync::lock(&pool.hurried);
+        *waiting -= 1;
+        if *waiting == 0
+            && let Some(background) = pool.background
+        {
+            background.lower(pool.spawner_pid.load(Ordering::Relaxed));
         }
     }
 }

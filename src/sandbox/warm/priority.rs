@@ -40,12 +40,12 @@ impl Background {
 
     /// Puts `pid` at the lowest priority.
     pub fn lower(&self, pid: libc::pid_t) {
-        let _ = set_nice(pid, BACKGROUND_NICE.max(self.nice));
+        let _ = set_other_nice(pid, BACKGROUND_NICE.max(self.nice));
     }
 
     /// Gives `pid` the worker's priority back.
     pub fn raise(&self, pid: libc::pid_t) -> io::Result<()> {
-        set_nice(pid, self.nice)
+        set_other_nice(pid, self.nice)
     }
 }
 
@@ -63,6 +63,14 @@ fn nice() -> Option<libc::c_int> {
         let nice = libc::getpriority(libc::PRIO_PROCESS, 0);
         (nice != -1 || *libc::__errno_location() == 0).then_some(nice)
     }
+}
+
+/// Another process's nice value; never the caller's own (`setpriority` reads pid 0 as "me").
+fn set_other_nice(pid: libc::pid_t, nice: libc::c_int) -> io::Result<()> {
+    if pid <= 0 {
+        return Err(io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    set_nice(pid, nice)
 }
 
 fn set_nice(pid: libc::pid_t, nice: libc::c_int) -> io::Result<()> {
