@@ -269,7 +269,7 @@ fn main() {
         let mut variants = Vec::new();
         for (label, base) in &bases {
             variants.push((
-                format!("argv /bin/true, isolation none ({label})"),
+                format!("argv /bin/true, isolation none, warm ({label})"),
                 base.clone(),
                 vec!["isolation.profile=\"none\""],
                 job(&["/bin/true"]),

@@ -168,9 +168,9 @@ impl WarmPool {
             }
             while let Some(mut slot) = state.ready.get_mut(&kind).and_then(Vec::pop) {
                 // Made at the lowest priority: the job's slot gets the worker's back before the
-                // job reaches it (a slot that cannot get it is not used).
-                let raised = self.background.is_none_or(|b| b.raise(slot.pid).is_ok());
-                if raised && slot.alive() {
+                // job reaches it (a slot that cannot get it is not used). Alive first: its pid
+                // is only its own while it lives.
+                if slot.alive() && self.background.is_none_or(|b| b.raise(slot.pid).is_ok()) {
                     slot.active = self.activate(kind);
                     state.last_take = Instant::now();
                     self.wake.notify_all();
