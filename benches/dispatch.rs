@@ -203,7 +203,7 @@ fn warm_pool(client: &mut Client) -> String {
 
 fn row(name: &str, summary: &Summary, rate: f64, floor: &Summary) {
     println!(
-        "| {name:<55} | {:>7.3} | {:>7.3} | {:>7.3} | {:>8.0} | {:>9.3} | {:>8.2}x |",
+        "| {name:<62} | {:>7.3} | {:>7.3} | {:>7.3} | {:>8.0} | {:>9.3} | {:>8.2}x |",
         summary.p50,
         summary.p90,
         summary.p99,
@@ -240,12 +240,12 @@ fn main() {
 
     println!();
     println!(
-        "| {:<55} | p50 ms  | p90 ms  | p99 ms  | jobs/s   | floor p50 | p50/floor |",
+        "| {:<62} | p50 ms  | p90 ms  | p99 ms  | jobs/s   | floor p50 | p50/floor |",
         "variant (worker rows: each job beside one bare spawn)"
     );
     println!(
         "|{}|---------|---------|---------|----------|-----------|-----------|",
-        "-".repeat(57)
+        "-".repeat(64)
     );
     row(
         "floor: Command::new(\"/bin/true\").status()",
@@ -341,7 +341,7 @@ fn main() {
         if index == 0 {
             let status = status_round_trip(&mut client, jobs);
             println!(
-                "| {:<55} | {:>7.3} | {:>7.3} | {:>7.3} | {:>8} | {:>9} | {:>9} |",
+                "| {:<62} | {:>7.3} | {:>7.3} | {:>7.3} | {:>8} | {:>9} | {:>9} |",
                 "worker_get_status round trip", status.p50, status.p90, status.p99, "-", "-", "-"
             );
         }

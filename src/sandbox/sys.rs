@@ -83,9 +83,9 @@ pub(super) fn no_new_privs() -> io::Result<()> {
     check_int(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).map(drop)
 }
 
-/// Puts the calling thread at the lowest priority: for the worker's threads that only work
-/// ahead or clean up after (making cgroup leaves and rulesets ahead, removing session dirs),
-/// so they never delay a job's path. Lowering needs no privilege.
+/// Puts the calling thread at the lowest priority: for work that only prepares ahead or
+/// cleans up after (the cgroup keeper, the session janitor, a slot's own teardown), so it
+/// never delays a job's path. Lowering needs no privilege.
 pub fn background_thread() {
     // SAFETY: gettid and setpriority on the calling thread (Linux nice values are per thread).
     unsafe {

@@ -21,7 +21,6 @@
 mod job;
 mod pidfd;
 mod pool;
-mod priority;
 mod slot;
 mod spawner;
 mod wire;

@@ -1,7 +1,6 @@
 //! The worker's side of warm slots: the spawner it started, the slots ready per kind, and a
 //! thread that refills them off the jobs' path.
 
-use super::priority::Background;
 use super::spawner::{CONTROL_FD, PARENT_ENV, SPAWNER_ARG};
 use super::wire::{self, FromSlot, MakeSlot, SlotMade};
 use crate::protocol::{SandboxStart, WarmSandboxMetrics};
@@ -15,7 +14,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::sync::Weak;
-use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -80,15 +79,6 @@ pub struct WarmPool {
     state: Mutex<State>,
     wake: Condvar,
     spawner: Mutex<Option<Spawner>>,
-    /// Set where the worker can give a lowered process its priority back: then the spawner
-    /// and the slots it makes ahead run at the lowest priority (see `priority`).
-    background: Option<Background>,
-    /// The running spawner's pid (0: none), for raising it without waiting for its lock.
-    spawner_pid: AtomicI32,
-    /// Jobs waiting for a slot to be made: while any does, the spawner runs at the worker's
-    /// priority, including the slot made ahead it may be busy with (which holds the lock the
-    /// waiting job needs: at the lowest priority that would be an inversion).
-    hurried: Mutex<usize>,
     started_warm: AtomicU64,
     started_on_demand: AtomicU64,
     started_cold: AtomicU64,
@@ -138,9 +128,6 @@ impl WarmPool {
             }),
             wake: Condvar::new(),
             spawner: Mutex::new(None),
-            background: Background::probe(),
-            spawner_pid: AtomicI32::new(0),
-            hurried: Mutex::new(0),
             started_warm: AtomicU64::new(0),
             started_on_demand: AtomicU64::new(0),
             started_cold: AtomicU64::new(0),
@@ -167,10 +154,7 @@ impl WarmPool {
                 state.kinds.push(kind);
             }
             while let Some(mut slot) = state.ready.get_mut(&kind).and_then(Vec::pop) {
-                // Made at the lowest priority: the job's slot gets the worker's back before the
-                // job reaches it (a slot that cannot get it is not used). Alive first: its pid
-                // is only its own while it lives.
-                if slot.alive() && self.background.is_none_or(|b| b.raise(slot.pid).is_ok()) {
+                if slot.alive() {
                     slot.active = self.activate(kind);
                     state.last_take = Instant::now();
                     self.wake.notify_all();
@@ -241,20 +225,12 @@ impl WarmPool {
     /// memory) is started again after a pause that doubles up to a minute, jobs starting cold
     /// meanwhile.
     fn refill(self: Arc<Self>, exe: PathBuf) {
-        // This thread builds the slots' rulesets and starts the spawner: where the worker can
-        // raise the spawner and its slots back to its own priority, all of it is background
-        // work; elsewhere the spawner must inherit the worker's priority from this thread.
-        if self.background.is_some() {
-            crate::sandbox::background_thread();
-        }
         let mut pause = Duration::from_millis(250);
         let mut ever_up = false;
         loop {
-            match Spawner::start(&exe, self.background) {
+            match Spawner::start(&exe) {
                 Ok(spawner) => {
                     ever_up = true;
-                    self.spawner_pid
-                        .store(spawner.process.id() as libc::pid_t, Ordering::Relaxed);
                     *crate::sync::lock(&self.spawner) = Some(spawner);
                     crate::sync::lock(&self.state).spawner_up = true;
                     let started = Instant::now();
@@ -316,7 +292,7 @@ impl WarmPool {
             let mut asked = Vec::with_capacity(missing);
             let mut spawner_failed = None;
             for _ in 0..missing {
-                match self.ask(kind, false) {
+                match self.ask(kind) {
                     Ok(pending) => asked.push(pending),
                     Err(error) => {
                         spawner_failed = Some(error);
@@ -371,11 +347,11 @@ impl WarmPool {
 
     /// A slot made for a job that found none ready.
     fn make(&self, kind: libc::c_int) -> io::Result<Slot> {
-        self.ask(kind, true)?.ready()
+        self.ask(kind)?.ready()
     }
 
     /// Asks the spawner for a slot of `kind`, joined to a fresh cgroup leaf.
-    fn ask(&self, kind: libc::c_int, urgent: bool) -> io::Result<Pending> {
+    fn ask(&self, kind: libc::c_int) -> io::Result<Pending> {
         let host = self.host.upgrade();
         let leaf = host
             .as_ref()
@@ -389,9 +365,6 @@ impl WarmPool {
             });
         let procs: Vec<RawFd> = leaf.iter().flat_map(|l| l.procs_fds()).collect();
         let leaf = Leaf(leaf.map(|leaf| (leaf, self.host.clone())));
-        // A slot a job waits for is made at the worker's priority, and so is whatever the
-        // spawner is making ahead right now, which the job has to wait for first.
-        let _hurry = urgent.then(|| Hurry::new(self));
         let (pid, mut fds) = {
             let guard = crate::sync::lock(&self.spawner);
             let spawner = guard
@@ -463,35 +436,6 @@ impl Drop for Active {
     }
 }
 
-/// Holds the spawner at the worker's priority while jobs wait for a slot to be made.
-struct Hurry<'a>(&'a WarmPool);
-
-impl<'a> Hurry<'a> {
-    fn new(pool: &'a WarmPool) -> Hurry<'a> {
-        let mut waiting = crate::sync::lock(&pool.hurried);
-        if *waiting == 0
-            && let Some(background) = pool.background
-        {
-            let _ = background.raise(pool.spawner_pid.load(Ordering::Relaxed));
-        }
-        *waiting += 1;
-        Hurry(pool)
-    }
-}
-
-impl Drop for Hurry<'_> {
-    fn drop(&mut self) {
-        let pool = self.0;
-        let mut waiting = crate::sync::lock(&pool.hurried);
-        *waiting -= 1;
-        if *waiting == 0
-            && let Some(background) = pool.background
-        {
-            background.lower(pool.spawner_pid.load(Ordering::Relaxed));
-        }
-    }
-}
-
 impl Drop for WarmPool {
     fn drop(&mut self) {
         crate::sync::lock(&self.state).closed = true;
@@ -500,7 +444,7 @@ impl Drop for WarmPool {
 }
 
 impl Spawner {
-    fn start(exe: &std::path::Path, background: Option<Background>) -> io::Result<Spawner> {
+    fn start(exe: &std::path::Path) -> io::Result<Spawner> {
         let (control, theirs) = wire::pair()?;
         let theirs_fd: RawFd = theirs.as_raw_fd();
         let mut command = std::process::Command::new(exe);
@@ -524,9 +468,6 @@ impl Spawner {
         }
         let process = command.spawn()?;
         drop(theirs);
-        if let Some(background) = background {
-            background.lower(process.id() as libc::pid_t);
-        }
         let spawner = Spawner { control, process };
         // A binary that is not the worker (a test harness re-executed by mistake) never says
         // hello; one that hangs is given up after the same bound every later answer gets.

@@ -7,7 +7,6 @@
 //! Everything a job inherits from the slot is set here: default signal dispositions, an empty
 //! signal mask, no descriptor but its stdio.
 
-use super::priority;
 use super::wire::{self, FromSlot, JobStart, MakeSlot, ToSlot};
 use crate::sandbox::landlock;
 use crate::sandbox::ns::{self, Keep, MountStep, UserMaps};
@@ -284,8 +283,9 @@ fn watch(socket: RawFd, signalfd: RawFd, job: libc::pid_t, pid_namespace: bool) 
                         },
                         &[],
                     );
-                    // The namespaces' teardown in our exit is nobody's path any more.
-                    priority::lower_self();
+                    // The namespaces' teardown in our exit is nobody's path any more: at the
+                    // lowest priority (lowering needs no privilege).
+                    crate::sandbox::background_thread();
                     kill_everything();
                 }
             }
