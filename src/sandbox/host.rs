@@ -271,6 +271,12 @@ impl Inner {
         self.can_unshare() && self.ns.mount.is_ok()
     }
 
+    /// A job with its own PID namespace gets its own /proc (a cold start mounts it in the
+    /// child, a warm slot ahead of its job).
+    pub fn own_proc(&self) -> bool {
+        self.mountns() && self.ns.proc_mount.is_ok()
+    }
+
     pub fn netns(&self) -> bool {
         self.can_unshare() && self.ns.net.is_ok()
     }

@@ -196,9 +196,7 @@ impl Cgroups {
     /// Applies a job's limits to a leaf taken with `take_unconfigured`: only those that differ
     /// from what the leaf was made with.
     pub fn configure_taken(&self, mut slot: Slot, limits: Limits) -> io::Result<(Slot, Baseline)> {
-        if let Ok(mut expected) = self.shared.expected.lock() {
-            *expected = limits;
-        }
+        *crate::sync::lock(&self.shared.expected) = limits;
         match configure(&self.layout, &slot, slot.applied, limits) {
             Ok(()) => {
                 slot.applied = Some(limits);
@@ -301,7 +299,7 @@ fn create(shared: &Shared) -> io::Result<Slot> {
         match create_named(&shared.layout, &name) {
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => last = error,
             Ok(mut slot) => {
-                let expected = shared.expected.lock().map(|e| *e).unwrap_or_default();
+                let expected = *crate::sync::lock(&shared.expected);
                 // A leaf whose limits could not all be written is still fresh: the job's
                 // own configure writes every one (and reports a failure) on its path.
                 slot.applied = configure(&shared.layout, &slot, slot.applied, expected)
@@ -364,12 +362,11 @@ fn v2_has(l: &Layout, f: fn(&V2) -> bool) -> bool {
     l.v2.as_ref().is_some_and(f)
 }
 
-/// Writes only the limits the job has: a fresh leaf has none, so `None` costs no write.
 /// Moves a leaf's limits from `from` (what is written now; a fresh leaf has none, `None` is
 /// unknown) to `to`, writing only what differs; a limit dropped goes back to "no limit".
 fn configure(l: &Layout, slot: &Slot, from: Option<Limits>, to: Limits) -> io::Result<()> {
     let differs = |field: fn(&Limits) -> Option<u64>| from.is_none_or(|f| field(&f) != field(&to));
-    if differs(|l| l.memory) {
+    if differs(|limits| limits.memory) {
         let bytes = to.memory.map(|b| b.to_string());
         match slot.controller(l, Controller::Memory) {
             Some((dir, true)) => {
@@ -384,7 +381,7 @@ fn configure(l: &Layout, slot: &Slot, from: Option<Limits>, to: Limits) -> io::R
             None => {}
         }
     }
-    if differs(|l| l.pids)
+    if differs(|limits| limits.pids)
         && let Some((dir, _)) = slot.controller(l, Controller::Pids)
     {
         let pids = to.pids.map_or_else(|| "max".to_owned(), |n| n.to_string());

@@ -225,7 +225,7 @@ impl Plan<'_, '_> {
         }
         if self.use_pidns {
             child.pid_namespace = true;
-            child.proc_mount = h.mountns() && h.ns.proc_mount.is_ok();
+            child.proc_mount = h.own_proc();
         }
     }
 

@@ -373,9 +373,7 @@ impl WarmPool {
             let control = spawner.control.as_raw_fd();
             let proc_mount = kind & (libc::CLONE_NEWNS | libc::CLONE_NEWPID)
                 == libc::CLONE_NEWNS | libc::CLONE_NEWPID
-                && host
-                    .as_ref()
-                    .is_some_and(|h| h.mountns() && h.ns.proc_mount.is_ok());
+                && host.as_ref().is_some_and(|h| h.own_proc());
             let request = MakeSlot {
                 namespaces: kind,
                 proc_mount,
